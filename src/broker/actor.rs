@@ -1,0 +1,416 @@
+//! The broker actor: batching clock, history, fan-out, and eviction of jammed sessions.
+//!
+//! Mailbox: bounded at [`MAILBOX_CAPACITY`]. The simulation sends with `try_send` and
+//! holds its own outbox when the broker is behind (so the producer slows down instead of
+//! items being lost); sessions' `Leave` uses `do_send`, bounded by one per session.
+//!
+//! Fan-out uses `try_send` to each session's bounded mailbox (`session.outbound_queue`).
+//! Slow-consumer policy: a session whose mailbox is full is evicted (its socket shut down,
+//! its slot freed); it may reconnect and `resume` from history. Nobody is ever buffered
+//! without bound, and one slow client never delays the others.
+
+use super::batcher::{Batch, Batcher};
+use super::history::{History, Lookup};
+use super::pool::ConnHandle;
+use super::{
+    Deliver, JoinSession, Leave, Publish, RequestSnapshot, ResumeFrom, SessionId, SetTopics,
+    SnapshotRoute,
+};
+use crate::clock;
+use crate::metrics::Metrics;
+use crate::protocol::{Envelope, Snapshot};
+use crate::session::subscriptions::TopicSet;
+use actix::prelude::*;
+use bytestring::ByteString;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Broker mailbox bound: about 100 s of ticks at 10 Hz plus control messages. When full,
+/// the simulation holds its items in its outbox and pauses ticking (see `sim::actor`).
+pub const MAILBOX_CAPACITY: usize = 1024;
+
+/// Tunables, from `[broker]` and `[session]`.
+#[derive(Debug, Clone)]
+pub struct BrokerSettings {
+    pub max_batch_size: usize,
+    pub max_batch_wait: Duration,
+    pub history_size: usize,
+    /// A joined session silent for longer than this is evicted by the sweep, even when
+    /// its own actor is frozen behind a jammed socket.
+    pub client_timeout: Duration,
+}
+
+struct Member {
+    deliver: Recipient<Deliver>,
+    conn: Option<ConnHandle>,
+    last_seen: Arc<AtomicU64>,
+    topics: TopicSet,
+    /// Seq of the snapshot the session joined at: it received every batch after it live.
+    join_seq: u64,
+}
+
+/// Why a session is removed by the broker (metric label).
+#[derive(Debug, Clone, Copy)]
+enum Eviction {
+    /// Its mailbox was full: it does not keep up.
+    Slow,
+    /// Silent past `client_timeout`.
+    Timeout,
+}
+
+impl Eviction {
+    fn label(self) -> &'static str {
+        match self {
+            Eviction::Slow => "slow",
+            Eviction::Timeout => "timeout",
+        }
+    }
+}
+
+pub struct Broker {
+    settings: BrokerSettings,
+    batcher: Batcher,
+    history: History,
+    members: BTreeMap<SessionId, Member>,
+    /// Sessions grouped by equal topic sets: one serialization per group per batch.
+    groups: HashMap<TopicSet, BTreeMap<SessionId, Recipient<Deliver>>>,
+    /// Topics or resume requests that arrived before the session's join was processed
+    /// (the join travels through the simulation, the others come directly).
+    early_topics: BTreeMap<SessionId, TopicSet>,
+    early_resume: BTreeMap<SessionId, u64>,
+    flush_timer: Option<SpawnHandle>,
+    sim: Recipient<RequestSnapshot>,
+    metrics: Arc<Metrics>,
+    /// Latest seq, readable by sessions for `welcome` without a round trip.
+    latest_seq: Arc<AtomicU64>,
+}
+
+impl Broker {
+    pub fn new(
+        settings: BrokerSettings,
+        last_seq: u64,
+        sim: Recipient<RequestSnapshot>,
+        metrics: Arc<Metrics>,
+        latest_seq: Arc<AtomicU64>,
+    ) -> Self {
+        latest_seq.store(last_seq, Ordering::Release);
+        Broker {
+            batcher: Batcher::new(settings.max_batch_size, last_seq),
+            history: History::new(settings.history_size, last_seq),
+            settings,
+            members: BTreeMap::new(),
+            groups: HashMap::new(),
+            early_topics: BTreeMap::new(),
+            early_resume: BTreeMap::new(),
+            flush_timer: None,
+            sim,
+            metrics,
+            latest_seq,
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.flush_timer.take() {
+            ctx.cancel_future(handle);
+        }
+        if let Some(batch) = self.batcher.flush() {
+            self.broadcast(batch);
+        }
+    }
+
+    /// Delivers one batch to every member and records it in the history.
+    fn broadcast(&mut self, batch: Batch) {
+        let batch = Arc::new(batch);
+        self.metrics.batches.inc();
+        self.metrics.items.inc_by(batch.items.len() as u64);
+        let mut sent = 0u64;
+        let mut dropped: Vec<(SessionId, Option<Eviction>)> = Vec::new();
+        for (topics, group) in &self.groups {
+            let frame = batch.encode(topics);
+            for (id, deliver) in group {
+                match deliver.try_send(Deliver {
+                    frame: frame.clone(),
+                }) {
+                    Ok(()) => sent += 1,
+                    Err(SendError::Full(_)) => dropped.push((*id, Some(Eviction::Slow))),
+                    Err(SendError::Closed(_)) => dropped.push((*id, None)),
+                }
+            }
+        }
+        self.metrics.messages_sent.inc_by(sent);
+        self.latest_seq.store(batch.seq, Ordering::Release);
+        self.metrics.seq.set(batch.seq as i64);
+        self.history.push(batch);
+        for (id, why) in dropped {
+            self.remove(id, why);
+        }
+    }
+
+    /// Removes a member; with a reason, also shuts its socket down so that a frozen
+    /// session (actix-web#2441) ends and frees its pool slot.
+    fn remove(&mut self, id: SessionId, why: Option<Eviction>) {
+        self.early_topics.remove(&id);
+        self.early_resume.remove(&id);
+        let Some(member) = self.members.remove(&id) else {
+            return;
+        };
+        if let Some(group) = self.groups.get_mut(&member.topics) {
+            group.remove(&id);
+            if group.is_empty() {
+                self.groups.remove(&member.topics);
+            }
+        }
+        if let Some(why) = why {
+            let shut = member.conn.map(|c| c.shutdown()).unwrap_or(false);
+            log::info!(
+                "session {id} evicted ({}); socket shut down: {shut}",
+                why.label()
+            );
+            self.metrics
+                .evictions
+                .with_label_values(&[why.label()])
+                .inc();
+        }
+    }
+
+    fn send_to(&mut self, id: SessionId, frame: ByteString) {
+        let Some(member) = self.members.get(&id) else {
+            return;
+        };
+        match member.deliver.try_send(Deliver { frame }) {
+            Ok(()) => self.metrics.messages_sent.inc(),
+            Err(SendError::Full(_)) => self.remove(id, Some(Eviction::Slow)),
+            Err(SendError::Closed(_)) => self.remove(id, None),
+        }
+    }
+
+    fn join(&mut self, join: JoinSession, snapshot_frame: ByteString, seq: u64) {
+        let JoinSession {
+            session,
+            deliver,
+            conn,
+            last_seen,
+            topics,
+        } = join;
+        let topics = self.early_topics.remove(&session).unwrap_or(topics);
+        self.groups
+            .entry(topics.clone())
+            .or_default()
+            .insert(session, deliver.clone());
+        self.members.insert(
+            session,
+            Member {
+                deliver,
+                conn,
+                last_seen,
+                topics,
+                join_seq: seq,
+            },
+        );
+        self.send_to(session, snapshot_frame);
+        if let Some(last_seq) = self.early_resume.remove(&session) {
+            self.resume(session, last_seq);
+        }
+    }
+
+    fn resume(&mut self, id: SessionId, last_seq: u64) {
+        let Some(member) = self.members.get(&id) else {
+            return;
+        };
+        // Batches after `join_seq` reached this session live; the ones it may have
+        // missed are those in (last_seq, join_seq].
+        let latest = self.history.last_seq();
+        let lookup = if last_seq > latest {
+            Lookup::Resync
+        } else if last_seq >= member.join_seq {
+            Lookup::Batches(Vec::new())
+        } else {
+            self.history.range(last_seq, member.join_seq)
+        };
+        match lookup {
+            Lookup::Batches(batches) => {
+                let topics = member.topics.clone();
+                for b in batches {
+                    self.send_to(id, b.encode(&topics));
+                }
+            }
+            Lookup::Resync => {
+                let route = SnapshotRoute::Resync { session: id };
+                if let Err(e) = self.sim.try_send(RequestSnapshot { route }) {
+                    log::warn!("resync for session {id} not requested: {e}");
+                }
+            }
+        }
+    }
+
+    fn encode_snapshot(snapshot: &Snapshot) -> ByteString {
+        ByteString::from(Envelope::new("snapshot", snapshot).to_json())
+    }
+
+    fn route_snapshot(&mut self, mut snapshot: Snapshot, route: SnapshotRoute) {
+        let seq = self.batcher.last_seq();
+        snapshot.seq = seq;
+        match route {
+            SnapshotRoute::Join(join) => {
+                let frame = Self::encode_snapshot(&snapshot);
+                self.join(join, frame, seq);
+            }
+            SnapshotRoute::Reply { deliver, id } => {
+                let mut result = serde_json::to_value(&snapshot).unwrap_or(Value::Null);
+                if let Value::Object(map) = &mut result {
+                    map.insert("ok".into(), json!(true));
+                }
+                let reply = Envelope::new("reply", result)
+                    .with_id(id.as_ref())
+                    .to_json();
+                let snap = Envelope::new("snapshot", &snapshot)
+                    .with_id(id.as_ref())
+                    .to_json();
+                for frame in [reply, snap] {
+                    if deliver
+                        .try_send(Deliver {
+                            frame: frame.into(),
+                        })
+                        .is_ok()
+                    {
+                        self.metrics.messages_sent.inc();
+                    }
+                }
+            }
+            SnapshotRoute::Resync { session } => {
+                snapshot.resync = true;
+                let frame = Self::encode_snapshot(&snapshot);
+                self.send_to(session, frame);
+            }
+            SnapshotRoute::Everyone => {
+                snapshot.resync = true;
+                let frame = Self::encode_snapshot(&snapshot);
+                let ids: Vec<SessionId> = self.members.keys().copied().collect();
+                for id in ids {
+                    self.send_to(id, frame.clone());
+                }
+            }
+            SnapshotRoute::Http { reply } => {
+                let _ = reply.send(Envelope::new("snapshot", &snapshot).to_json());
+            }
+        }
+    }
+
+    /// Evicts joined sessions silent past `client_timeout`. This runs in the broker, not
+    /// in the session, because a session behind a jammed socket is not polled at all.
+    fn sweep(&mut self) {
+        let now = clock::now_ms();
+        let limit = self.settings.client_timeout.as_millis() as u64;
+        let stale: Vec<SessionId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| now.saturating_sub(m.last_seen.load(Ordering::Acquire)) > limit)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            self.remove(id, Some(Eviction::Timeout));
+        }
+    }
+}
+
+impl Actor for Broker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        let every = (self.settings.client_timeout / 8)
+            .clamp(Duration::from_millis(50), Duration::from_millis(1000));
+        ctx.run_interval(every, |this, _| this.sweep());
+    }
+}
+
+impl Handler<Publish> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) {
+        match msg {
+            Publish::Items { items, end_of_tick } => {
+                for batch in self.batcher.push(items) {
+                    self.broadcast(batch);
+                }
+                if end_of_tick {
+                    self.flush(ctx);
+                } else if self.batcher.pending() > 0 && self.flush_timer.is_none() {
+                    let wait = self.settings.max_batch_wait;
+                    self.flush_timer = Some(ctx.run_later(wait, |this, ctx| {
+                        this.flush_timer = None;
+                        this.flush(ctx);
+                    }));
+                }
+            }
+            Publish::Snapshot { snapshot, route } => {
+                // Items published before this snapshot are reflected in it: flush them so
+                // that the snapshot's seq covers them.
+                self.flush(ctx);
+                self.route_snapshot(*snapshot, route);
+            }
+        }
+    }
+}
+
+impl Handler<SetTopics> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetTopics, _: &mut Self::Context) {
+        let Some(member) = self.members.get_mut(&msg.session) else {
+            self.early_topics.insert(msg.session, msg.topics);
+            return;
+        };
+        if member.topics == msg.topics {
+            return;
+        }
+        let old = std::mem::replace(&mut member.topics, msg.topics.clone());
+        let deliver = member.deliver.clone();
+        if let Some(group) = self.groups.get_mut(&old) {
+            group.remove(&msg.session);
+            if group.is_empty() {
+                self.groups.remove(&old);
+            }
+        }
+        self.groups
+            .entry(msg.topics)
+            .or_default()
+            .insert(msg.session, deliver);
+    }
+}
+
+impl Handler<ResumeFrom> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: ResumeFrom, _: &mut Self::Context) {
+        if self.members.contains_key(&msg.session) {
+            self.resume(msg.session, msg.last_seq);
+        } else {
+            self.early_resume.insert(msg.session, msg.last_seq);
+        }
+    }
+}
+
+impl Handler<Leave> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Leave, _: &mut Self::Context) {
+        self.remove(msg.session, None);
+    }
+}
+
+/// Test and metrics hook: how many sessions the broker delivers to.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CountMembers;
+
+impl Handler<CountMembers> for Broker {
+    type Result = usize;
+
+    fn handle(&mut self, _: CountMembers, _: &mut Self::Context) -> usize {
+        self.members.len()
+    }
+}

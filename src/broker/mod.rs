@@ -1,0 +1,114 @@
+//! The broker: turns the simulation's items into numbered batches and delivers them.
+//!
+//! Two halves joined by one narrow interface, the [`Publish`] stream:
+//! - *produce* — the simulation sends `Publish` messages (items, snapshots) in order;
+//!   the [`batcher`] cuts batches and stamps `seq`, the [`history`] keeps them for
+//!   `resume`;
+//! - *deliver* — the [`actor`] serializes each batch once per distinct topic set and
+//!   hands the shared bytes to every session through the bounded [`pool`].
+//!
+//! A future gateway node is the deliver half fed from a NATS subscription of the same
+//! `Publish` stream instead of a local simulation.
+
+pub mod actor;
+pub mod batcher;
+pub mod history;
+pub mod pool;
+
+pub use actor::{Broker, BrokerSettings};
+
+use crate::protocol::{Item, Snapshot};
+use crate::session::subscriptions::TopicSet;
+use actix::prelude::*;
+use bytestring::ByteString;
+use pool::ConnHandle;
+use serde_json::Value;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+/// Identifies a session; a counter, unique within one server run.
+pub type SessionId = u64;
+
+/// Producer → broker, in order. Everything the simulation emits goes through here, so
+/// a snapshot is stamped with a `seq` only after every item it reflects.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub enum Publish {
+    /// Items of one tick (`end_of_tick`: flush now) or of one command.
+    Items { items: Vec<Item>, end_of_tick: bool },
+    /// A world snapshot to stamp with the current `seq` and route.
+    Snapshot {
+        snapshot: Box<Snapshot>,
+        route: SnapshotRoute,
+    },
+}
+
+/// Where a snapshot goes once the broker has stamped it.
+#[derive(Debug)]
+pub enum SnapshotRoute {
+    /// A newly authenticated session: send it the snapshot, then every later batch.
+    Join(JoinSession),
+    /// Answer to the `snapshot` command: a `reply` and then the `snapshot`, both with `id`.
+    Reply {
+        deliver: Recipient<Deliver>,
+        id: Option<Value>,
+    },
+    /// A session whose `resume` seq is older than the history.
+    Resync { session: SessionId },
+    /// Every joined session (after `reset`), with `resync: true`.
+    Everyone,
+    /// `GET /api/snapshot`: the serialized `snapshot` object.
+    Http {
+        reply: tokio::sync::oneshot::Sender<String>,
+    },
+}
+
+/// What the broker needs to deliver to, watch, and if need be evict a session.
+#[derive(Debug)]
+pub struct JoinSession {
+    pub session: SessionId,
+    pub deliver: Recipient<Deliver>,
+    pub conn: Option<ConnHandle>,
+    /// Milliseconds (see [`crate::clock`]) of the session's last inbound frame.
+    pub last_seen: Arc<AtomicU64>,
+    pub topics: TopicSet,
+}
+
+/// Broker → session: one serialized frame to write as-is. Cloning the bytes is a
+/// reference-count increment, so one serialization serves every receiver.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Deliver {
+    pub frame: ByteString,
+}
+
+/// Session → broker: the session's whole topic set after a subscribe/unsubscribe.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct SetTopics {
+    pub session: SessionId,
+    pub topics: TopicSet,
+}
+
+/// Session → broker: send the batches after `last_seq` that this session missed.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ResumeFrom {
+    pub session: SessionId,
+    pub last_seq: u64,
+}
+
+/// Session → broker: the session is gone; forget it. Sent once, from the session's
+/// `stopped` (the one place a session unregisters).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Leave {
+    pub session: SessionId,
+}
+
+/// Anyone → simulation: build a snapshot and publish it along `route`.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct RequestSnapshot {
+    pub route: SnapshotRoute,
+}

@@ -1,0 +1,16 @@
+//! A monotonic millisecond clock shared by sessions and the broker.
+//!
+//! Sessions store "last frame seen at" as milliseconds in an `AtomicU64` that the
+//! broker reads when it sweeps for jammed clients; an `Instant` cannot live in an
+//! atomic, so both sides measure from one process-wide epoch.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+/// Milliseconds since the first call in this process (monotonic).
+pub fn now_ms() -> u64 {
+    let epoch = EPOCH.get_or_init(Instant::now);
+    epoch.elapsed().as_millis() as u64
+}

@@ -1,0 +1,347 @@
+//! Server configuration: a serde `Config` read from TOML, with every key defaulted.
+//!
+//! The shipped `config/default.toml` is embedded in the binary (so a fresh clone runs
+//! with no files around it) and documents every key. A file given with `--config`
+//! overrides it key by key; CLI flags override the file. Validation returns a
+//! [`ConfigError`] naming the key and the problem, never a panic.
+
+use crate::protocol::{Role, MAX_TICK_RATE, MIN_TICK_RATE};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// The shipped default configuration, embedded at build time.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config {origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("config key `{key}`: {problem}")]
+    Invalid { key: String, problem: String },
+}
+
+fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub auth: AuthConfig,
+    pub pool: PoolConfig,
+    pub session: SessionConfig,
+    pub broker: BrokerConfig,
+    pub sim: SimConfig,
+    pub persistence: PersistenceConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PersistenceConfig {
+    /// Where `save` writes; empty means `persistence::default_dir()`.
+    pub dir: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub bind: String,
+    pub allowed_origins: Vec<String>,
+    pub max_message_bytes: usize,
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub auth_timeout_ms: u64,
+    pub tokens: Vec<TokenConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub token: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolConfig {
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    pub heartbeat_interval_ms: u64,
+    pub client_timeout_ms: u64,
+    pub rate_limit_messages: u32,
+    pub rate_limit_window_ms: u64,
+    pub outbound_queue: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    pub max_batch_size: usize,
+    pub max_batch_wait_ms: u64,
+    pub history_size: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub characters: usize,
+    pub tick_rate: f64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: "127.0.0.1:8080".into(),
+            allowed_origins: Vec::new(),
+            max_message_bytes: 65536,
+            workers: 0,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            auth_timeout_ms: 5000,
+            tokens: Vec::new(),
+        }
+    }
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_connections: 1000,
+        }
+    }
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            heartbeat_interval_ms: 5000,
+            client_timeout_ms: 30000,
+            rate_limit_messages: 100,
+            rate_limit_window_ms: 60000,
+            outbound_queue: 256,
+        }
+    }
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            max_batch_size: 100,
+            max_batch_wait_ms: 50,
+            history_size: 1024,
+        }
+    }
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 42,
+            characters: 200,
+            tick_rate: 10.0,
+        }
+    }
+}
+
+impl Config {
+    /// Parses TOML text; `origin` names it in errors (a path or "embedded default").
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The embedded default.
+    pub fn embedded() -> Result<Config, ConfigError> {
+        Config::from_toml(DEFAULT_TOML, "embedded default")
+    }
+
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Checks every value a type cannot express; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.server.bind.parse::<SocketAddr>().map_err(|e| {
+            invalid(
+                "server.bind",
+                format!("`{}` is not host:port ({e})", self.server.bind),
+            )
+        })?;
+        if self.server.max_message_bytes < 128 {
+            return Err(invalid("server.max_message_bytes", "must be at least 128"));
+        }
+        if self.auth.auth_timeout_ms == 0 {
+            return Err(invalid("auth.auth_timeout_ms", "must be greater than 0"));
+        }
+        for (i, t) in self.auth.tokens.iter().enumerate() {
+            if t.token.trim().is_empty() {
+                return Err(invalid(
+                    &format!("auth.tokens[{i}].token"),
+                    "must not be empty",
+                ));
+            }
+        }
+        if self.pool.max_connections == 0 {
+            return Err(invalid("pool.max_connections", "must be greater than 0"));
+        }
+        let s = &self.session;
+        if s.heartbeat_interval_ms == 0 {
+            return Err(invalid(
+                "session.heartbeat_interval_ms",
+                "must be greater than 0",
+            ));
+        }
+        if s.client_timeout_ms <= s.heartbeat_interval_ms {
+            return Err(invalid(
+                "session.client_timeout_ms",
+                "must be greater than session.heartbeat_interval_ms",
+            ));
+        }
+        if s.rate_limit_messages == 0 {
+            return Err(invalid(
+                "session.rate_limit_messages",
+                "must be greater than 0",
+            ));
+        }
+        if s.rate_limit_window_ms == 0 {
+            return Err(invalid(
+                "session.rate_limit_window_ms",
+                "must be greater than 0",
+            ));
+        }
+        if s.outbound_queue < 2 {
+            return Err(invalid("session.outbound_queue", "must be at least 2"));
+        }
+        let b = &self.broker;
+        if b.max_batch_size == 0 {
+            return Err(invalid("broker.max_batch_size", "must be greater than 0"));
+        }
+        if b.history_size == 0 {
+            return Err(invalid("broker.history_size", "must be greater than 0"));
+        }
+        if !(MIN_TICK_RATE..=MAX_TICK_RATE).contains(&self.sim.tick_rate) {
+            return Err(invalid(
+                "sim.tick_rate",
+                format!("must be between {MIN_TICK_RATE} and {MAX_TICK_RATE}"),
+            ));
+        }
+        if self.sim.characters > 1_000_000 {
+            return Err(invalid("sim.characters", "must be at most 1000000"));
+        }
+        Ok(())
+    }
+
+    /// The data directory for `save`.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        if self.persistence.dir.is_empty() {
+            crate::persistence::default_dir()
+        } else {
+            std::path::PathBuf::from(&self.persistence.dir)
+        }
+    }
+
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.session.heartbeat_interval_ms)
+    }
+
+    pub fn client_timeout(&self) -> Duration {
+        Duration::from_millis(self.session.client_timeout_ms)
+    }
+
+    pub fn auth_timeout(&self) -> Duration {
+        Duration::from_millis(self.auth.auth_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses_and_matches_defaults() {
+        let c = Config::embedded().expect("embedded default is valid");
+        assert_eq!(c.server.bind, "127.0.0.1:8080");
+        assert_eq!(c.server.max_message_bytes, 65536);
+        assert_eq!(c.auth.auth_timeout_ms, 5000);
+        assert_eq!(c.pool.max_connections, 1000);
+        assert_eq!(c.session.heartbeat_interval_ms, 5000);
+        assert_eq!(c.session.client_timeout_ms, 30000);
+        assert_eq!(c.session.rate_limit_messages, 100);
+        assert_eq!(c.session.rate_limit_window_ms, 60000);
+        assert_eq!(c.broker.max_batch_size, 100);
+        assert_eq!(c.broker.max_batch_wait_ms, 50);
+        assert_eq!(c.broker.history_size, 1024);
+        assert_eq!(c.sim.seed, 42);
+        assert_eq!(c.sim.characters, 200);
+        assert_eq!(c.sim.tick_rate, 10.0);
+        assert!(c.auth.tokens.is_empty());
+    }
+
+    #[test]
+    fn partial_file_keeps_other_defaults() {
+        let c = Config::from_toml(
+            "[sim]\nseed = 7\n[[auth.tokens]]\ntoken = \"v\"\nrole = \"viewer\"\n",
+            "t",
+        )
+        .expect("valid");
+        assert_eq!(c.sim.seed, 7);
+        assert_eq!(c.sim.characters, 200);
+        assert_eq!(c.auth.tokens[0].role, Role::Viewer);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let cases = [
+            ("[server]\nbind = \"nowhere\"", "server.bind"),
+            ("[pool]\nmax_connections = 0", "pool.max_connections"),
+            ("[sim]\ntick_rate = 0.0", "sim.tick_rate"),
+            (
+                "[session]\nclient_timeout_ms = 10",
+                "session.client_timeout_ms",
+            ),
+            ("[sim]\nseed = \"x\"", "seed"),
+            ("[sim]\nsed = 1", "sed"),
+            ("[[auth.tokens]]\ntoken = \"a\"\nrole = \"admin\"", "role"),
+        ];
+        for (text, key) in cases {
+            let err = Config::from_toml(text, "test.toml")
+                .expect_err(text)
+                .to_string();
+            assert!(err.contains(key), "{err} should name {key}");
+        }
+    }
+}

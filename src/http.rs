@@ -1,0 +1,280 @@
+//! HTTP routes: `/ws`, `/api/command`, `/api/snapshot`, `/metrics`, `/healthz`, and the
+//! dashboard's static files.
+//!
+//! Every route except `/`, static files and `/healthz` needs a token (`?token=` or
+//! `Authorization: Bearer`). Static files are embedded in the binary at build time, so
+//! the server needs no files on disk and no build step to serve the dashboard.
+
+use crate::broker::pool::ConnHandle;
+use crate::broker::{RequestSnapshot, SnapshotRoute};
+use crate::protocol::{Command, Envelope, ErrorCode, ErrorData, Role, OPERATOR_COMMANDS};
+use crate::session::actor::metrics_reply;
+use crate::session::auth::token_from_request;
+use crate::session::{Session, SessionShared};
+use crate::sim::actor::RunCommand;
+use actix_web::http::header::{self, ContentType};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web_actors::ws;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// State shared by all routes.
+pub struct AppState {
+    pub shared: Arc<SessionShared>,
+    pub allowed_origins: Vec<String>,
+    pub max_message_bytes: usize,
+}
+
+/// Files under `static/`, embedded.
+const STATIC_FILES: &[(&str, &str, &str)] = &[(
+    "index.html",
+    "text/html; charset=utf-8",
+    include_str!("../static/index.html"),
+)];
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ws", web::get().to(ws_route))
+        .route("/api/command", web::post().to(command_route))
+        .route("/api/snapshot", web::get().to(snapshot_route))
+        .route("/metrics", web::get().to(metrics_route))
+        .route(
+            "/healthz",
+            web::get().to(|| async { HttpResponse::Ok().body("ok") }),
+        )
+        .route("/", web::get().to(static_route))
+        .route("/{file}", web::get().to(static_route));
+}
+
+/// Called by `HttpServer::on_connect` for every accepted TCP connection.
+pub fn on_connect(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions) {
+    if let Some(stream) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        if let Some(handle) = ConnHandle::from_stream(stream) {
+            ext.insert(handle);
+        }
+    }
+}
+
+fn error_response(
+    status: StatusCode,
+    code: ErrorCode,
+    message: &str,
+    id: Option<&Value>,
+) -> HttpResponse {
+    let data = ErrorData {
+        code: code.as_u16(),
+        message: message.to_owned(),
+    };
+    HttpResponse::build(status)
+        .content_type(ContentType::json())
+        .body(Envelope::new("error", data).with_id(id).to_json())
+}
+
+/// The role of the request's token, or the 401 response to send.
+fn authorize(req: &HttpRequest, state: &AppState) -> Result<Role, Box<HttpResponse>> {
+    token_from_request(req)
+        .and_then(|t| state.shared.tokens.role_of(&t))
+        .ok_or_else(|| {
+            state.shared.metrics.error(ErrorCode::AuthFailed.as_u16());
+            Box::new(error_response(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::AuthFailed,
+                crate::protocol::close::REASON_INVALID_TOKEN,
+                None,
+            ))
+        })
+}
+
+async fn ws_route(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    if !state.allowed_origins.is_empty() {
+        if let Some(origin) = req.headers().get(header::ORIGIN) {
+            let allowed = origin
+                .to_str()
+                .map(|o| state.allowed_origins.iter().any(|a| a == o))
+                .unwrap_or(false);
+            if !allowed {
+                state
+                    .shared
+                    .metrics
+                    .connections_rejected
+                    .with_label_values(&["origin"])
+                    .inc();
+                return Ok(HttpResponse::Forbidden().body("origin not allowed"));
+            }
+        }
+    }
+    let permit = state.shared.pool.try_acquire();
+    let conn = req.conn_data::<ConnHandle>().copied();
+    let session = Session::new(
+        Arc::clone(&state.shared),
+        permit,
+        token_from_request(&req),
+        conn,
+    );
+    ws::WsResponseBuilder::new(session, &req, stream)
+        .frame_size(state.max_message_bytes)
+        .start()
+}
+
+async fn command_route(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let role = match authorize(&req, &state) {
+        Ok(role) => role,
+        Err(resp) => return *resp,
+    };
+    state.shared.metrics.messages_received.inc();
+    let forbidden = |cmd: &str, id: Option<&Value>| {
+        state.shared.metrics.error(ErrorCode::AuthFailed.as_u16());
+        error_response(
+            StatusCode::FORBIDDEN,
+            ErrorCode::AuthFailed,
+            &format!("command `{cmd}` requires the operator role"),
+            id,
+        )
+    };
+    let bad = |message: String, id: Option<&Value>| {
+        state
+            .shared
+            .metrics
+            .error(ErrorCode::InvalidMessage.as_u16());
+        error_response(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidMessage,
+            &message,
+            id,
+        )
+    };
+    let text = match std::str::from_utf8(&body) {
+        Ok(t) => t,
+        Err(_) => return bad("body must be UTF-8 JSON".into(), None),
+    };
+    // Accept the WebSocket `command` object, with or without `"type":"command"`.
+    let mut value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return bad(format!("invalid JSON: {e}"), None),
+    };
+    if let Value::Object(map) = &mut value {
+        map.entry("type")
+            .or_insert_with(|| Value::String("command".into()));
+    }
+    let (id, command) = match crate::protocol::parse_client_message(&value.to_string()) {
+        Ok(crate::protocol::ClientMessage::Command { id, command }) => (id, command),
+        Ok(_) => return bad("the body must be a `command` object".into(), None),
+        Err(e) => match e.cmd.as_deref() {
+            Some(cmd) if role != Role::Operator && OPERATOR_COMMANDS.contains(&cmd) => {
+                return forbidden(cmd, e.id.as_ref())
+            }
+            _ => return bad(e.message, e.id.as_ref()),
+        },
+    };
+    if command.requires_operator() && role != Role::Operator {
+        return forbidden(command.name(), id.as_ref());
+    }
+    let json_ok = |mut data: Value| {
+        if let Value::Object(map) = &mut data {
+            map.insert("ok".into(), Value::Bool(true));
+        }
+        HttpResponse::Ok()
+            .content_type(ContentType::json())
+            .body(Envelope::new("reply", data).with_id(id.as_ref()).to_json())
+    };
+    match command {
+        Command::Metrics {} => json_ok(metrics_reply(&state.shared)),
+        Command::Snapshot {} => match fetch_snapshot(&state).await {
+            Ok(text) => {
+                // The reply's result is the snapshot's data.
+                let data = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|mut v| v.get_mut("data").map(Value::take))
+                    .unwrap_or(Value::Null);
+                json_ok(data)
+            }
+            Err(resp) => resp,
+        },
+        command => match state.shared.sim_commands.send(RunCommand { command }).await {
+            Ok(Ok(data)) => json_ok(data),
+            Ok(Err(e)) => {
+                state.shared.metrics.error(e.code.as_u16());
+                let status = match e.code {
+                    ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                error_response(status, e.code, &e.message, id.as_ref())
+            }
+            Err(e) => error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::ServerError,
+                &format!("simulation unavailable: {e}"),
+                id.as_ref(),
+            ),
+        },
+    }
+}
+
+async fn fetch_snapshot(state: &AppState) -> Result<String, HttpResponse> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let unavailable = |e: String| {
+        error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ServerError,
+            &format!("snapshot unavailable: {e}"),
+            None,
+        )
+    };
+    state
+        .shared
+        .sim_snapshots
+        .send(RequestSnapshot {
+            route: SnapshotRoute::Http { reply: tx },
+        })
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    rx.await.map_err(|e| unavailable(e.to_string()))
+}
+
+async fn snapshot_route(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Err(resp) = authorize(&req, &state) {
+        return *resp;
+    }
+    match fetch_snapshot(&state).await {
+        Ok(text) => HttpResponse::Ok()
+            .content_type(ContentType::json())
+            .body(text),
+        Err(resp) => resp,
+    }
+}
+
+async fn metrics_route(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Err(resp) = authorize(&req, &state) {
+        return *resp;
+    }
+    match state.shared.metrics.render() {
+        Ok(text) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(text),
+        Err(e) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::ServerError,
+            &e.to_string(),
+            None,
+        ),
+    }
+}
+
+async fn static_route(req: HttpRequest) -> HttpResponse {
+    let name = req.match_info().get("file").unwrap_or("index.html");
+    match STATIC_FILES.iter().find(|(file, _, _)| *file == name) {
+        Some((_, mime, body)) => HttpResponse::Ok()
+            .content_type(*mime)
+            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            .body(*body),
+        None => HttpResponse::NotFound().body("not found"),
+    }
+}

@@ -1,0 +1,183 @@
+//! Counters and gauges, exposed as Prometheus text at `/metrics` and summarized by the
+//! `metrics` command.
+//!
+//! One [`Metrics`] value is created by `run` and shared (`Arc`) with every actor; there is
+//! no global registry, so two servers in one test process never mix their numbers.
+//! Counters are atomics: incrementing one on the broadcast path costs one atomic add.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("registering metric: {0}")]
+    Register(#[from] prometheus::Error),
+    #[error("encoding metrics: {0}")]
+    Encode(String),
+}
+
+pub struct Metrics {
+    registry: Registry,
+    /// WebSocket connections accepted (upgraded), ever.
+    pub connections_total: IntCounter,
+    /// WebSocket connections open now.
+    pub connections_active: IntGauge,
+    /// Connections refused, by reason (`pool_full`, `origin`, `auth`).
+    pub connections_rejected: IntCounterVec,
+    /// Sessions closed by the server, by reason (`slow`, `timeout`, `rate`, `too_big`).
+    pub evictions: IntCounterVec,
+    /// Client messages received (text or binary frames).
+    pub messages_received: IntCounter,
+    /// Frames sent to clients (batches, replies, snapshots...).
+    pub messages_sent: IntCounter,
+    /// `error` objects sent, by code.
+    pub errors: IntCounterVec,
+    pub batches: IntCounter,
+    pub items: IntCounter,
+    pub seq: IntGauge,
+    pub tick: IntGauge,
+    pub characters: IntGauge,
+    pub tick_duration: Histogram,
+    /// Ticks the simulation skipped because the broker's mailbox was full.
+    pub ticks_deferred: IntCounter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// The `metrics` command's reply.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricsSummary {
+    pub connections_total: u64,
+    pub connections_active: i64,
+    pub messages_received: u64,
+    pub messages_sent: u64,
+    pub batches: u64,
+    pub items: u64,
+    pub seq: i64,
+    pub tick: i64,
+    pub characters: i64,
+    pub errors: u64,
+    pub evictions: u64,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, MetricsError> {
+        let registry = Registry::new_custom(Some("simcast".into()), None)?;
+        let counter = |name: &str, help: &str| -> Result<IntCounter, MetricsError> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, MetricsError> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let vec = |name: &str, help: &str, label: &str| -> Result<IntCounterVec, MetricsError> {
+            let v = IntCounterVec::new(Opts::new(name, help), &[label])?;
+            registry.register(Box::new(v.clone()))?;
+            Ok(v)
+        };
+        let tick_duration = Histogram::with_opts(
+            HistogramOpts::new("tick_duration_seconds", "Time to compute one tick").buckets(vec![
+                0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
+            ]),
+        )?;
+        registry.register(Box::new(tick_duration.clone()))?;
+        Ok(Metrics {
+            connections_total: counter("connections_total", "WebSocket connections accepted")?,
+            connections_active: gauge("connections_active", "WebSocket connections open now")?,
+            connections_rejected: vec(
+                "connections_rejected_total",
+                "Connections refused",
+                "reason",
+            )?,
+            evictions: vec("evictions_total", "Sessions closed by the server", "reason")?,
+            messages_received: counter("messages_received_total", "Client frames received")?,
+            messages_sent: counter("messages_sent_total", "Frames sent to clients")?,
+            errors: vec("errors_total", "Error objects sent to clients", "code")?,
+            batches: counter("batches_total", "Batches flushed")?,
+            items: counter("items_total", "Items published")?,
+            seq: gauge("seq", "Seq of the latest batch")?,
+            tick: gauge("tick", "Current simulation tick")?,
+            characters: gauge("characters", "Characters in the world")?,
+            tick_duration,
+            ticks_deferred: counter(
+                "ticks_deferred_total",
+                "Ticks delayed because the broker was behind",
+            )?,
+            registry,
+        })
+    }
+
+    /// Counts an `error` sent with the given code.
+    pub fn error(&self, code: u16) {
+        self.errors.with_label_values(&[&code.to_string()]).inc();
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render(&self) -> Result<String, MetricsError> {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .map_err(|e| MetricsError::Encode(e.to_string()))?;
+        String::from_utf8(buf).map_err(|e| MetricsError::Encode(e.to_string()))
+    }
+
+    fn sum(v: &IntCounterVec) -> u64 {
+        use prometheus::core::Collector;
+        v.collect()
+            .iter()
+            .flat_map(|mf| mf.get_metric().iter())
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    }
+
+    pub fn summary(&self) -> MetricsSummary {
+        MetricsSummary {
+            connections_total: self.connections_total.get(),
+            connections_active: self.connections_active.get(),
+            messages_received: self.messages_received.get(),
+            messages_sent: self.messages_sent.get(),
+            batches: self.batches.get(),
+            items: self.items.get(),
+            seq: self.seq.get(),
+            tick: self.tick.get(),
+            characters: self.characters.get(),
+            errors: Self::sum(&self.errors),
+            evictions: Self::sum(&self.evictions),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text_with_required_series() {
+        let m = Metrics::new().expect("metrics");
+        m.connections_total.inc();
+        m.connections_active.set(1);
+        m.messages_sent.inc_by(3);
+        m.error(1001);
+        let text = m.render().expect("render");
+        for name in [
+            "simcast_connections_total 1",
+            "simcast_connections_active 1",
+            "simcast_messages_sent_total 3",
+            "simcast_messages_received_total 0",
+            "simcast_errors_total{code=\"1001\"} 1",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+        assert_eq!(m.summary().errors, 1);
+    }
+}

@@ -1,0 +1,105 @@
+//! Tokens and roles: where a token may come from, and what role it grants.
+
+use crate::config::TokenConfig;
+use crate::protocol::Role;
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::HttpRequest;
+
+/// The configured tokens. Lookup compares against every token in constant time per
+/// byte, so response timing does not reveal how much of a guess was right.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    entries: Vec<TokenConfig>,
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Tokens {
+    pub fn new(entries: Vec<TokenConfig>) -> Self {
+        Tokens { entries }
+    }
+
+    pub fn role_of(&self, token: &str) -> Option<Role> {
+        let mut found = None;
+        for entry in &self.entries {
+            if ct_eq(entry.token.as_bytes(), token.as_bytes()) {
+                found = Some(entry.role);
+            }
+        }
+        found
+    }
+
+    pub fn entries(&self) -> &[TokenConfig] {
+        &self.entries
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// The token a request carries: `?token=T`, else `Authorization: Bearer T`.
+pub fn token_from_request(req: &HttpRequest) -> Option<String> {
+    if let Ok(q) = actix_web::web::Query::<TokenQuery>::from_query(req.query_string()) {
+        if let Some(t) = q.into_inner().token {
+            return Some(t);
+        }
+    }
+    let header = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = header.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn tokens() -> Tokens {
+        Tokens::new(vec![
+            TokenConfig {
+                token: "op".into(),
+                role: Role::Operator,
+            },
+            TokenConfig {
+                token: "view".into(),
+                role: Role::Viewer,
+            },
+        ])
+    }
+
+    #[test]
+    fn roles_by_token() {
+        let t = tokens();
+        assert_eq!(t.role_of("op"), Some(Role::Operator));
+        assert_eq!(t.role_of("view"), Some(Role::Viewer));
+        assert_eq!(t.role_of("vie"), None);
+        assert_eq!(t.role_of(""), None);
+    }
+
+    #[test]
+    fn token_from_query_or_bearer_header() {
+        let req = TestRequest::get().uri("/ws?token=a%20b").to_http_request();
+        assert_eq!(token_from_request(&req), Some("a b".into()));
+        let req = TestRequest::get()
+            .uri("/ws")
+            .insert_header((AUTHORIZATION, "Bearer xyz"))
+            .to_http_request();
+        assert_eq!(token_from_request(&req), Some("xyz".into()));
+        let req = TestRequest::get()
+            .uri("/ws")
+            .insert_header((AUTHORIZATION, "Basic xyz"))
+            .to_http_request();
+        assert_eq!(token_from_request(&req), None);
+        let req = TestRequest::get().uri("/ws").to_http_request();
+        assert_eq!(token_from_request(&req), None);
+    }
+}

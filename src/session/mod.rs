@@ -1,0 +1,41 @@
+//! Sessions: one actor per WebSocket, and the plain types it is built from.
+//!
+//! The actor (`actor.rs`) is the only file that knows the transport
+//! (actix-web-actors); authentication ([`auth`]), rate limiting ([`rate`]) and
+//! subscriptions ([`subscriptions`]) are plain types, unit-tested without sockets.
+
+pub mod actor;
+pub mod auth;
+pub mod rate;
+pub mod subscriptions;
+
+pub use actor::Session;
+
+use crate::broker::{Broker, RequestSnapshot};
+use crate::metrics::Metrics;
+use crate::sim::actor::RunCommand;
+use actix::prelude::*;
+use auth::Tokens;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything sessions share: settings, the other actors' addresses, counters.
+#[derive(Clone)]
+pub struct SessionShared {
+    pub tokens: Tokens,
+    pub heartbeat_interval: Duration,
+    pub client_timeout: Duration,
+    pub auth_timeout: Duration,
+    pub rate_limit_messages: u32,
+    pub rate_limit_window_ms: u64,
+    pub outbound_queue: usize,
+    pub broker: Addr<Broker>,
+    pub sim_commands: Recipient<RunCommand>,
+    pub sim_snapshots: Recipient<RequestSnapshot>,
+    pub metrics: Arc<Metrics>,
+    pub latest_seq: Arc<AtomicU64>,
+    pub pool: Arc<crate::broker::pool::Pool>,
+    /// Source of session ids (a counter, never reused in one run).
+    pub next_id: Arc<AtomicU64>,
+}

@@ -1,0 +1,14 @@
+//! The simulation: a small town and its characters, advanced tick by tick.
+//!
+//! Everything here except `actor` is plain deterministic Rust: the same seed and the
+//! same commands give the same world, tick for tick (see `World::state_hash`). The actor
+//! only moves messages: it owns a `World`, runs the tick timer, answers commands and
+//! hands each tick's items to the broker.
+
+pub mod actor;
+pub mod rules;
+pub mod schedule;
+pub mod town;
+pub mod world;
+
+pub use world::{Inspection, SimError, World};

@@ -1,0 +1,1034 @@
+//! The world: the town, its characters, the scheduled events, and the RNG, advanced one
+//! tick at a time.
+//!
+//! Determinism is the point of this module. The world owns the only RNG (ChaCha8 from
+//! the seed, whose output is specified and the same on every platform), keeps characters
+//! in a `BTreeMap` so iteration is always in id order, and never reads a clock: the
+//! `now` passed to [`World::step`] and to the commands only stamps outgoing items. The
+//! same seed and the same commands at the same ticks therefore give the same world and
+//! the same items, which [`World::state_hash`] makes cheap to check.
+
+use super::rules::{self, Action, Places, Reason, Situation};
+use super::schedule::Schedule;
+use super::town::{PlaceIdx, Town};
+use crate::protocol::{
+    CharState, CharacterId, CharacterUpdate, CharacterView, EventId, EventNotification, Item,
+    ItemData, LocationKind, LocationView, Needs, StateChange,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, VecDeque};
+
+/// How many transitions `inspect` shows.
+pub const RECENT_TRANSITIONS: usize = 16;
+/// A character that is neither traveling nor changing state gets a `character_update`
+/// every this many ticks (staggered by id), which bounds update volume to about
+/// `characters / UPDATE_EVERY` per tick while keeping every client's view fresh.
+pub const UPDATE_EVERY: u64 = 10;
+
+/// First names for characters, used in id order; when the list runs out a number is
+/// appended ("Ada 2") so names stay unique.
+const FIRST_NAMES: [&str; 40] = [
+    "Ada", "Bram", "Cora", "Dev", "Elin", "Finn", "Greta", "Hugo", "Iris", "Jonas", "Kira", "Lars",
+    "Mila", "Nils", "Olga", "Pim", "Quinn", "Rosa", "Sven", "Tilda", "Ugo", "Vera", "Wim", "Xena",
+    "Yara", "Zeno", "Alma", "Boris", "Clara", "Dario", "Edda", "Felix", "Gina", "Henk", "Ines",
+    "Jules", "Karin", "Leo", "Mara", "Otto",
+];
+
+/// The default name of character `id` (ids start at 1).
+pub fn default_name(id: CharacterId) -> String {
+    let n = FIRST_NAMES.len() as u64;
+    let i = id.saturating_sub(1);
+    let base = FIRST_NAMES[(i % n) as usize];
+    match i / n {
+        0 => base.to_owned(),
+        round => format!("{base} {}", round + 1),
+    }
+}
+
+/// Errors of world commands. Each names what was not found, as clients see it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SimError {
+    #[error("unknown character {0}")]
+    UnknownCharacter(CharacterId),
+    /// Also returned for an event that already fired: it is no longer known.
+    #[error("unknown event {0}")]
+    UnknownEvent(EventId),
+    #[error("unknown location `{0}`")]
+    UnknownLocation(String),
+}
+
+/// One state transition as `inspect` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Transition {
+    pub tick: u64,
+    pub from: CharState,
+    pub to: CharState,
+    /// Where the character was when the transition happened.
+    pub location: String,
+}
+
+/// The answer to `inspect`: the character plus what the rules are doing with it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Inspection {
+    #[serde(flatten)]
+    pub character: CharacterView,
+    pub ticks_in_state: u64,
+    /// The last [`RECENT_TRANSITIONS`] transitions, oldest first.
+    pub recent_transitions: Vec<Transition>,
+    /// While traveling, what happens on arrival, e.g. "eating at market".
+    pub pending_plan: Option<String>,
+}
+
+/// Where a traveling character is going and what it will do there.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Plan {
+    to: PlaceIdx,
+    then: CharState,
+}
+
+/// A transition as stored: a place index rather than a string, so recording one in the
+/// tick loop does not allocate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct TransitionRecord {
+    tick: u64,
+    from: CharState,
+    to: CharState,
+    location: PlaceIdx,
+}
+
+#[derive(Debug, Clone)]
+struct Character {
+    id: CharacterId,
+    name: String,
+    state: CharState,
+    /// The place the character is at; while traveling, the place it left.
+    location: PlaceIdx,
+    position: [f64; 2],
+    needs: Needs,
+    home: PlaceIdx,
+    workplace: PlaceIdx,
+    state_since: u64,
+    /// Set exactly while traveling.
+    plan: Option<Plan>,
+    recent: VecDeque<TransitionRecord>,
+}
+
+impl Character {
+    /// Enters `to`, records the transition and emits its `state_change`.
+    fn enter(&mut self, to: CharState, tick: u64, town: &Town, now: f64, out: &mut Vec<Item>) {
+        let from = self.state;
+        self.state = to;
+        self.state_since = tick;
+        if self.recent.len() == RECENT_TRANSITIONS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(TransitionRecord {
+            tick,
+            from,
+            to,
+            location: self.location,
+        });
+        out.push(Item::new(
+            ItemData::StateChange(StateChange {
+                character_id: self.id,
+                name: self.name.clone(),
+                old_state: from,
+                new_state: to,
+                location: town.id_of(self.location).to_owned(),
+                tick,
+            }),
+            now,
+        ));
+    }
+
+    fn update_item(&self, town: &Town, tick: u64, now: f64) -> Item {
+        Item::new(
+            ItemData::CharacterUpdate(CharacterUpdate {
+                character_id: self.id,
+                state: self.state,
+                location: town.id_of(self.location).to_owned(),
+                position: self.position,
+                needs: self.needs,
+                tick,
+            }),
+            now,
+        )
+    }
+
+    fn view(&self, town: &Town) -> CharacterView {
+        CharacterView {
+            id: self.id,
+            name: self.name.clone(),
+            state: self.state,
+            location: town.id_of(self.location).to_owned(),
+            position: self.position,
+            needs: self.needs,
+            destination: self.plan.map(|p| town.id_of(p.to).to_owned()),
+            home: town.id_of(self.home).to_owned(),
+            workplace: town.id_of(self.workplace).to_owned(),
+            state_since: self.state_since,
+        }
+    }
+}
+
+fn notification(
+    event_type: &str,
+    tick: u64,
+    data: Value,
+    event_id: Option<EventId>,
+    characters: Vec<CharacterId>,
+    now: f64,
+) -> Item {
+    Item::new(
+        ItemData::EventNotification(EventNotification {
+            event_type: event_type.to_owned(),
+            tick,
+            data,
+            event_id,
+            characters,
+        }),
+        now,
+    )
+}
+
+/// The whole simulation state.
+#[derive(Debug, Clone)]
+pub struct World {
+    seed: u64,
+    tick: u64,
+    rng: ChaCha8Rng,
+    town: Town,
+    characters: BTreeMap<CharacterId, Character>,
+    next_character_id: CharacterId,
+    schedule: Schedule,
+    /// Scratch list of characters that started socializing this tick, kept between
+    /// ticks only so its allocation is reused.
+    new_socializers: Vec<(CharacterId, PlaceIdx)>,
+}
+
+impl World {
+    /// A world of `characters` characters generated from `seed`: first the town, then
+    /// the characters in id order, all from one RNG stream.
+    pub fn new(seed: u64, characters: usize) -> World {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let town = Town::generate(&mut rng, characters);
+        let mut world = World {
+            seed,
+            tick: 0,
+            rng,
+            town,
+            characters: BTreeMap::new(),
+            next_character_id: 1,
+            schedule: Schedule::new(),
+            new_socializers: Vec::new(),
+        };
+        for _ in 0..characters {
+            let id = world.next_character_id;
+            world.next_character_id += 1;
+            let home = world.town.home_for(id - 1);
+            let workplace = world.town.pick(LocationKind::Workplace, &mut world.rng);
+            // A morning start: about half are still asleep (and tired enough to stay
+            // so a while), the rest idle at home. Needs are spread so that characters
+            // do not all get hungry or lonely on the same tick.
+            let rng = &mut world.rng;
+            let (state, energy) = if rng.gen_bool(0.5) {
+                (CharState::Sleeping, rng.gen_range(30.0..80.0))
+            } else {
+                (CharState::Idle, rng.gen_range(60.0..100.0))
+            };
+            let needs = Needs {
+                energy,
+                hunger: rng.gen_range(35.0..100.0),
+                social: rng.gen_range(35.0..100.0),
+            };
+            let c = world.make_character(id, default_name(id), home, workplace, home, state, needs);
+            world.characters.insert(id, c);
+        }
+        world
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn make_character(
+        &self,
+        id: CharacterId,
+        name: String,
+        home: PlaceIdx,
+        workplace: PlaceIdx,
+        location: PlaceIdx,
+        state: CharState,
+        needs: Needs,
+    ) -> Character {
+        Character {
+            id,
+            name,
+            state,
+            location,
+            position: self.town.position(location),
+            needs,
+            home,
+            workplace,
+            state_since: self.tick,
+            plan: None,
+            recent: VecDeque::new(),
+        }
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Number of ticks completed.
+    pub fn tick(&self) -> u64 {
+        self.tick
+    }
+
+    pub fn character_count(&self) -> usize {
+        self.characters.len()
+    }
+
+    /// Advances exactly one tick and appends its items to `out`.
+    ///
+    /// Order within a tick (deterministic): scheduled events due now; then each
+    /// character in id order (its `state_change`, a `shift_ended` if it left work, its
+    /// `character_update`); then `characters_met` for characters who started
+    /// socializing this tick. `now` only stamps the items.
+    pub fn step(&mut self, now: f64, out: &mut Vec<Item>) {
+        self.tick += 1;
+        let t = self.tick;
+        for ev in self.schedule.take_due(t) {
+            out.push(notification(
+                &ev.event_type,
+                t,
+                ev.data,
+                Some(ev.id),
+                Vec::new(),
+                now,
+            ));
+        }
+
+        let minute = rules::minute_of_day(t);
+        let day = rules::day_of(t);
+        let town = &self.town;
+        let rng = &mut self.rng;
+        let mut new_social = std::mem::take(&mut self.new_socializers);
+        new_social.clear();
+        for c in self.characters.values_mut() {
+            let before = c.state;
+            c.needs = rules::update_needs(c.needs, c.state);
+            let mut changed = false;
+            if let Some(plan) = c.plan {
+                let (pos, arrived) =
+                    rules::travel_step(c.position, town.position(plan.to), rules::TRAVEL_SPEED);
+                c.position = pos;
+                if arrived {
+                    c.location = plan.to;
+                    c.plan = None;
+                    c.enter(plan.then, t, town, now, out);
+                    changed = true;
+                }
+            } else {
+                let situation = Situation {
+                    state: c.state,
+                    needs: c.needs,
+                    ticks_in_state: t.saturating_sub(c.state_since),
+                    at: c.location,
+                    minute,
+                    works_today: rules::works_on(c.id, day),
+                };
+                let places = Places {
+                    home: c.home,
+                    workplace: c.workplace,
+                    market: town.market(),
+                    tavern: town.tavern(),
+                    park: town.park(),
+                };
+                let decision = rules::decide(&situation, &places, rng);
+                match decision.action {
+                    Action::Stay => {}
+                    Action::Become(state) => {
+                        c.enter(state, t, town, now, out);
+                        changed = true;
+                    }
+                    Action::Travel { to, then } => {
+                        c.plan = Some(Plan { to, then });
+                        c.enter(CharState::Traveling, t, town, now, out);
+                        changed = true;
+                    }
+                }
+                if changed && decision.reason == Reason::ShiftEnd {
+                    out.push(notification(
+                        "shift_ended",
+                        t,
+                        json!({
+                            "character_id": c.id,
+                            "workplace": town.id_of(c.workplace),
+                        }),
+                        None,
+                        vec![c.id],
+                        now,
+                    ));
+                }
+            }
+            if changed && c.state == CharState::Socializing {
+                new_social.push((c.id, c.location));
+            }
+            if changed || before == CharState::Traveling || (t + c.id).is_multiple_of(UPDATE_EVERY)
+            {
+                out.push(c.update_item(town, t, now));
+            }
+        }
+        self.emit_meets(&new_social, now, out);
+        self.new_socializers = new_social;
+    }
+
+    /// One `characters_met` per character that started socializing this tick, with a
+    /// random other character socializing at the same place (if any). At most one meet
+    /// per newcomer keeps the volume linear in arrivals even when a crowd gathers.
+    /// Costs one pass over the characters, and only on ticks with newcomers.
+    fn emit_meets(&mut self, newcomers: &[(CharacterId, PlaceIdx)], now: f64, out: &mut Vec<Item>) {
+        if newcomers.is_empty() {
+            return;
+        }
+        let mut crowds: BTreeMap<PlaceIdx, Vec<CharacterId>> = BTreeMap::new();
+        for &(_, place) in newcomers {
+            crowds.entry(place).or_default();
+        }
+        for c in self.characters.values() {
+            if c.state == CharState::Socializing {
+                if let Some(crowd) = crowds.get_mut(&c.location) {
+                    crowd.push(c.id);
+                }
+            }
+        }
+        for &(id, place) in newcomers {
+            // Crowds were filled in id order, so each is sorted and contains `id`.
+            let Some(crowd) = crowds.get(&place) else {
+                continue;
+            };
+            if crowd.len() < 2 {
+                continue;
+            }
+            let me = crowd.binary_search(&id).unwrap_or(0);
+            let k = self.rng.gen_range(0..crowd.len() - 1);
+            let partner = if k >= me { crowd[k + 1] } else { crowd[k] };
+            out.push(notification(
+                "characters_met",
+                self.tick,
+                json!({
+                    "characters": [id, partner],
+                    "location": self.town.id_of(place),
+                }),
+                None,
+                vec![id, partner],
+                now,
+            ));
+        }
+    }
+
+    /// Forces a character into `state`, effective at the current tick.
+    ///
+    /// - Setting the state it is already in changes nothing and emits nothing.
+    /// - `traveling`: it heads for the park (home if it is at the park already) and
+    ///   becomes idle on arrival.
+    /// - Any other state: entered in place. A traveling character stops where it is:
+    ///   its position stays on the road and its location becomes the *nearest* place,
+    ///   so the rules that follow ("am I at home?") reason about where it actually is
+    ///   rather than where it set out from.
+    ///
+    /// Emits the `state_change` and a `character_update`.
+    pub fn set_state(
+        &mut self,
+        id: CharacterId,
+        state: CharState,
+        now: f64,
+        out: &mut Vec<Item>,
+    ) -> Result<(), SimError> {
+        let town = &self.town;
+        let c = self
+            .characters
+            .get_mut(&id)
+            .ok_or(SimError::UnknownCharacter(id))?;
+        if c.state == state {
+            return Ok(());
+        }
+        if state == CharState::Traveling {
+            let to = if c.location == town.park() {
+                c.home
+            } else {
+                town.park()
+            };
+            c.plan = Some(Plan {
+                to,
+                then: CharState::Idle,
+            });
+        } else if c.plan.take().is_some() {
+            c.location = town.nearest(c.position);
+        }
+        c.enter(state, self.tick, town, now, out);
+        out.push(c.update_item(town, self.tick, now));
+        Ok(())
+    }
+
+    /// Adds a character, idle at `location` (default: its home), with a new id.
+    /// Emits `character_spawned` and a `character_update`.
+    pub fn spawn(
+        &mut self,
+        name: Option<String>,
+        location: Option<&str>,
+        now: f64,
+        out: &mut Vec<Item>,
+    ) -> Result<CharacterView, SimError> {
+        // Validate before taking an id or drawing from the RNG, so a refused spawn
+        // leaves no trace in the world.
+        let at = match location {
+            Some(loc) => Some(
+                self.town
+                    .lookup(loc)
+                    .ok_or_else(|| SimError::UnknownLocation(loc.to_owned()))?,
+            ),
+            None => None,
+        };
+        let id = self.next_character_id;
+        self.next_character_id += 1;
+        let home = self.town.home_for(id - 1);
+        let workplace = self.town.pick(LocationKind::Workplace, &mut self.rng);
+        let needs = Needs {
+            energy: self.rng.gen_range(60.0..100.0),
+            hunger: self.rng.gen_range(60.0..100.0),
+            social: self.rng.gen_range(60.0..100.0),
+        };
+        let name = name.unwrap_or_else(|| default_name(id));
+        let c = self.make_character(
+            id,
+            name,
+            home,
+            workplace,
+            at.unwrap_or(home),
+            CharState::Idle,
+            needs,
+        );
+        let view = c.view(&self.town);
+        out.push(notification(
+            "character_spawned",
+            self.tick,
+            json!({"character_id": id, "name": view.name, "location": view.location}),
+            None,
+            vec![id],
+            now,
+        ));
+        out.push(c.update_item(&self.town, self.tick, now));
+        self.characters.insert(id, c);
+        Ok(view)
+    }
+
+    /// Removes a character; its id is never handed out again. Emits `character_removed`.
+    pub fn remove(
+        &mut self,
+        id: CharacterId,
+        now: f64,
+        out: &mut Vec<Item>,
+    ) -> Result<(), SimError> {
+        let c = self
+            .characters
+            .remove(&id)
+            .ok_or(SimError::UnknownCharacter(id))?;
+        out.push(notification(
+            "character_removed",
+            self.tick,
+            json!({
+                "character_id": id,
+                "name": c.name,
+                "location": self.town.id_of(c.location),
+            }),
+            None,
+            vec![id],
+            now,
+        ));
+        Ok(())
+    }
+
+    /// Schedules an event `in_ticks` ticks from now. The current tick has already
+    /// completed, so `in_ticks` 0 means the same as 1: the next step. The event fires
+    /// as an `event_notification` in the step that completes tick `tick() + in_ticks`.
+    pub fn schedule(&mut self, event_type: String, in_ticks: u64, data: Value) -> EventId {
+        let due = self.tick.saturating_add(in_ticks.max(1));
+        self.schedule.schedule(event_type, due, data)
+    }
+
+    /// Cancels a pending event; unknown and already-fired ids are an error.
+    pub fn cancel(&mut self, id: EventId) -> Result<(), SimError> {
+        if self.schedule.cancel(id) {
+            Ok(())
+        } else {
+            Err(SimError::UnknownEvent(id))
+        }
+    }
+
+    /// Every character, in id order.
+    pub fn characters(&self) -> Vec<CharacterView> {
+        self.characters
+            .values()
+            .map(|c| c.view(&self.town))
+            .collect()
+    }
+
+    pub fn locations(&self) -> Vec<LocationView> {
+        self.town.locations()
+    }
+
+    pub fn inspect(&self, id: CharacterId) -> Option<Inspection> {
+        let c = self.characters.get(&id)?;
+        Some(Inspection {
+            character: c.view(&self.town),
+            ticks_in_state: self.tick.saturating_sub(c.state_since),
+            recent_transitions: c
+                .recent
+                .iter()
+                .map(|r| Transition {
+                    tick: r.tick,
+                    from: r.from,
+                    to: r.to,
+                    location: self.town.id_of(r.location).to_owned(),
+                })
+                .collect(),
+            pending_plan: c
+                .plan
+                .map(|p| format!("{} at {}", p.then, self.town.id_of(p.to))),
+        })
+    }
+
+    /// A 64-bit FNV-1a hash of everything that determines the future of the world: the
+    /// seed (which fixes the town), the tick, the RNG position, the id counters, every
+    /// character and every pending event. Two worlds with equal hashes will (barring a
+    /// collision) produce the same items from the same commands. Written out rather than
+    /// using `DefaultHasher`, whose algorithm is unspecified and may change between Rust
+    /// releases, so hashes can be compared across builds and machines.
+    pub fn state_hash(&self) -> u64 {
+        let mut h = Fnv1a::new();
+        h.u64(self.seed);
+        h.u64(self.tick);
+        h.u128(self.rng.get_word_pos());
+        h.u64(self.rng.get_stream());
+        h.u64(self.next_character_id);
+        h.u64(self.characters.len() as u64);
+        for c in self.characters.values() {
+            h.u64(c.id);
+            h.str(&c.name);
+            h.u64(c.state as u64);
+            h.u64(c.location as u64);
+            h.f64(c.position[0]);
+            h.f64(c.position[1]);
+            h.f64(c.needs.energy);
+            h.f64(c.needs.hunger);
+            h.f64(c.needs.social);
+            h.u64(c.home as u64);
+            h.u64(c.workplace as u64);
+            h.u64(c.state_since);
+            match c.plan {
+                Some(p) => {
+                    h.u64(1);
+                    h.u64(p.to as u64);
+                    h.u64(p.then as u64);
+                }
+                None => h.u64(0),
+            }
+        }
+        h.u64(self.schedule.next_id());
+        h.u64(self.schedule.len() as u64);
+        for e in self.schedule.pending() {
+            h.u64(e.id);
+            h.u64(e.due_tick);
+            h.str(&e.event_type);
+            h.str(&e.data.to_string());
+        }
+        h.finish()
+    }
+}
+
+/// 64-bit FNV-1a. Multi-byte values are fed little-endian and strings length-prefixed,
+/// so the encoding is canonical ("ab"+"c" and "a"+"bc" hash differently).
+struct Fnv1a(u64);
+
+impl Fnv1a {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+
+    fn new() -> Self {
+        Fnv1a(Self::OFFSET)
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(Self::PRIME);
+        }
+    }
+
+    fn u64(&mut self, v: u64) {
+        self.bytes(&v.to_le_bytes());
+    }
+
+    fn u128(&mut self, v: u128) {
+        self.bytes(&v.to_le_bytes());
+    }
+
+    /// Hashes the exact bits, so any difference in a float, however small, shows.
+    fn f64(&mut self, v: f64) {
+        self.u64(v.to_bits());
+    }
+
+    fn str(&mut self, s: &str) {
+        self.u64(s.len() as u64);
+        self.bytes(s.as_bytes());
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(world: &mut World, ticks: u64) -> Vec<Item> {
+        let mut out = Vec::new();
+        for _ in 0..ticks {
+            world.step(0.0, &mut out);
+        }
+        out
+    }
+
+    fn events<'a>(items: &'a [Item], kind: &'a str) -> impl Iterator<Item = &'a EventNotification> {
+        items.iter().filter_map(move |i| match &i.data {
+            ItemData::EventNotification(e) if e.event_type == kind => Some(e),
+            _ => None,
+        })
+    }
+
+    fn state_changes(items: &[Item]) -> impl Iterator<Item = &StateChange> {
+        items.iter().filter_map(|i| match &i.data {
+            ItemData::StateChange(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn fnv1a_matches_reference_vectors() {
+        let mut h = Fnv1a::new();
+        assert_eq!(h.finish(), 0xcbf29ce484222325);
+        h.bytes(b"a");
+        assert_eq!(h.finish(), 0xaf63dc4c8601ec8c);
+        let mut h = Fnv1a::new();
+        h.bytes(b"foobar");
+        assert_eq!(h.finish(), 0x85944171f73967e8);
+    }
+
+    #[test]
+    fn new_world_is_seeded_and_at_home() {
+        let w = World::new(9, 50);
+        assert_eq!((w.seed(), w.tick(), w.character_count()), (9, 0, 50));
+        let chars = w.characters();
+        assert_eq!(
+            chars.iter().map(|c| c.id).collect::<Vec<_>>(),
+            (1..=50).collect::<Vec<_>>()
+        );
+        assert_eq!(chars[0].name, "Ada");
+        assert_eq!(default_name(41), "Ada 2");
+        for c in &chars {
+            assert_eq!(c.location, c.home);
+            assert!(matches!(c.state, CharState::Idle | CharState::Sleeping));
+            assert!(c.workplace.starts_with("work_"));
+        }
+        assert_eq!(w.state_hash(), World::new(9, 50).state_hash());
+        assert_ne!(w.state_hash(), World::new(10, 50).state_hash());
+        assert_eq!(w.locations().len(), 13 + 3 + 3);
+    }
+
+    #[test]
+    fn step_advances_and_changes_the_hash() {
+        let mut w = World::new(1, 30);
+        let h0 = w.state_hash();
+        let items = run(&mut w, 1);
+        assert_eq!(w.tick(), 1);
+        assert_ne!(w.state_hash(), h0);
+        // Nobody changes state in the first ticks (dwell), so only staggered updates.
+        let updates: Vec<_> = items
+            .iter()
+            .filter_map(|i| match &i.data {
+                ItemData::CharacterUpdate(u) => Some(u.character_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(updates, vec![9, 19, 29]);
+    }
+
+    #[test]
+    fn updates_are_bounded_for_settled_characters() {
+        let mut w = World::new(3, 100);
+        let items = run(&mut w, 10);
+        let updates = items
+            .iter()
+            .filter(|i| matches!(i.data, ItemData::CharacterUpdate(_)))
+            .count();
+        // Each character once per 10 ticks, plus its state changes (none yet: dwell
+        // covers ticks 1..4 and nothing is due by tick 10 for most).
+        assert!((100..150).contains(&updates), "{updates}");
+    }
+
+    #[test]
+    fn unknown_ids_are_errors_with_readable_messages() {
+        let mut w = World::new(1, 3);
+        let mut out = Vec::new();
+        let err = w
+            .set_state(999, CharState::Idle, 0.0, &mut out)
+            .unwrap_err();
+        assert_eq!(err, SimError::UnknownCharacter(999));
+        assert_eq!(err.to_string(), "unknown character 999");
+        assert_eq!(
+            w.remove(999, 0.0, &mut out).unwrap_err().to_string(),
+            "unknown character 999"
+        );
+        assert_eq!(w.cancel(7).unwrap_err().to_string(), "unknown event 7");
+        assert_eq!(
+            w.spawn(None, Some("moon"), 0.0, &mut out).unwrap_err(),
+            SimError::UnknownLocation("moon".into())
+        );
+        assert!(w.inspect(999).is_none());
+        assert!(out.is_empty());
+        assert_eq!(w.character_count(), 3);
+    }
+
+    #[test]
+    fn spawn_and_remove_continue_the_id_counter() {
+        let mut w = World::new(1, 3);
+        let mut out = Vec::new();
+        let a = w
+            .spawn(Some("Zed".into()), Some("tavern"), 0.0, &mut out)
+            .unwrap();
+        assert_eq!(
+            (a.id, a.name.as_str(), a.location.as_str()),
+            (4, "Zed", "tavern")
+        );
+        assert_eq!(a.state, CharState::Idle);
+        assert_eq!(
+            a.position,
+            w.locations()
+                .iter()
+                .find(|l| l.id == "tavern")
+                .unwrap()
+                .position
+        );
+        let spawned: Vec<_> = events(&out, "character_spawned").collect();
+        assert_eq!(spawned.len(), 1);
+        assert_eq!(spawned[0].characters, vec![4]);
+        assert_eq!(spawned[0].data["name"], "Zed");
+
+        w.remove(4, 0.0, &mut out).unwrap();
+        assert_eq!(events(&out, "character_removed").count(), 1);
+        assert!(w.inspect(4).is_none());
+        let b = w.spawn(None, None, 0.0, &mut out).unwrap();
+        assert_eq!(b.id, 5, "ids are never reused");
+        assert_eq!(b.name, "Elin");
+        assert_eq!(b.location, b.home);
+    }
+
+    #[test]
+    fn set_state_in_place_emits_change_and_update() {
+        let mut w = World::new(1, 3);
+        let mut out = Vec::new();
+        let before = w.inspect(1).unwrap().character.state;
+        let target = if before == CharState::Working {
+            CharState::Eating
+        } else {
+            CharState::Working
+        };
+        w.set_state(1, target, 0.0, &mut out).unwrap();
+        let changes: Vec<_> = state_changes(&out).collect();
+        assert_eq!(changes.len(), 1);
+        assert_eq!(
+            (changes[0].old_state, changes[0].new_state),
+            (before, target)
+        );
+        assert!(matches!(out[1].data, ItemData::CharacterUpdate(_)));
+        // Same state again: nothing happens.
+        out.clear();
+        w.set_state(1, target, 0.0, &mut out).unwrap();
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn set_state_traveling_goes_to_the_park_and_arrives() {
+        let mut w = World::new(2, 10);
+        let mut out = Vec::new();
+        w.set_state(1, CharState::Traveling, 0.0, &mut out).unwrap();
+        let insp = w.inspect(1).unwrap();
+        assert_eq!(insp.character.destination.as_deref(), Some("park"));
+        assert_eq!(insp.pending_plan.as_deref(), Some("idle at park"));
+        let mut arrived = None;
+        for _ in 0..200 {
+            out.clear();
+            w.step(0.0, &mut out);
+            // Every traveling tick carries an update for the traveler.
+            assert!(out
+                .iter()
+                .any(|i| matches!(&i.data, ItemData::CharacterUpdate(u) if u.character_id == 1)));
+            if let Some(sc) = state_changes(&out).find(|s| s.character_id == 1) {
+                arrived = Some(sc.clone());
+                break;
+            }
+        }
+        let sc = arrived.expect("arrives within 200 ticks");
+        assert_eq!(
+            (sc.old_state, sc.new_state),
+            (CharState::Traveling, CharState::Idle)
+        );
+        assert_eq!(sc.location, "park");
+        let c = w.inspect(1).unwrap().character;
+        let park = w.locations().into_iter().find(|l| l.id == "park").unwrap();
+        assert_eq!((c.location.as_str(), c.position), ("park", park.position));
+        assert_eq!(c.destination, None);
+    }
+
+    #[test]
+    fn set_state_while_traveling_stops_at_the_nearest_place() {
+        let mut w = World::new(2, 10);
+        let mut out = Vec::new();
+        w.set_state(1, CharState::Traveling, 0.0, &mut out).unwrap();
+        w.step(0.0, &mut out);
+        w.step(0.0, &mut out);
+        let pos = w.inspect(1).unwrap().character.position;
+        w.set_state(1, CharState::Eating, 0.0, &mut out).unwrap();
+        let c = w.inspect(1).unwrap().character;
+        assert_eq!(c.state, CharState::Eating);
+        assert_eq!(c.position, pos, "stops where it is");
+        assert_eq!(c.destination, None);
+        let nearest = w.town.id_of(w.town.nearest(pos)).to_owned();
+        assert_eq!(c.location, nearest);
+    }
+
+    #[test]
+    fn inspect_keeps_the_last_16_transitions() {
+        let mut w = World::new(4, 2);
+        let mut out = Vec::new();
+        let cycle = [
+            CharState::Eating,
+            CharState::Working,
+            CharState::Socializing,
+        ];
+        for i in 0..20 {
+            w.set_state(2, cycle[i % 3], 0.0, &mut out).unwrap();
+        }
+        let insp = w.inspect(2).unwrap();
+        assert_eq!(insp.recent_transitions.len(), RECENT_TRANSITIONS);
+        let last = insp.recent_transitions.last().unwrap();
+        assert_eq!(last.to, cycle[19 % 3]);
+        assert_eq!(last.from, cycle[18 % 3]);
+        assert_eq!(insp.recent_transitions[0].to, cycle[4 % 3]);
+        assert_eq!(insp.ticks_in_state, 0);
+        // Serializes flat: character fields next to the inspection fields.
+        let v = serde_json::to_value(&insp).unwrap();
+        assert_eq!(v["id"], 2);
+        assert_eq!(v["recent_transitions"].as_array().unwrap().len(), 16);
+        assert_eq!(v["pending_plan"], Value::Null);
+    }
+
+    #[test]
+    fn scheduled_events_fire_once_at_their_tick() {
+        let mut w = World::new(1, 5);
+        let a = w.schedule("festival".into(), 3, json!({"x": 1}));
+        let b = w.schedule("storm".into(), 3, json!(null));
+        let c = w.schedule("now".into(), 0, json!(null));
+        assert_eq!((a, b, c), (1, 2, 3));
+        w.cancel(b).unwrap();
+        let mut fired = Vec::new();
+        for _ in 0..6 {
+            let mut out = Vec::new();
+            w.step(0.0, &mut out);
+            for i in out {
+                if let ItemData::EventNotification(e) = i.data {
+                    if e.event_id.is_some() {
+                        fired.push((e.tick, e.event_id, e.event_type, e.data));
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            fired,
+            vec![
+                (1, Some(3), "now".to_owned(), json!(null)),
+                (3, Some(1), "festival".to_owned(), json!({"x": 1})),
+            ]
+        );
+        assert_eq!(w.cancel(a), Err(SimError::UnknownEvent(a)), "already fired");
+    }
+
+    #[test]
+    fn characters_meet_when_joining_someone_socializing() {
+        let mut w = World::new(5, 3);
+        let park = w.town.park();
+        w.tick = 100; // 07:40, past every dwell, not work hours
+        for (id, state, social) in [
+            (1, CharState::Socializing, 50.0),
+            (2, CharState::Idle, 10.0),
+        ] {
+            let c = w.characters.get_mut(&id).unwrap();
+            c.state = state;
+            c.state_since = 0;
+            c.location = park;
+            c.position = w.town.position(park);
+            c.needs = Needs {
+                energy: 80.0,
+                hunger: 80.0,
+                social,
+            };
+        }
+        let out = run(&mut w, 1);
+        let met: Vec<_> = events(&out, "characters_met").collect();
+        assert_eq!(met.len(), 1, "{out:?}");
+        assert_eq!(met[0].characters, vec![2, 1]);
+        assert_eq!(
+            met[0].data,
+            json!({"characters": [2, 1], "location": "park"})
+        );
+    }
+
+    #[test]
+    fn a_day_cycles_through_every_state_and_ends_shifts() {
+        let mut w = World::new(11, 100);
+        let out = run(&mut w, 1440 * 2);
+        let seen: std::collections::BTreeSet<_> =
+            state_changes(&out).map(|s| s.new_state).collect();
+        assert_eq!(seen.len(), CharState::ALL.len(), "{seen:?}");
+        assert!(events(&out, "shift_ended").count() > 50);
+        assert!(events(&out, "characters_met").count() > 0);
+        for c in w.characters() {
+            for n in [c.needs.energy, c.needs.hunger, c.needs.social] {
+                assert!((0.0..=100.0).contains(&n));
+            }
+        }
+    }
+
+    /// Timing check for 10 000 characters; run with
+    /// `cargo test --release --lib sim::world -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn step_10k_characters_is_fast() {
+        let mut w = World::new(1, 10_000);
+        let mut out = Vec::new();
+        let ticks = 1440;
+        let start = std::time::Instant::now();
+        let mut worst = std::time::Duration::ZERO;
+        for _ in 0..ticks {
+            out.clear();
+            let t0 = std::time::Instant::now();
+            w.step(0.0, &mut out);
+            worst = worst.max(t0.elapsed());
+        }
+        let per = start.elapsed() / ticks;
+        println!("10k characters: {per:?} per tick on average, worst {worst:?}");
+    }
+}

@@ -1,0 +1,303 @@
+//! Shared harness for integration tests: a real server on 127.0.0.1:0 in its own
+//! thread and actix System, and a tokio-tungstenite client with timeouts everywhere.
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use simcast::config::{Config, TokenConfig};
+use simcast::protocol::Role;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const OPERATOR: &str = "op-token";
+pub const VIEWER: &str = "viewer-token";
+/// Upper bound for any single wait in a test: generous, so a loaded CI machine does not
+/// flake, while a hang still fails in bounded time.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A small, fast world with one operator and one viewer token.
+pub fn test_config() -> Config {
+    let mut c = Config::default();
+    c.auth.tokens = vec![
+        TokenConfig {
+            token: OPERATOR.into(),
+            role: Role::Operator,
+        },
+        TokenConfig {
+            token: VIEWER.into(),
+            role: Role::Viewer,
+        },
+    ];
+    c.sim.characters = 30;
+    c.sim.tick_rate = 20.0;
+    c.server.workers = 2;
+    c.persistence.dir = std::env::temp_dir()
+        .join(format!(
+            "simcast-test-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ))
+        .display()
+        .to_string();
+    c
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub sim: actix::Addr<simcast::sim::actor::Simulation>,
+    pub broker: actix::Addr<simcast::broker::Broker>,
+}
+
+impl TestServer {
+    pub fn start(config: Config) -> TestServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let system = actix::System::new();
+            system.block_on(async move {
+                let mut running = simcast::run(listener, config).expect("server starts");
+                let arbiters = std::mem::take(&mut running.arbiters);
+                tx.send((
+                    running.addr,
+                    running.handle(),
+                    running.sim.clone(),
+                    running.broker.clone(),
+                ))
+                .expect("report address");
+                let _ = running.server.await;
+                for a in arbiters {
+                    a.stop();
+                }
+            });
+        });
+        let (addr, handle, sim, broker) = rx.recv_timeout(WAIT).expect("server started");
+        TestServer {
+            addr,
+            handle,
+            thread: Some(thread),
+            sim,
+            broker,
+        }
+    }
+
+    pub fn ws_url(&self, token: Option<&str>) -> String {
+        match token {
+            Some(t) => format!("ws://{}/ws?token={}", self.addr, t),
+            None => format!("ws://{}/ws", self.addr),
+        }
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Connects and reads `welcome` and `snapshot`.
+    pub async fn client(&self, token: &str) -> (Client, Value, Value) {
+        let mut c = Client::connect(&self.ws_url(Some(token))).await;
+        let welcome = c.next_json().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        let snapshot = c.next_of("snapshot").await;
+        (c, welcome, snapshot)
+    }
+
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let handle = self.handle.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(handle.stop(false));
+            })
+            .join()
+            .ok();
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub struct Client {
+    pub ws: Ws,
+}
+
+/// How a connection ended, as the client saw it.
+#[derive(Debug, PartialEq)]
+pub enum Ended {
+    Closed(u16, String),
+    /// The TCP connection ended without a close frame.
+    Dropped,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Client {
+        Self::connect_with(url.into_client_request().expect("request")).await
+    }
+
+    pub async fn connect_with(
+        req: tokio_tungstenite::tungstenite::handshake::client::Request,
+    ) -> Client {
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+            .await
+            .expect("connect in time")
+            .expect("handshake");
+        Client { ws }
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws
+            .send(Message::Text(text.to_owned()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_json(&mut self, v: Value) {
+        self.send_text(&v.to_string()).await;
+    }
+
+    /// Next text frame (JSON or not), skipping control frames; panics on close/timeout.
+    pub async fn next_text(&mut self) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let msg = tokio::time::timeout(left, self.ws.next())
+                .await
+                .expect("a message in time")
+                .expect("stream open")
+                .expect("frame");
+            match msg {
+                Message::Text(t) => return t,
+                Message::Close(c) => panic!("closed: {c:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    pub async fn next_json(&mut self) -> Value {
+        let t = self.next_text().await;
+        serde_json::from_str(&t).unwrap_or_else(|e| panic!("not JSON ({e}): {t}"))
+    }
+
+    /// Next object of the given type, skipping others.
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let v = self.next_json().await;
+            if v["type"] == kind {
+                return v;
+            }
+        }
+    }
+
+    /// Next object carrying the given command id (reply or error).
+    pub async fn next_with_id(&mut self, id: &str) -> Value {
+        loop {
+            let v = self.next_json().await;
+            if v["id"] == id {
+                return v;
+            }
+        }
+    }
+
+    /// Sends a command and returns the `reply` or `error` with its id.
+    pub async fn command(&mut self, id: &str, cmd: &str, args: Value) -> Value {
+        self.send_json(json!({"type": "command", "id": id, "cmd": cmd, "args": args}))
+            .await;
+        self.next_with_id(id).await
+    }
+
+    /// Reads until the server ends the connection; returns how.
+    pub async fn ended(&mut self) -> Ended {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.ws.next()).await {
+                Err(_) => panic!("connection not closed in time"),
+                Ok(None) | Ok(Some(Err(_))) => return Ended::Dropped,
+                Ok(Some(Ok(Message::Close(Some(frame))))) => {
+                    return Ended::Closed(u16::from(frame.code), frame.reason.to_string())
+                }
+                Ok(Some(Ok(Message::Close(None)))) => return Ended::Closed(1005, String::new()),
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+pub fn close_code(e: &Ended) -> u16 {
+    match e {
+        Ended::Closed(code, _) => *code,
+        Ended::Dropped => 0,
+    }
+}
+
+pub fn _unused(_: CloseCode) {}
+
+/// Plain HTTP/1.1 request over a raw TCP socket (keeps the test dependencies small).
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .expect("response in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
