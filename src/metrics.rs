@@ -27,7 +27,9 @@ pub struct Metrics {
     pub connections_active: IntGauge,
     /// Connections refused, by reason (`pool_full`, `origin`, `auth`).
     pub connections_rejected: IntCounterVec,
-    /// Sessions closed by the server, by reason (`slow`, `timeout`, `rate`, `too_big`).
+    /// Sessions closed by the server, by reason: `slow` (outbound queue full),
+    /// `unresponsive` (silent and frozen: closed from outside), `timeout` (own heartbeat),
+    /// `rate`, `too_big`.
     pub evictions: IntCounterVec,
     /// Client messages received (text or binary frames).
     pub messages_received: IntCounter,

@@ -57,15 +57,16 @@ struct Member {
 enum Eviction {
     /// Its mailbox was full: it does not keep up.
     Slow,
-    /// Silent past `client_timeout`.
-    Timeout,
+    /// Silent past `client_timeout` while its own heartbeat did not close it (its actor
+    /// is frozen behind a jammed socket).
+    Unresponsive,
 }
 
 impl Eviction {
     fn label(self) -> &'static str {
         match self {
             Eviction::Slow => "slow",
-            Eviction::Timeout => "timeout",
+            Eviction::Unresponsive => "unresponsive",
         }
     }
 }
@@ -311,7 +312,7 @@ impl Broker {
             .map(|(id, _)| *id)
             .collect();
         for id in stale {
-            self.remove(id, Some(Eviction::Timeout));
+            self.remove(id, Some(Eviction::Unresponsive));
         }
     }
 }

@@ -1,0 +1,259 @@
+//! The broadcast stream: batches and seq, item shapes, subscriptions, resume, resync,
+//! heartbeat, ping/pong, and validation errors that keep the connection.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Reads batches until `n` were seen; returns them.
+async fn batches(c: &mut Client, n: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        out.push(c.next_of("batch").await);
+    }
+    out
+}
+
+fn items(batches: &[Value]) -> Vec<Value> {
+    batches
+        .iter()
+        .flat_map(|b| b["data"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test]
+async fn batches_have_strictly_increasing_seq_and_item_fields() {
+    let server = TestServer::start(test_config());
+    let (mut c, _, snapshot) = server.client(OPERATOR).await;
+    c.send_json(json!({"type": "subscribe", "topics": ["character_update"]}))
+        .await;
+    let got = batches(&mut c, 40).await;
+    let snap_seq = snapshot["data"]["seq"].as_u64().expect("seq");
+    let mut prev = snap_seq;
+    for b in &got {
+        let seq = b["seq"].as_u64().expect("batch seq");
+        assert_eq!(seq, prev + 1, "seq strictly increasing without gaps");
+        prev = seq;
+        assert!(b["timestamp"].as_f64().is_some());
+        assert!(b["data"].is_array());
+    }
+    let all = items(&got);
+    let mut kinds = BTreeSet::new();
+    for item in &all {
+        assert!(item["timestamp"].as_f64().is_some(), "{item}");
+        let d = &item["data"];
+        let kind = item["type"].as_str().expect("type");
+        kinds.insert(kind.to_owned());
+        let keys: &[&str] = match kind {
+            "state_change" => &[
+                "character_id",
+                "name",
+                "old_state",
+                "new_state",
+                "location",
+                "tick",
+            ],
+            "event_notification" => &["event_type", "tick", "data"],
+            "character_update" => &[
+                "character_id",
+                "state",
+                "location",
+                "position",
+                "needs",
+                "tick",
+            ],
+            other => panic!("unexpected item type {other}"),
+        };
+        for k in keys {
+            assert!(d.get(*k).is_some(), "{kind} lacks {k}: {d}");
+        }
+        if kind == "character_update" {
+            assert_eq!(d["position"].as_array().map(Vec::len), Some(2));
+            for need in ["energy", "hunger", "social"] {
+                let v = d["needs"][need].as_f64().expect("need");
+                assert!((0.0..=100.0).contains(&v));
+            }
+        }
+    }
+    assert!(kinds.contains("character_update"), "{kinds:?}");
+    assert!(kinds.contains("state_change"), "{kinds:?}");
+}
+
+#[tokio::test]
+async fn default_topics_exclude_updates_and_unsubscribe_removes() {
+    let server = TestServer::start(test_config());
+    let (mut c, _, _) = server.client(VIEWER).await;
+    let got = batches(&mut c, 30).await;
+    assert!(items(&got)
+        .iter()
+        .all(|i| i["type"] == "state_change" || i["type"] == "event_notification"));
+    assert!(
+        items(&got).iter().any(|i| i["type"] == "state_change"),
+        "some state changes in 30 ticks"
+    );
+
+    c.send_json(json!({"type": "unsubscribe", "topics": ["state_change", "event_notification"]}))
+        .await;
+    let r = c.next_of("reply").await;
+    assert_eq!(r["data"]["topics"], json!([]));
+    let got = batches(&mut c, 10).await;
+    assert!(items(&got).is_empty(), "nothing after unsubscribing all");
+}
+
+#[tokio::test]
+async fn character_topic_carries_every_item_about_that_character_only() {
+    let server = TestServer::start(test_config());
+    let (mut c, _, _) = server.client(OPERATOR).await;
+    c.send_json(json!({"type": "unsubscribe", "topics": ["state_change", "event_notification"]}))
+        .await;
+    c.next_of("reply").await;
+    c.send_json(json!({"type": "subscribe", "topics": ["character:3"]}))
+        .await;
+    let r = c.next_of("reply").await;
+    assert_eq!(r["data"]["topics"], json!(["character:3"]));
+    let got = batches(&mut c, 40).await;
+    let all = items(&got);
+    assert!(!all.is_empty(), "updates about character 3 arrive");
+    assert!(all.iter().any(|i| i["type"] == "character_update"));
+    for i in &all {
+        let d = &i["data"];
+        let about_3 = d["character_id"] == 3
+            || d["data"]["characters"]
+                .as_array()
+                .is_some_and(|cs| cs.contains(&json!(3)));
+        assert!(about_3, "item not about character 3: {i}");
+    }
+}
+
+#[tokio::test]
+async fn resume_sends_missed_batches_without_gap() {
+    let server = TestServer::start(test_config());
+    let (mut a, _, _) = server.client(VIEWER).await;
+    let seen = batches(&mut a, 5).await;
+    let last_seq = seen.last().and_then(|b| b["seq"].as_u64()).expect("seq");
+    a.close().await;
+    tokio::time::sleep(Duration::from_millis(400)).await; // ~8 batches go by
+
+    let (mut b, _, snapshot) = server.client(VIEWER).await;
+    let join_seq = snapshot["data"]["seq"].as_u64().expect("seq");
+    assert!(join_seq > last_seq + 2, "batches were missed while away");
+    b.send_json(json!({"type": "resume", "last_seq": last_seq}))
+        .await;
+    let mut seqs = Vec::new();
+    while seqs.last().copied().unwrap_or(0) < join_seq + 3 {
+        let batch = b.next_of("batch").await;
+        seqs.push(batch["seq"].as_u64().expect("seq"));
+    }
+    let unique: BTreeSet<u64> = seqs.iter().copied().collect();
+    assert_eq!(unique.len(), seqs.len(), "no batch twice: {seqs:?}");
+    let max = *unique.iter().max().expect("some");
+    let expected: BTreeSet<u64> = (last_seq + 1..=max).collect();
+    assert_eq!(unique, expected, "every batch after last_seq, no gap");
+}
+
+#[tokio::test]
+async fn resume_older_than_history_gets_resync_snapshot() {
+    let mut config = test_config();
+    config.broker.history_size = 4;
+    let server = TestServer::start(config);
+    let (mut a, _, _) = server.client(VIEWER).await;
+    batches(&mut a, 10).await;
+    // This client joins after seq 10; batch 2 has left the 4-batch history.
+    let (mut c, _, snapshot) = server.client(VIEWER).await;
+    assert!(snapshot["data"]["seq"].as_u64().expect("seq") >= 10);
+    c.send_json(json!({"type": "resume", "last_seq": 1})).await;
+    let s = c.next_of("snapshot").await;
+    assert_eq!(s["data"]["resync"], true);
+    assert!(s["data"]["characters"].is_array());
+
+    // A seq from the future (another server run) also resyncs.
+    c.send_json(json!({"type": "resume", "last_seq": 1_000_000}))
+        .await;
+    let s = c.next_of("snapshot").await;
+    assert_eq!(s["data"]["resync"], true);
+}
+
+#[tokio::test]
+async fn heartbeat_and_text_ping() {
+    let server = TestServer::start(test_config());
+    let (mut c, _, _) = server.client(VIEWER).await;
+    c.send_json(json!({"type": "heartbeat"})).await;
+    let h = c.next_of("heartbeat").await;
+    assert!(h["data"]["server_time"].as_f64().is_some());
+    assert!(h["timestamp"].as_f64().is_some());
+    c.send_text("ping").await;
+    loop {
+        if c.next_text().await == "pong" {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn server_pings_and_a_responsive_client_outlives_client_timeout() {
+    let mut config = test_config();
+    config.session.heartbeat_interval_ms = 100;
+    config.session.client_timeout_ms = 600;
+    let server = TestServer::start(config);
+    let (mut c, _, _) = server.client(VIEWER).await;
+    let started = Instant::now();
+    let mut pings = 0;
+    while started.elapsed() < Duration::from_millis(1500) {
+        match tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut c.ws)).await {
+            Ok(Some(Ok(Message::Ping(_)))) => pings += 1,
+            Ok(Some(Ok(Message::Close(f)))) => panic!("closed while responsive: {f:?}"),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("stream ended: {other:?}"),
+        }
+    }
+    assert!(
+        pings >= 3,
+        "server pings every heartbeat_interval ({pings})"
+    );
+    c.send_json(json!({"type": "heartbeat"})).await;
+    c.next_of("heartbeat").await;
+}
+
+#[tokio::test]
+async fn invalid_input_gets_1001_and_the_connection_keeps_answering() {
+    let server = TestServer::start(test_config());
+    let (mut c, _, _) = server.client(OPERATOR).await;
+    let cases = [
+        "this is not json",
+        "[1,2,3]",
+        "42",
+        r#"{"type":"dance"}"#,
+        r#"{"no_type":true}"#,
+        r#"{"type":"subscribe","topics":"state_change"}"#,
+        r#"{"type":"subscribe","topics":["weather"]}"#,
+        r#"{"type":"resume","last_seq":"x"}"#,
+        r#"{"type":"command","id":"c1","cmd":"explode","args":{}}"#,
+    ];
+    for text in cases {
+        c.send_text(text).await;
+        let e = c.next_of("error").await;
+        assert_eq!(e["data"]["code"], 1001, "{text} -> {e}");
+        assert!(e["data"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    c.ws.send_binary_frame().await;
+    let e = c.next_of("error").await;
+    assert_eq!(e["data"]["code"], 1001, "binary frame");
+    c.send_json(json!({"type": "heartbeat"})).await;
+    c.next_of("heartbeat").await;
+}
+
+trait SendBinary {
+    async fn send_binary_frame(&mut self);
+}
+
+impl SendBinary for Ws {
+    async fn send_binary_frame(&mut self) {
+        use futures_util::SinkExt;
+        self.send(Message::Binary(vec![1, 2, 3]))
+            .await
+            .expect("send");
+    }
+}
