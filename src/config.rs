@@ -60,6 +60,9 @@ pub struct ServerConfig {
     pub allowed_origins: Vec<String>,
     pub max_message_bytes: usize,
     pub workers: usize,
+    /// When false, `/ws` refuses upgrades (503) and clients must use `/events`; for
+    /// networks that block WebSocket, and for testing the dashboard's SSE fallback.
+    pub websocket_enabled: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -115,6 +118,7 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             max_message_bytes: 65536,
             workers: 0,
+            websocket_enabled: true,
         }
     }
 }

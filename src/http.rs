@@ -22,6 +22,7 @@ use std::sync::Arc;
 /// State shared by all routes.
 pub struct AppState {
     pub shared: Arc<SessionShared>,
+    pub websocket_enabled: bool,
     pub allowed_origins: Vec<String>,
     pub max_message_bytes: usize,
 }
@@ -90,6 +91,10 @@ async fn ws_route(
     stream: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    if !state.websocket_enabled {
+        return Ok(HttpResponse::ServiceUnavailable()
+            .body("WebSocket is disabled on this server; use /events (SSE)"));
+    }
     if !state.allowed_origins.is_empty() {
         if let Some(origin) = req.headers().get(header::ORIGIN) {
             let allowed = origin

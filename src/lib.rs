@@ -157,6 +157,7 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
     });
     let state = actix_web::web::Data::new(http::AppState {
         shared,
+        websocket_enabled: config.server.websocket_enabled,
         allowed_origins: config.server.allowed_origins.clone(),
         max_message_bytes: config.server.max_message_bytes,
     });

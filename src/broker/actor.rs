@@ -134,6 +134,7 @@ impl Broker {
             for (id, deliver) in group {
                 match deliver.try_send(Deliver {
                     frame: frame.clone(),
+                    seq: Some(batch.seq),
                 }) {
                     Ok(()) => sent += 1,
                     Err(SendError::Full(_)) => dropped.push((*id, Some(Eviction::Slow))),
@@ -177,11 +178,14 @@ impl Broker {
         }
     }
 
-    fn send_to(&mut self, id: SessionId, frame: ByteString) {
+    fn send_to(&mut self, id: SessionId, frame: ByteString, seq: u64) {
         let Some(member) = self.members.get(&id) else {
             return;
         };
-        match member.deliver.try_send(Deliver { frame }) {
+        match member.deliver.try_send(Deliver {
+            frame,
+            seq: Some(seq),
+        }) {
             Ok(()) => self.metrics.messages_sent.inc(),
             Err(SendError::Full(_)) => self.remove(id, Some(Eviction::Slow)),
             Err(SendError::Closed(_)) => self.remove(id, None),
@@ -211,7 +215,7 @@ impl Broker {
                 join_seq: seq,
             },
         );
-        self.send_to(session, snapshot_frame);
+        self.send_to(session, snapshot_frame, seq);
         if let Some(last_seq) = self.early_resume.remove(&session) {
             self.resume(session, last_seq);
         }
@@ -235,7 +239,7 @@ impl Broker {
             Lookup::Batches(batches) => {
                 let topics = member.topics.clone();
                 for b in batches {
-                    self.send_to(id, b.encode(&topics));
+                    self.send_to(id, b.encode(&topics), b.seq);
                 }
             }
             Lookup::Resync => {
@@ -270,13 +274,12 @@ impl Broker {
                 let snap = Envelope::new("snapshot", &snapshot)
                     .with_id(id.as_ref())
                     .to_json();
-                for frame in [reply, snap] {
-                    if deliver
-                        .try_send(Deliver {
-                            frame: frame.into(),
-                        })
-                        .is_ok()
-                    {
+                for (frame, seq) in [(reply, None), (snap, Some(seq))] {
+                    let msg = Deliver {
+                        frame: frame.into(),
+                        seq,
+                    };
+                    if deliver.try_send(msg).is_ok() {
                         self.metrics.messages_sent.inc();
                     }
                 }
@@ -284,14 +287,14 @@ impl Broker {
             SnapshotRoute::Resync { session } => {
                 snapshot.resync = true;
                 let frame = Self::encode_snapshot(&snapshot);
-                self.send_to(session, frame);
+                self.send_to(session, frame, seq);
             }
             SnapshotRoute::Everyone => {
                 snapshot.resync = true;
                 let frame = Self::encode_snapshot(&snapshot);
                 let ids: Vec<SessionId> = self.members.keys().copied().collect();
                 for id in ids {
-                    self.send_to(id, frame.clone());
+                    self.send_to(id, frame.clone(), seq);
                 }
             }
             SnapshotRoute::Http { reply } => {

@@ -80,6 +80,9 @@ pub struct JoinSession {
 #[rtype(result = "()")]
 pub struct Deliver {
     pub frame: ByteString,
+    /// The `seq` the object carries (batches; snapshots: the seq they reflect), for
+    /// transports that label frames with it (SSE `id:`).
+    pub seq: Option<u64>,
 }
 
 /// Session → broker: the session's whole topic set after a subscribe/unsubscribe.
