@@ -27,12 +27,8 @@ pub struct AppState {
     pub max_message_bytes: usize,
 }
 
-/// Files under `static/`, embedded.
-const STATIC_FILES: &[(&str, &str, &str)] = &[(
-    "index.html",
-    "text/html; charset=utf-8",
-    include_str!("../static/index.html"),
-)];
+// `STATIC_FILES`: every file under `static/`, embedded by build.rs.
+include!(concat!(env!("OUT_DIR"), "/static_files.rs"));
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(ws_route))
@@ -44,7 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(|| async { HttpResponse::Ok().body("ok") }),
         )
         .route("/", web::get().to(static_route))
-        .route("/{file}", web::get().to(static_route));
+        .route("/{file:.*}", web::get().to(static_route));
 }
 
 /// Called by `HttpServer::on_connect` for every accepted TCP connection.
@@ -275,11 +271,12 @@ async fn metrics_route(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
 
 async fn static_route(req: HttpRequest) -> HttpResponse {
     let name = req.match_info().get("file").unwrap_or("index.html");
+    let name = if name.is_empty() { "index.html" } else { name };
     match STATIC_FILES.iter().find(|(file, _, _)| *file == name) {
         Some((_, mime, body)) => HttpResponse::Ok()
             .content_type(*mime)
             .insert_header((header::CACHE_CONTROL, "no-cache"))
-            .body(*body),
+            .body(&body[..]),
         None => HttpResponse::NotFound().body("not found"),
     }
 }

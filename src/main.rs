@@ -53,6 +53,28 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
     Ok(config)
 }
 
+/// Raises the open-file soft limit to the hard limit: each client is one descriptor,
+/// and the soft default (often 1024) would cap the server far below `max_connections`.
+#[cfg(unix)]
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                log::warn!("could not raise the open-file limit");
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_fd_limit() {}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Cmd::PrintConfig) = cli.command {
@@ -60,6 +82,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    raise_fd_limit();
     let config = match load_config(&cli) {
         Ok(c) => c,
         Err(e) => {
