@@ -7,11 +7,15 @@
 
 use crate::broker::pool::ConnHandle;
 use crate::broker::{RequestSnapshot, SnapshotRoute};
+use crate::protocol::Topic;
 use crate::protocol::{Command, Envelope, ErrorCode, ErrorData, Role, OPERATOR_COMMANDS};
 use crate::session::actor::metrics_reply;
 use crate::session::auth::token_from_request;
+use crate::session::sse::SseSession;
+use crate::session::subscriptions::TopicSet;
 use crate::session::{Session, SessionShared};
 use crate::sim::actor::RunCommand;
+use actix::Actor;
 use actix_web::http::header::{self, ContentType};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -32,6 +36,7 @@ include!(concat!(env!("OUT_DIR"), "/static_files.rs"));
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(ws_route))
+        .route("/events", web::get().to(events_route))
         .route("/api/command", web::post().to(command_route))
         .route("/api/snapshot", web::get().to(snapshot_route))
         .route("/metrics", web::get().to(metrics_route))
@@ -119,6 +124,93 @@ async fn ws_route(
     ws::WsResponseBuilder::new(session, &req, stream)
         .frame_size(state.max_message_bytes)
         .start()
+}
+
+#[derive(serde::Deserialize)]
+struct EventsQuery {
+    topics: Option<String>,
+    last_event_id: Option<u64>,
+}
+
+/// `GET /events`: the SSE fallback (see `session::sse`).
+async fn events_route(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let role = match authorize(&req, &state) {
+        Ok(role) => role,
+        Err(resp) => return *resp,
+    };
+    let bad = |message: String| {
+        state
+            .shared
+            .metrics
+            .error(ErrorCode::InvalidMessage.as_u16());
+        error_response(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidMessage,
+            &message,
+            None,
+        )
+    };
+    let query = match web::Query::<EventsQuery>::from_query(req.query_string()) {
+        Ok(q) => q.into_inner(),
+        Err(e) => return bad(format!("bad query: {e}")),
+    };
+    let mut topics = TopicSet::default_topics();
+    if let Some(list) = &query.topics {
+        let parsed: Result<Vec<Topic>, String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::parse)
+            .collect();
+        let parsed = match parsed {
+            Ok(p) => p,
+            Err(e) => return bad(e),
+        };
+        topics = TopicSet::default();
+        if let Err(e) = topics.add(&parsed) {
+            return bad(e);
+        }
+    }
+    let header_id = req
+        .headers()
+        .get("Last-Event-ID")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let resume_from = header_id.or(query.last_event_id);
+    let Some(permit) = state.shared.pool.try_acquire() else {
+        state
+            .shared
+            .metrics
+            .connections_rejected
+            .with_label_values(&["pool_full"])
+            .inc();
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ServerError,
+            crate::protocol::close::REASON_POOL_FULL,
+            None,
+        );
+    };
+    let conn = req.conn_data::<ConnHandle>().copied();
+    let (session, rx) = SseSession::new(
+        Arc::clone(&state.shared),
+        permit,
+        role,
+        topics,
+        resume_from,
+        conn,
+    );
+    session.start();
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, actix_web::Error>(chunk), rx))
+    });
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body)
 }
 
 async fn command_route(

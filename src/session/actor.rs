@@ -13,10 +13,10 @@
 
 use super::rate::{RateLimiter, Verdict};
 use super::subscriptions::TopicSet;
-use super::SessionShared;
+use super::{Registration, SessionShared};
 use crate::broker::pool::{ConnHandle, PoolPermit};
 use crate::broker::{
-    Deliver, JoinSession, Leave, RequestSnapshot, ResumeFrom, SessionId, SetTopics, SnapshotRoute,
+    Deliver, JoinSession, RequestSnapshot, ResumeFrom, SessionId, SetTopics, SnapshotRoute,
 };
 use crate::clock;
 use crate::protocol::{
@@ -34,24 +34,6 @@ use std::time::Duration;
 /// After the server closes a connection, how long the client gets to finish the close
 /// handshake before the socket is shut down regardless.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
-
-/// The session's hold on a pool slot. Dropping it (when the session stops, or when the
-/// actor is dropped without stopping because the connection died) is the one place a
-/// session unregisters: it tells the broker and frees the slot.
-struct Registration {
-    session: SessionId,
-    shared: Arc<SessionShared>,
-    _permit: PoolPermit,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        self.shared.broker.do_send(Leave {
-            session: self.session,
-        });
-        self.shared.metrics.connections_active.dec();
-    }
-}
 
 pub struct Session {
     id: SessionId,
@@ -76,11 +58,7 @@ impl Session {
         conn: Option<ConnHandle>,
     ) -> Self {
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let registration = permit.map(|permit| Registration {
-            session: id,
-            shared: Arc::clone(&shared),
-            _permit: permit,
-        });
+        let registration = permit.map(|permit| Registration::new(id, &shared, permit));
         Session {
             id,
             rate: RateLimiter::new(shared.rate_limit_messages, shared.rate_limit_window_ms),
@@ -402,8 +380,6 @@ impl Actor for Session {
                 .inc();
             return self.close(ctx, close::TRY_AGAIN, close::REASON_POOL_FULL);
         }
-        self.shared.metrics.connections_total.inc();
-        self.shared.metrics.connections_active.inc();
         ctx.run_interval(self.shared.heartbeat_interval, |act, ctx| {
             act.heartbeat(ctx)
         });

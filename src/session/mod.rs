@@ -7,11 +7,13 @@
 pub mod actor;
 pub mod auth;
 pub mod rate;
+pub mod sse;
 pub mod subscriptions;
 
 pub use actor::Session;
 
-use crate::broker::{Broker, RequestSnapshot};
+use crate::broker::pool::PoolPermit;
+use crate::broker::{Broker, Leave, RequestSnapshot, SessionId};
 use crate::metrics::Metrics;
 use crate::sim::actor::RunCommand;
 use actix::prelude::*;
@@ -38,4 +40,35 @@ pub struct SessionShared {
     pub pool: Arc<crate::broker::pool::Pool>,
     /// Source of session ids (a counter, never reused in one run).
     pub next_id: Arc<AtomicU64>,
+}
+
+/// A session's hold on a pool slot. Dropping it (when the session stops, or when the
+/// actor is dropped without stopping because the connection died) is the one place a
+/// session unregisters: it tells the broker and frees the slot.
+pub struct Registration {
+    session: SessionId,
+    shared: Arc<SessionShared>,
+    _permit: PoolPermit,
+}
+
+impl Registration {
+    /// Counts the connection as accepted and active until dropped.
+    pub fn new(session: SessionId, shared: &Arc<SessionShared>, permit: PoolPermit) -> Self {
+        shared.metrics.connections_total.inc();
+        shared.metrics.connections_active.inc();
+        Registration {
+            session,
+            shared: Arc::clone(shared),
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.shared.broker.do_send(Leave {
+            session: self.session,
+        });
+        self.shared.metrics.connections_active.dec();
+    }
 }

@@ -1,0 +1,184 @@
+//! The SSE session: the same stream as a WebSocket session, one way, for clients
+//! behind proxies that block WebSocket.
+//!
+//! One actor per `GET /events`. It joins the broker like a WebSocket session (welcome,
+//! snapshot, then every batch), writes each object as one `data:` line (with `id:` =
+//! `seq` where the object has one), and sends a `: keep-alive` comment every heartbeat
+//! interval so proxies keep the connection open. Commands go through
+//! `POST /api/command`. `Last-Event-ID` (sent by `EventSource` on reconnect) or the
+//! `last_event_id` query parameter resumes like `resume`.
+//!
+//! Outbound queue: a bounded channel of `session.outbound_queue` events between this
+//! actor and the response body. When it is full the client is not keeping up: the
+//! session ends (the client reconnects with `Last-Event-ID` and resumes from history).
+//! Every successful push refreshes `last_seen`, so the broker's sweep evicts an SSE
+//! client whose channel stays full (a client that stopped reading) like a jammed
+//! WebSocket.
+
+use super::subscriptions::TopicSet;
+use super::{Registration, SessionShared};
+use crate::broker::pool::{ConnHandle, PoolPermit};
+use crate::broker::{Deliver, JoinSession, RequestSnapshot, ResumeFrom, SessionId, SnapshotRoute};
+use crate::clock;
+use crate::protocol::{Envelope, Role, ServerInfo, Welcome, PROTOCOL_VERSION};
+use actix::prelude::*;
+use actix_web::web::Bytes;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// How long the browser waits before reconnecting (the SSE `retry:` field), in ms.
+const RETRY_MS: u64 = 2000;
+
+pub struct SseSession {
+    id: SessionId,
+    shared: Arc<SessionShared>,
+    role: Role,
+    tx: mpsc::Sender<Bytes>,
+    _registration: Registration,
+    conn: Option<ConnHandle>,
+    last_seen: Arc<AtomicU64>,
+    topics: TopicSet,
+    resume_from: Option<u64>,
+}
+
+impl SseSession {
+    /// Returns the actor and the receiving end to stream as the response body.
+    pub fn new(
+        shared: Arc<SessionShared>,
+        permit: PoolPermit,
+        role: Role,
+        topics: TopicSet,
+        resume_from: Option<u64>,
+        conn: Option<ConnHandle>,
+    ) -> (Self, mpsc::Receiver<Bytes>) {
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let (tx, rx) = mpsc::channel(shared.outbound_queue);
+        let registration = Registration::new(id, &shared, permit);
+        let session = SseSession {
+            id,
+            shared,
+            role,
+            tx,
+            _registration: registration,
+            conn,
+            last_seen: Arc::new(AtomicU64::new(clock::now_ms())),
+            topics,
+            resume_from,
+        };
+        (session, rx)
+    }
+
+    /// Queues one chunk for the client; ends the session when the client is gone or
+    /// not keeping up.
+    fn push(&mut self, chunk: Bytes, ctx: &mut Context<Self>) {
+        match self.tx.try_send(chunk) {
+            Ok(()) => {
+                self.last_seen.store(clock::now_ms(), Ordering::Release);
+                self.shared.metrics.messages_sent.inc();
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.shared
+                    .metrics
+                    .evictions
+                    .with_label_values(&["slow"])
+                    .inc();
+                log::info!("sse session {} is not keeping up; closing", self.id);
+                ctx.stop();
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => ctx.stop(),
+        }
+    }
+
+    /// One SSE event: `id:` when the object has a seq, then the JSON on one `data:` line
+    /// (our JSON never contains raw newlines: serde_json escapes them).
+    fn event(json: &str, seq: Option<u64>) -> Bytes {
+        let mut out = String::with_capacity(json.len() + 32);
+        if let Some(seq) = seq {
+            out.push_str("id: ");
+            out.push_str(&seq.to_string());
+            out.push('\n');
+        }
+        out.push_str("data: ");
+        out.push_str(json);
+        out.push_str("\n\n");
+        Bytes::from(out)
+    }
+}
+
+impl Actor for SseSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.shared.outbound_queue);
+        self.push(Bytes::from(format!("retry: {RETRY_MS}\n\n")), ctx);
+        let welcome = Welcome {
+            session_id: self.id,
+            role: self.role,
+            server: ServerInfo::current(),
+            heartbeat_interval_ms: self.shared.heartbeat_interval.as_millis() as u64,
+            seq: self.shared.latest_seq.load(Ordering::Acquire),
+            protocol: PROTOCOL_VERSION,
+        };
+        let json = Envelope::new("welcome", welcome).to_json();
+        self.push(Self::event(&json, None), ctx);
+        let join = JoinSession {
+            session: self.id,
+            deliver: ctx.address().recipient(),
+            conn: self.conn,
+            last_seen: Arc::clone(&self.last_seen),
+            topics: self.topics.clone(),
+        };
+        let snapshot = self.shared.sim_snapshots.send(RequestSnapshot {
+            route: SnapshotRoute::Join(join),
+        });
+        ctx.spawn(snapshot.into_actor(self).map(|res, act, ctx| {
+            if let Err(e) = res {
+                log::warn!("sse session {}: no snapshot: {e}", act.id);
+                ctx.stop();
+            }
+        }));
+        if let Some(last_seq) = self.resume_from {
+            // The broker holds this until the join is processed, then sends what was
+            // missed right after the snapshot.
+            let resume = self.shared.broker.send(ResumeFrom {
+                session: self.id,
+                last_seq,
+            });
+            ctx.spawn(resume.into_actor(self).map(|_, _, _| ()));
+        }
+        ctx.run_interval(self.shared.heartbeat_interval, |act, ctx| {
+            act.push(Bytes::from_static(b": keep-alive\n\n"), ctx);
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        log::debug!("sse session {} ended", self.id);
+    }
+}
+
+impl Handler<Deliver> for SseSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        let event = Self::event(&msg.frame, msg.seq);
+        self.push(event, ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_carry_id_only_with_seq() {
+        assert_eq!(
+            &SseSession::event(r#"{"a":1}"#, Some(7))[..],
+            b"id: 7\ndata: {\"a\":1}\n\n"
+        );
+        assert_eq!(
+            &SseSession::event(r#"{"a":1}"#, None)[..],
+            b"data: {\"a\":1}\n\n"
+        );
+    }
+}
