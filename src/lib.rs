@@ -9,12 +9,14 @@
 //! - [`http`]: routes and static files.
 //! - [`metrics`]: counters and the Prometheus exposition.
 //! - [`persistence`]: atomic saves of the world.
+//! - [`cli`]: the `watch` and `ctl` command-line clients.
 //! - [`clock`]: the monotonic millisecond clock sessions and the broker share.
 //!
 //! [`run`] starts everything on an already-bound listener, so tests run the real server
 //! on `127.0.0.1:0`.
 
 pub mod broker;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod http;
@@ -99,11 +101,9 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
             token: generate_token(),
             role: Role::Operator,
         });
-        log::info!(
-            "no tokens configured; generated an operator token. Dashboard: http://{}/?token={}",
-            addr,
-            tokens[0].token
-        );
+        // Printed once, as part of the dashboard URL (`Running::dashboard_url`): that
+        // is the only way to learn it.
+        log::info!("no tokens configured; generated a random operator token");
     }
 
     // The simulation and the broker each need the other's address: make the broker's

@@ -32,6 +32,87 @@ struct Cli {
 enum Cmd {
     /// Print the embedded default configuration.
     PrintConfig,
+    /// Print live items from a server, reconnecting and resuming by itself.
+    Watch {
+        /// Server address (http://, https://, ws:// or wss://).
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Token (or set SIMCAST_TOKEN).
+        #[arg(long, env = "SIMCAST_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Topics, comma-separated (default: state_change,event_notification).
+        #[arg(long, value_delimiter = ',')]
+        topics: Vec<String>,
+        /// Print each item as raw JSON, one per line.
+        #[arg(long)]
+        json: bool,
+        /// Exit after printing this many items.
+        #[arg(long)]
+        max_items: Option<u64>,
+    },
+    /// Send one command and print the reply: pause | resume | step 10 | inspect 42 |
+    /// set-state 42 sleeping | schedule TYPE --in 50 [--data JSON] | cancel ID |
+    /// spawn [--name N] [--location L] | remove ID | set-speed R | reset [--seed S] |
+    /// save | debug-log on|off | snapshot | metrics
+    Ctl {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(long, env = "SIMCAST_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The command and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        words: Vec<String>,
+    },
+}
+
+/// Runs a client subcommand on a small tokio runtime.
+fn run_client(cmd: Cmd) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("simcast: cannot start runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = rt.block_on(async move {
+        match cmd {
+            Cmd::Watch {
+                url,
+                token,
+                topics,
+                json,
+                max_items,
+            } => {
+                let opts = simcast::cli::WatchOptions {
+                    url,
+                    token,
+                    topics,
+                    json,
+                    max_items,
+                };
+                let stdout = std::io::stdout();
+                let mut out = stdout.lock();
+                simcast::cli::watch(&opts, &mut out).await.map(|_| ())
+            }
+            Cmd::Ctl { url, token, words } => {
+                let data = simcast::cli::ctl(&url, &token, &words).await?;
+                let text = serde_json::to_string_pretty(&data).unwrap_or_default();
+                println!("{text}");
+                Ok(())
+            }
+            Cmd::PrintConfig => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("simcast: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn load_config(cli: &Cli) -> Result<Config, String> {
@@ -77,11 +158,15 @@ fn raise_fd_limit() {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Cmd::PrintConfig) = cli.command {
-        print!("{DEFAULT_TOML}");
-        return ExitCode::SUCCESS;
-    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match cli.command {
+        Some(Cmd::PrintConfig) => {
+            print!("{DEFAULT_TOML}");
+            return ExitCode::SUCCESS;
+        }
+        Some(cmd) => return run_client(cmd),
+        None => {}
+    }
     raise_fd_limit();
     let config = match load_config(&cli) {
         Ok(c) => c,

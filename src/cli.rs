@@ -1,0 +1,434 @@
+//! The command-line client: `simcast watch` prints the live stream, `simcast ctl` sends
+//! one command. Both speak protocol v1 over WebSocket (tokio-tungstenite), like any
+//! other client; nothing here is used by the server.
+//!
+//! `watch` reconnects by itself (exponential backoff with full jitter, capped at 30 s)
+//! and resumes from the last `seq` it printed, so a server restart or a network blip
+//! loses nothing that is still in the server's history; if the gap is too old the
+//! server sends a resync snapshot and `watch` says so.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("bad url `{0}`: use http://, https://, ws:// or wss://")]
+    Url(String),
+    #[error("connecting to {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("connection closed{0}")]
+    Closed(String),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("server error {code}: {message}")]
+    Server { code: u64, message: String },
+    #[error("{0}")]
+    Usage(String),
+    #[error("writing output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// `http://host:port[/...]` or `ws://...` → the WebSocket URL with the token.
+pub fn ws_url(base: &str, token: &str, query: &str) -> Result<String, CliError> {
+    let (scheme, rest) = base
+        .split_once("://")
+        .ok_or_else(|| CliError::Url(base.to_owned()))?;
+    let scheme = match scheme {
+        "http" | "ws" => "ws",
+        "https" | "wss" => "wss",
+        _ => return Err(CliError::Url(base.to_owned())),
+    };
+    let host = rest.split('/').next().unwrap_or(rest);
+    if host.is_empty() {
+        return Err(CliError::Url(base.to_owned()));
+    }
+    let token: String = token
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    Ok(format!("{scheme}://{host}/ws?token={token}{query}"))
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(url: &str) -> Result<Ws, CliError> {
+    let shown = url.split("?token=").next().unwrap_or(url).to_owned();
+    let (ws, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    .map_err(|_| CliError::Connect {
+        url: shown.clone(),
+        message: "timed out".into(),
+    })?
+    .map_err(|e| CliError::Connect {
+        url: shown,
+        message: e.to_string(),
+    })?;
+    Ok(ws)
+}
+
+/// Next JSON object from the server; `Closed` with the close code and reason.
+async fn next_json(ws: &mut Ws, within: Duration) -> Result<Value, CliError> {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg = tokio::time::timeout(left, ws.next())
+            .await
+            .map_err(|_| CliError::Timeout(within))?;
+        match msg {
+            Some(Ok(Message::Text(t))) => match serde_json::from_str(&t) {
+                Ok(v) => return Ok(v),
+                Err(_) => continue, // e.g. "pong"
+            },
+            Some(Ok(Message::Close(frame))) => {
+                let why = frame
+                    .map(|f| format!(" ({} {})", u16::from(f.code), f.reason))
+                    .unwrap_or_default();
+                return Err(CliError::Closed(why));
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(CliError::Closed(format!(": {e}"))),
+            None => return Err(CliError::Closed(String::new())),
+        }
+    }
+}
+
+/// Turns `ctl` words into a command: `step 10`, `set-state 42 sleeping`,
+/// `schedule festival --in 50 --data '{"x":1}'`, ...
+pub fn parse_ctl(words: &[String]) -> Result<(String, Value), CliError> {
+    let usage = |m: &str| CliError::Usage(m.to_owned());
+    let (name, rest) = words
+        .split_first()
+        .ok_or_else(|| usage("missing command (pause, resume, step N, inspect ID, ...)"))?;
+    let cmd = name.replace('-', "_");
+    let num = |i: usize, what: &str| -> Result<Value, CliError> {
+        rest.get(i)
+            .ok_or_else(|| usage(&format!("`{name}` needs {what}")))?
+            .parse::<f64>()
+            .map(|n| {
+                if n.fract() == 0.0 && n >= 0.0 {
+                    json!(n as u64)
+                } else {
+                    json!(n)
+                }
+            })
+            .map_err(|_| usage(&format!("{what} must be a number")))
+    };
+    let flag = |f: &str| -> Option<&String> {
+        rest.iter()
+            .position(|w| w == f)
+            .and_then(|i| rest.get(i + 1))
+    };
+    let args = match cmd.as_str() {
+        "pause" | "resume" | "snapshot" | "metrics" | "save" => json!({}),
+        "step" => json!({ "ticks": num(0, "a tick count")? }),
+        "set_speed" | "speed" => {
+            return Ok((
+                "set_speed".into(),
+                json!({ "tick_rate": num(0, "a tick rate")? }),
+            ))
+        }
+        "inspect" | "remove" => json!({ "character_id": num(0, "a character id")? }),
+        "set_state" => json!({
+            "character_id": num(0, "a character id")?,
+            "state": rest.get(1).ok_or_else(|| usage("`set-state` needs ID STATE"))?,
+        }),
+        "cancel" => json!({ "event_id": num(0, "an event id")? }),
+        "schedule" => {
+            let event_type = rest
+                .first()
+                .filter(|w| !w.starts_with("--"))
+                .ok_or_else(|| usage("`schedule` needs EVENT_TYPE --in TICKS"))?;
+            let in_ticks = flag("--in")
+                .ok_or_else(|| usage("`schedule` needs --in TICKS"))?
+                .parse::<u64>()
+                .map_err(|_| usage("--in must be a whole number"))?;
+            let mut args = json!({ "event_type": event_type, "in_ticks": in_ticks });
+            if let Some(data) = flag("--data") {
+                args["data"] = serde_json::from_str(data)
+                    .map_err(|e| usage(&format!("--data must be JSON: {e}")))?;
+            }
+            args
+        }
+        "spawn" => {
+            let mut args = json!({});
+            if let Some(n) = flag("--name") {
+                args["name"] = json!(n);
+            }
+            if let Some(l) = flag("--location") {
+                args["location"] = json!(l);
+            }
+            args
+        }
+        "reset" => match flag("--seed").or(rest.first()) {
+            Some(s) => {
+                json!({ "seed": s.parse::<u64>().map_err(|_| usage("seed must be a whole number"))? })
+            }
+            None => json!({}),
+        },
+        "debug_log" => {
+            let on = match rest.first().map(String::as_str) {
+                Some("on" | "true" | "1") => true,
+                Some("off" | "false" | "0") => false,
+                _ => return Err(usage("`debug-log` needs on or off")),
+            };
+            json!({ "enabled": on })
+        }
+        // Unknown names go to the server, which answers with a clear 1001.
+        _ => json!({}),
+    };
+    Ok((cmd, args))
+}
+
+/// `simcast ctl`: sends one command, prints the reply's data, fails on an error.
+pub async fn ctl(url: &str, token: &str, words: &[String]) -> Result<Value, CliError> {
+    let (cmd, args) = parse_ctl(words)?;
+    let mut ws = connect(&ws_url(url, token, "")?).await?;
+    let welcome = next_json(&mut ws, Duration::from_secs(10)).await?;
+    if welcome["type"] != "welcome" {
+        return Err(CliError::Closed(format!(": unexpected {welcome}")));
+    }
+    let msg = json!({"type": "command", "id": "ctl", "cmd": cmd, "args": args});
+    ws.send(Message::Text(msg.to_string()))
+        .await
+        .map_err(|e| CliError::Closed(format!(": {e}")))?;
+    loop {
+        let v = next_json(&mut ws, Duration::from_secs(30)).await?;
+        if v["id"] != "ctl" {
+            continue;
+        }
+        let _ = ws.close(None).await;
+        return match v["type"].as_str() {
+            Some("reply") => Ok(v["data"].clone()),
+            _ => Err(CliError::Server {
+                code: v["data"]["code"].as_u64().unwrap_or(0),
+                message: v["data"]["message"].as_str().unwrap_or("").to_owned(),
+            }),
+        };
+    }
+}
+
+/// How `watch` prints.
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    pub url: String,
+    pub token: String,
+    pub topics: Vec<String>,
+    pub json: bool,
+    /// Stop after this many items (for scripts and tests); `None`: run until killed.
+    pub max_items: Option<u64>,
+}
+
+/// One item as a person reads it.
+pub fn format_item(item: &Value) -> String {
+    let d = &item["data"];
+    let tick = d["tick"].as_u64().unwrap_or(0);
+    match item["type"].as_str().unwrap_or("") {
+        "state_change" => format!(
+            "[tick {tick}] #{} {}: {} -> {} @ {}",
+            d["character_id"],
+            d["name"].as_str().unwrap_or("?"),
+            d["old_state"].as_str().unwrap_or("?"),
+            d["new_state"].as_str().unwrap_or("?"),
+            d["location"].as_str().unwrap_or("?"),
+        ),
+        "event_notification" => {
+            let id = d["event_id"]
+                .as_u64()
+                .map(|i| format!(" (event {i})"))
+                .unwrap_or_default();
+            format!(
+                "[tick {tick}] event {}{id} {}",
+                d["event_type"].as_str().unwrap_or("?"),
+                d["data"]
+            )
+        }
+        "character_update" => format!(
+            "[tick {tick}] #{} {} @ {} ({:.0}, {:.0}) energy {:.0} hunger {:.0} social {:.0}",
+            d["character_id"],
+            d["state"].as_str().unwrap_or("?"),
+            d["location"].as_str().unwrap_or("?"),
+            d["position"][0].as_f64().unwrap_or(0.0),
+            d["position"][1].as_f64().unwrap_or(0.0),
+            d["needs"]["energy"].as_f64().unwrap_or(0.0),
+            d["needs"]["hunger"].as_f64().unwrap_or(0.0),
+            d["needs"]["social"].as_f64().unwrap_or(0.0),
+        ),
+        _ => item.to_string(),
+    }
+}
+
+/// `simcast watch`: prints items until `max_items` or forever, reconnecting and
+/// resuming by itself. Returns the number of items printed.
+pub async fn watch(opts: &WatchOptions, out: &mut dyn Write) -> Result<u64, CliError> {
+    let url = ws_url(&opts.url, &opts.token, "")?;
+    let mut last_seq: Option<u64> = None;
+    let mut printed = 0u64;
+    let mut attempt = 0u32;
+    loop {
+        match watch_once(&url, opts, &mut last_seq, &mut printed, &mut attempt, out).await {
+            Ok(()) => return Ok(printed),
+            // Refusals that retrying cannot fix.
+            Err(CliError::Closed(why)) if why.contains("1008") => {
+                return Err(CliError::Closed(why))
+            }
+            Err(CliError::Output(e)) => return Err(CliError::Output(e)),
+            Err(e) => {
+                attempt = attempt.saturating_add(1);
+                let cap = 500u64.saturating_mul(1 << attempt.min(6)).min(30_000);
+                let wait = Duration::from_millis(rand::random::<u64>() % cap.max(1));
+                log::warn!("{e}; reconnecting in {:.1} s", wait.as_secs_f64());
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+async fn watch_once(
+    url: &str,
+    opts: &WatchOptions,
+    last_seq: &mut Option<u64>,
+    printed: &mut u64,
+    attempt: &mut u32,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let mut ws = connect(url).await?;
+    *attempt = 0;
+    let send = |v: Value| Message::Text(v.to_string());
+    if !opts.topics.is_empty() {
+        let all = ["state_change", "event_notification", "character_update"];
+        let drop: Vec<&str> = all
+            .iter()
+            .copied()
+            .filter(|t| !opts.topics.iter().any(|o| o == t))
+            .collect();
+        let msgs = [
+            send(json!({"type": "unsubscribe", "topics": drop})),
+            send(json!({"type": "subscribe", "topics": opts.topics})),
+        ];
+        for m in msgs {
+            ws.send(m)
+                .await
+                .map_err(|e| CliError::Closed(format!(": {e}")))?;
+        }
+    }
+    if let Some(seq) = *last_seq {
+        ws.send(send(json!({"type": "resume", "last_seq": seq})))
+            .await
+            .map_err(|e| CliError::Closed(format!(": {e}")))?;
+    }
+    log::info!("connected; watching");
+    loop {
+        // Heartbeats every 5 s keep us well inside client_timeout; silence for 60 s
+        // means the connection is dead.
+        let v = next_json(&mut ws, Duration::from_secs(60)).await?;
+        match v["type"].as_str().unwrap_or("") {
+            "batch" => {
+                let seq = v["seq"].as_u64().unwrap_or(0);
+                if last_seq.is_some_and(|l| seq <= l) {
+                    continue; // already printed (a resume overlapping live batches)
+                }
+                if let Some(l) = *last_seq {
+                    if seq > l + 1 {
+                        log::warn!("gap: batches {}..{} were not received", l + 1, seq - 1);
+                    }
+                }
+                *last_seq = Some(seq);
+                for item in v["data"].as_array().into_iter().flatten() {
+                    if opts.json {
+                        writeln!(out, "{item}")?;
+                    } else {
+                        writeln!(out, "{}", format_item(item))?;
+                    }
+                    *printed += 1;
+                    if opts.max_items.is_some_and(|m| *printed >= m) {
+                        out.flush()?;
+                        let _ = ws.close(None).await;
+                        return Ok(());
+                    }
+                }
+                out.flush()?;
+            }
+            "snapshot" => {
+                let d = &v["data"];
+                if d["resync"] == true {
+                    log::warn!("resynced: the missed batches were too old; state replaced");
+                }
+                if last_seq.is_none() || d["resync"] == true {
+                    *last_seq = d["seq"].as_u64();
+                }
+                log::info!(
+                    "snapshot: tick {}, {} characters, seq {}",
+                    d["tick"],
+                    d["characters"].as_array().map(Vec::len).unwrap_or(0),
+                    d["seq"]
+                );
+            }
+            "error" => log::warn!("server error: {}", v["data"]),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            ws_url("http://127.0.0.1:8080", "a b", "").ok(),
+            Some("ws://127.0.0.1:8080/ws?token=a%20b".into())
+        );
+        assert_eq!(
+            ws_url("wss://x.example/ws", "t", "").ok(),
+            Some("wss://x.example/ws?token=t".into())
+        );
+        assert!(ws_url("ftp://x", "t", "").is_err());
+    }
+
+    #[test]
+    fn ctl_words_become_commands() {
+        let p = |s: &str| parse_ctl(&words(s)).map_err(|e| e.to_string());
+        assert_eq!(p("step 10"), Ok(("step".into(), json!({"ticks": 10}))));
+        assert_eq!(
+            p("set-state 42 sleeping"),
+            Ok((
+                "set_state".into(),
+                json!({"character_id": 42, "state": "sleeping"})
+            ))
+        );
+        assert_eq!(
+            p("schedule construction_complete --in 50"),
+            Ok((
+                "schedule".into(),
+                json!({"event_type": "construction_complete", "in_ticks": 50})
+            ))
+        );
+        assert_eq!(
+            p("reset --seed 7"),
+            Ok(("reset".into(), json!({"seed": 7})))
+        );
+        assert_eq!(
+            p("speed 2.5"),
+            Ok(("set_speed".into(), json!({"tick_rate": 2.5})))
+        );
+        assert!(p("step").is_err());
+        assert!(p("inspect x").is_err());
+    }
+}

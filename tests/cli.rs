@@ -1,0 +1,249 @@
+//! The binary itself: the run command prints the dashboard URL with a token, bad config
+//! stops the start with a message naming the key, and `watch` / `ctl` work against a
+//! real server process.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_simcast");
+
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("simcast-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+/// A server process; killed by its PID when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    token: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary on 127.0.0.1:0 with no tokens configured and reads the dashboard
+/// URL (with the generated token) from its log.
+fn start_server() -> Server {
+    let data = std::env::temp_dir().join(format!("simcast-cli-data-{}", std::process::id()));
+    let config = temp_file(
+        "server.toml",
+        &format!(
+            "[sim]\ncharacters = 40\ntick_rate = 20.0\n[persistence]\ndir = {:?}\n",
+            data.display().to_string()
+        ),
+    );
+    let mut child = Command::new(BIN)
+        .args([
+            "--config",
+            &config.display().to_string(),
+            "--bind",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn server");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(url) = line.split("dashboard: ").nth(1) {
+                let _ = tx.send(url.trim().to_owned());
+            }
+        }
+    });
+    let dashboard = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the server logs the dashboard URL");
+    let (url, token) = dashboard.split_once("/?token=").expect("URL with a token");
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    assert_eq!(token.len(), 32, "a generated 128-bit token");
+    Server {
+        child,
+        url: url.to_owned(),
+        token: token.to_owned(),
+    }
+}
+
+fn ctl(server: &Server, words: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(["ctl", "--url", &server.url, "--token", &server.token])
+        .args(words)
+        .output()
+        .expect("run ctl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn print_config_prints_the_embedded_default() {
+    let out = Command::new(BIN).arg("print-config").output().expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let parsed = simcast::config::Config::from_toml(&text, "printed").expect("valid TOML");
+    assert_eq!(parsed.server.bind, "127.0.0.1:8080");
+    for key in [
+        "[server]",
+        "[auth]",
+        "[pool]",
+        "[session]",
+        "[broker]",
+        "[sim]",
+    ] {
+        assert!(text.contains(key), "{key}");
+    }
+}
+
+#[test]
+fn bad_config_stops_the_start_naming_the_key() {
+    for (text, key) in [
+        ("[pool]\nmax_connections = 0\n", "pool.max_connections"),
+        ("[sim]\ntick_rate = \"fast\"\n", "tick_rate"),
+        ("[server]\nbnid = \"x\"\n", "bnid"),
+    ] {
+        let path = temp_file("bad.toml", text);
+        let out = Command::new(BIN)
+            .args([
+                "--config",
+                &path.display().to_string(),
+                "--bind",
+                "127.0.0.1:0",
+            ])
+            .output()
+            .expect("run");
+        assert!(!out.status.success(), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "stderr should name {key}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let out = Command::new(BIN)
+        .args(["--config", "/nonexistent/simcast.toml"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/simcast.toml"));
+}
+
+#[test]
+fn server_process_with_ctl_and_watch() {
+    let server = start_server();
+    // The dashboard and health check answer.
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "server accepts connections");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let (ok, out, err) = ctl(&server, &["pause"]);
+    assert!(ok, "{err}");
+    let reply: serde_json::Value = serde_json::from_str(&out).expect("JSON reply");
+    assert_eq!(reply["paused"], true);
+    let tick = reply["tick"].as_u64().expect("tick");
+
+    let (ok, out, err) = ctl(&server, &["step", "10"]);
+    assert!(ok, "{err}");
+    let reply: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(reply["tick"].as_u64(), Some(tick + 10));
+
+    let (ok, out, _) = ctl(&server, &["set-state", "3", "sleeping"]);
+    assert!(ok);
+    assert!(out.contains("sleeping"));
+    let (ok, out, _) = ctl(&server, &["inspect", "3"]);
+    assert!(ok);
+    let reply: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(reply["state"], "sleeping");
+    let (ok, out, _) = ctl(&server, &["schedule", "construction_complete", "--in", "5"]);
+    assert!(ok);
+    assert!(out.contains("event_id"));
+
+    // Errors exit non-zero with the server's message.
+    let (ok, _, err) = ctl(&server, &["inspect", "99999"]);
+    assert!(!ok);
+    assert!(err.contains("1001") && err.contains("99999"), "{err}");
+    let (ok, _, err) = ctl(&server, &["fly"]);
+    assert!(!ok);
+    assert!(err.contains("1001"), "{err}");
+
+    // watch prints readable items (resume the world so items flow).
+    let (ok, _, _) = ctl(&server, &["resume"]);
+    assert!(ok);
+    let out = Command::new(BIN)
+        .args([
+            "watch",
+            "--url",
+            &server.url,
+            "--token",
+            &server.token,
+            "--topics",
+            "character_update",
+            "--max-items",
+            "5",
+        ])
+        .output()
+        .expect("watch");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("[tick ") && l.contains("energy")),
+        "{text}"
+    );
+
+    let out = Command::new(BIN)
+        .args([
+            "watch",
+            "--url",
+            &server.url,
+            "--token",
+            &server.token,
+            "--json",
+            "--max-items",
+            "3",
+            "--topics",
+            "character_update",
+        ])
+        .output()
+        .expect("watch --json");
+    assert!(out.status.success());
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("one JSON item per line");
+        assert_eq!(v["type"], "character_update");
+    }
+
+    // A wrong token is refused, not retried forever.
+    let out = Command::new(BIN)
+        .args([
+            "watch",
+            "--url",
+            &server.url,
+            "--token",
+            "wrong",
+            "--max-items",
+            "1",
+        ])
+        .output()
+        .expect("watch");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1008"));
+}
