@@ -54,6 +54,7 @@ pub struct Running {
     pub tokens: Vec<TokenConfig>,
     pub sim: Addr<Simulation>,
     pub broker: Addr<Broker>,
+    pub pool: Arc<broker::pool::Pool>,
     /// The simulation's and the broker's threads; stopped with the System.
     pub arbiters: Vec<Arbiter>,
 }
@@ -61,6 +62,26 @@ pub struct Running {
 impl Running {
     pub fn handle(&self) -> actix_web::dev::ServerHandle {
         self.server.handle()
+    }
+
+    /// Graceful shutdown, bounded in time even with jammed clients: stop accepting,
+    /// close every session with 1001 (jammed ones get their socket shut down), give the
+    /// close frames a moment to leave, then stop the HTTP server.
+    pub async fn shutdown(
+        handle: actix_web::dev::ServerHandle,
+        broker: Addr<Broker>,
+        pool: Arc<broker::pool::Pool>,
+    ) {
+        handle.pause().await;
+        match broker.send(broker::CloseAll).await {
+            Ok(n) => log::info!("shutting down: closing {n} sessions"),
+            Err(e) => log::warn!("shutting down: broker unavailable: {e}"),
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while pool.active() > 0 && std::time::Instant::now() < deadline {
+            actix::clock::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        handle.stop(true).await;
     }
 
     /// The dashboard URL with the first operator token.
@@ -152,7 +173,7 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
         sim_snapshots: sim_addr.clone().recipient(),
         metrics: Arc::clone(&metrics),
         latest_seq,
-        pool,
+        pool: Arc::clone(&pool),
         next_id: Arc::new(AtomicU64::new(0)),
     });
     let state = actix_web::web::Data::new(http::AppState {
@@ -168,6 +189,8 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
             .configure(http::configure)
     })
     .on_connect(http::on_connect)
+    // Bounded shutdown: connections still open after this are dropped.
+    .shutdown_timeout(3)
     .backlog(4096)
     .max_connection_rate(4096)
     .disable_signals();
@@ -181,6 +204,7 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
         tokens,
         sim: sim_addr,
         broker: broker_addr,
+        pool: Arc::clone(&pool),
         arbiters: vec![sim_arbiter, broker_arbiter],
     })
 }

@@ -156,6 +156,29 @@ fn raise_fd_limit() {
 #[cfg(not(unix))]
 fn raise_fd_limit() {}
 
+/// Resolves on SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use actix_web::rt::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = actix_web::rt::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = actix_web::rt::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = actix_web::rt::signal::ctrl_c().await;
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -187,12 +210,15 @@ fn main() -> ExitCode {
         let running = simcast::run(listener, config).map_err(|e| e.to_string())?;
         log::info!("simcast listening on http://{}", running.addr);
         log::info!("dashboard: {}", running.dashboard_url());
+        // The one line a person needs, also on stdout for scripts that read it there.
+        println!("dashboard: {}", running.dashboard_url());
         let handle = running.handle();
+        let broker = running.broker.clone();
+        let pool = std::sync::Arc::clone(&running.pool);
         actix::spawn(async move {
-            if actix_web::rt::signal::ctrl_c().await.is_ok() {
-                log::info!("interrupted; stopping");
-                handle.stop(true).await;
-            }
+            wait_for_signal().await;
+            log::info!("signal received; shutting down");
+            simcast::Running::shutdown(handle, broker, pool).await;
         });
         running.server.await.map_err(|e| e.to_string())
     });

@@ -10,11 +10,12 @@
 //! without bound, and one slow client never delays the others.
 
 use super::batcher::{Batch, Batcher};
+use super::fanout::{FanOut, Groups};
 use super::history::{History, Lookup};
 use super::pool::ConnHandle;
 use super::{
-    Deliver, JoinSession, Leave, Publish, RequestSnapshot, ResumeFrom, SessionId, SetTopics,
-    SnapshotRoute,
+    CloseAll, CloseSession, Deliver, JoinSession, Leave, Publish, RequestSnapshot, ResumeFrom,
+    SessionId, SetTopics, SnapshotRoute,
 };
 use crate::clock;
 use crate::metrics::Metrics;
@@ -23,7 +24,7 @@ use crate::session::subscriptions::TopicSet;
 use actix::prelude::*;
 use bytestring::ByteString;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +46,7 @@ pub struct BrokerSettings {
 
 struct Member {
     deliver: Recipient<Deliver>,
+    close: Recipient<CloseSession>,
     conn: Option<ConnHandle>,
     last_seen: Arc<AtomicU64>,
     topics: TopicSet,
@@ -77,7 +79,9 @@ pub struct Broker {
     history: History,
     members: BTreeMap<SessionId, Member>,
     /// Sessions grouped by equal topic sets: one serialization per group per batch.
-    groups: HashMap<TopicSet, BTreeMap<SessionId, Recipient<Deliver>>>,
+    groups: Groups,
+    /// Scratch outcome of the last fan-out, kept so its vectors are reused.
+    fan_out: FanOut,
     /// Topics or resume requests that arrived before the session's join was processed
     /// (the join travels through the simulation, the others come directly).
     early_topics: BTreeMap<SessionId, TopicSet>,
@@ -103,7 +107,8 @@ impl Broker {
             history: History::new(settings.history_size, last_seq),
             settings,
             members: BTreeMap::new(),
-            groups: HashMap::new(),
+            groups: Groups::new(),
+            fan_out: FanOut::default(),
             early_topics: BTreeMap::new(),
             early_resume: BTreeMap::new(),
             flush_timer: None,
@@ -127,28 +132,20 @@ impl Broker {
         let batch = Arc::new(batch);
         self.metrics.batches.inc();
         self.metrics.items.inc_by(batch.items.len() as u64);
-        let mut sent = 0u64;
-        let mut dropped: Vec<(SessionId, Option<Eviction>)> = Vec::new();
-        for (topics, group) in &self.groups {
-            let frame = batch.encode(topics);
-            for (id, deliver) in group {
-                match deliver.try_send(Deliver {
-                    frame: frame.clone(),
-                    seq: Some(batch.seq),
-                }) {
-                    Ok(()) => sent += 1,
-                    Err(SendError::Full(_)) => dropped.push((*id, Some(Eviction::Slow))),
-                    Err(SendError::Closed(_)) => dropped.push((*id, None)),
-                }
-            }
-        }
-        self.metrics.messages_sent.inc_by(sent);
+        let mut out = std::mem::take(&mut self.fan_out);
+        out.clear();
+        self.groups.fan_out(&batch, &mut out);
+        self.metrics.messages_sent.inc_by(out.sent);
         self.latest_seq.store(batch.seq, Ordering::Release);
         self.metrics.seq.set(batch.seq as i64);
         self.history.push(batch);
-        for (id, why) in dropped {
-            self.remove(id, why);
+        for &id in &out.full {
+            self.remove(id, Some(Eviction::Slow));
         }
+        for &id in &out.closed {
+            self.remove(id, None);
+        }
+        self.fan_out = out;
     }
 
     /// Removes a member; with a reason, also shuts its socket down so that a frozen
@@ -159,12 +156,7 @@ impl Broker {
         let Some(member) = self.members.remove(&id) else {
             return;
         };
-        if let Some(group) = self.groups.get_mut(&member.topics) {
-            group.remove(&id);
-            if group.is_empty() {
-                self.groups.remove(&member.topics);
-            }
-        }
+        self.groups.remove(&member.topics, id);
         if let Some(why) = why {
             let shut = member.conn.map(|c| c.shutdown()).unwrap_or(false);
             log::info!(
@@ -196,19 +188,18 @@ impl Broker {
         let JoinSession {
             session,
             deliver,
+            close,
             conn,
             last_seen,
             topics,
         } = join;
         let topics = self.early_topics.remove(&session).unwrap_or(topics);
-        self.groups
-            .entry(topics.clone())
-            .or_default()
-            .insert(session, deliver.clone());
+        self.groups.insert(topics.clone(), session, deliver.clone());
         self.members.insert(
             session,
             Member {
                 deliver,
+                close,
                 conn,
                 last_seen,
                 topics,
@@ -373,16 +364,8 @@ impl Handler<SetTopics> for Broker {
         }
         let old = std::mem::replace(&mut member.topics, msg.topics.clone());
         let deliver = member.deliver.clone();
-        if let Some(group) = self.groups.get_mut(&old) {
-            group.remove(&msg.session);
-            if group.is_empty() {
-                self.groups.remove(&old);
-            }
-        }
-        self.groups
-            .entry(msg.topics)
-            .or_default()
-            .insert(msg.session, deliver);
+        self.groups.remove(&old, msg.session);
+        self.groups.insert(msg.topics, msg.session, deliver);
     }
 }
 
@@ -403,6 +386,30 @@ impl Handler<Leave> for Broker {
 
     fn handle(&mut self, msg: Leave, _: &mut Self::Context) {
         self.remove(msg.session, None);
+    }
+}
+
+impl Handler<CloseAll> for Broker {
+    type Result = usize;
+
+    fn handle(&mut self, _: CloseAll, _: &mut Self::Context) -> usize {
+        let close = CloseSession {
+            code: crate::protocol::close::GOING_AWAY,
+            reason: crate::protocol::close::REASON_SHUTDOWN,
+        };
+        let ids: Vec<SessionId> = self.members.keys().copied().collect();
+        for id in &ids {
+            let Some(member) = self.members.get(id) else {
+                continue;
+            };
+            if member.close.try_send(close.clone()).is_err() {
+                // Jammed or gone: it cannot take a close frame; end the socket.
+                if let Some(conn) = member.conn {
+                    conn.shutdown();
+                }
+            }
+        }
+        ids.len()
     }
 }
 

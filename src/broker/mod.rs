@@ -5,13 +5,15 @@
 //!   the [`batcher`] cuts batches and stamps `seq`, the [`history`] keeps them for
 //!   `resume`;
 //! - *deliver* — the [`actor`] serializes each batch once per distinct topic set and
-//!   hands the shared bytes to every session through the bounded [`pool`].
+//!   hands the shared bytes to every session ([`fanout`], actix-free so benches call
+//!   it directly) through the bounded [`pool`].
 //!
 //! A future gateway node is the deliver half fed from a NATS subscription of the same
 //! `Publish` stream instead of a local simulation.
 
 pub mod actor;
 pub mod batcher;
+pub mod fanout;
 pub mod history;
 pub mod pool;
 
@@ -68,6 +70,7 @@ pub enum SnapshotRoute {
 pub struct JoinSession {
     pub session: SessionId,
     pub deliver: Recipient<Deliver>,
+    pub close: Recipient<CloseSession>,
     pub conn: Option<ConnHandle>,
     /// Milliseconds (see [`crate::clock`]) of the session's last inbound frame.
     pub last_seen: Arc<AtomicU64>,
@@ -115,3 +118,17 @@ pub struct Leave {
 pub struct RequestSnapshot {
     pub route: SnapshotRoute,
 }
+
+/// Broker → session: close the connection with this code and reason (shutdown).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct CloseSession {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+/// Shutdown → broker: close every session with 1001; returns how many were asked.
+/// A session whose mailbox is full (jammed) has its socket shut down instead.
+#[derive(Message, Debug)]
+#[rtype(result = "usize")]
+pub struct CloseAll;

@@ -16,7 +16,8 @@ use super::subscriptions::TopicSet;
 use super::{Registration, SessionShared};
 use crate::broker::pool::{ConnHandle, PoolPermit};
 use crate::broker::{
-    Deliver, JoinSession, RequestSnapshot, ResumeFrom, SessionId, SetTopics, SnapshotRoute,
+    CloseSession, Deliver, JoinSession, RequestSnapshot, ResumeFrom, SessionId, SetTopics,
+    SnapshotRoute,
 };
 use crate::clock;
 use crate::protocol::{
@@ -134,6 +135,7 @@ impl Session {
         let join = JoinSession {
             session: self.id,
             deliver: ctx.address().recipient(),
+            close: ctx.address().recipient(),
             conn: self.conn,
             last_seen: Arc::clone(&self.last_seen),
             topics: self.topics.clone(),
@@ -410,6 +412,14 @@ impl Actor for Session {
                 conn.shutdown();
             });
         }
+    }
+}
+
+impl Handler<CloseSession> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: CloseSession, ctx: &mut Self::Context) {
+        self.close(ctx, msg.code, msg.reason);
     }
 }
 

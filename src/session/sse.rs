@@ -18,7 +18,9 @@
 use super::subscriptions::TopicSet;
 use super::{Registration, SessionShared};
 use crate::broker::pool::{ConnHandle, PoolPermit};
-use crate::broker::{Deliver, JoinSession, RequestSnapshot, ResumeFrom, SessionId, SnapshotRoute};
+use crate::broker::{
+    CloseSession, Deliver, JoinSession, RequestSnapshot, ResumeFrom, SessionId, SnapshotRoute,
+};
 use crate::clock;
 use crate::protocol::{Envelope, Role, ServerInfo, Welcome, PROTOCOL_VERSION};
 use actix::prelude::*;
@@ -125,6 +127,7 @@ impl Actor for SseSession {
         let join = JoinSession {
             session: self.id,
             deliver: ctx.address().recipient(),
+            close: ctx.address().recipient(),
             conn: self.conn,
             last_seen: Arc::clone(&self.last_seen),
             topics: self.topics.clone(),
@@ -154,6 +157,15 @@ impl Actor for SseSession {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         log::debug!("sse session {} ended", self.id);
+    }
+}
+
+impl Handler<CloseSession> for SseSession {
+    type Result = ();
+
+    /// SSE has no close codes: ending the stream is the signal (EventSource reconnects).
+    fn handle(&mut self, _: CloseSession, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }
 
