@@ -60,11 +60,23 @@ pub fn ws_url(base: &str, token: &str, query: &str) -> Result<String, CliError> 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(url: &str) -> Result<Ws, CliError> {
+/// Connects; `wss://` trusts the system's roots plus every certificate in `ca`.
+async fn connect(url: &str, ca: Option<&std::path::Path>) -> Result<Ws, CliError> {
     let shown = url.split("?token=").next().unwrap_or(url).to_owned();
+    let connector = if url.starts_with("wss://") {
+        let config = crate::tls::client_config(ca).map_err(|e| CliError::Connect {
+            url: shown.clone(),
+            message: e.to_string(),
+        })?;
+        Some(tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(
+            config,
+        )))
+    } else {
+        None
+    };
     let (ws, _) = tokio::time::timeout(
         Duration::from_secs(10),
-        tokio_tungstenite::connect_async(url),
+        tokio_tungstenite::connect_async_tls_with_config(url, None, false, connector),
     )
     .await
     .map_err(|_| CliError::Connect {
@@ -193,8 +205,18 @@ pub fn parse_ctl(words: &[String]) -> Result<(String, Value), CliError> {
 
 /// `simcast ctl`: sends one command, prints the reply's data, fails on an error.
 pub async fn ctl(url: &str, token: &str, words: &[String]) -> Result<Value, CliError> {
+    ctl_with_ca(url, token, words, None).await
+}
+
+/// [`ctl`], trusting the certificates in `ca` too for `wss://`/`https://` (`--ca`).
+pub async fn ctl_with_ca(
+    url: &str,
+    token: &str,
+    words: &[String],
+    ca: Option<&std::path::Path>,
+) -> Result<Value, CliError> {
     let (cmd, args) = parse_ctl(words)?;
-    let mut ws = connect(&ws_url(url, token, "")?).await?;
+    let mut ws = connect(&ws_url(url, token, "")?, ca).await?;
     let welcome = next_json(&mut ws, Duration::from_secs(10)).await?;
     if welcome["type"] != "welcome" {
         return Err(CliError::Closed(format!(": unexpected {welcome}")));
@@ -228,6 +250,8 @@ pub struct WatchOptions {
     pub json: bool,
     /// Stop after this many items (for scripts and tests); `None`: run until killed.
     pub max_items: Option<u64>,
+    /// Extra trusted certificates (PEM) for `wss://`, e.g. a self-signed server's.
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// One item as a person reads it.
@@ -273,6 +297,11 @@ pub fn format_item(item: &Value) -> String {
 /// resuming by itself. Returns the number of items printed.
 pub async fn watch(opts: &WatchOptions, out: &mut dyn Write) -> Result<u64, CliError> {
     let url = ws_url(&opts.url, &opts.token, "")?;
+    if url.starts_with("wss://") {
+        // A bad --ca file is not something reconnecting can fix: fail now.
+        crate::tls::client_config(opts.ca.as_deref())
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+    }
     let mut last_seq: Option<u64> = None;
     let mut printed = 0u64;
     let mut attempt = 0u32;
@@ -303,7 +332,7 @@ async fn watch_once(
     attempt: &mut u32,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let mut ws = connect(url).await?;
+    let mut ws = connect(url, opts.ca.as_deref()).await?;
     *attempt = 0;
     let send = |v: Value| Message::Text(v.to_string());
     if !opts.topics.is_empty() {

@@ -46,11 +46,26 @@ pub struct Config {
     pub persistence: PersistenceConfig,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PersistenceConfig {
-    /// Where `save` writes; empty means `persistence::default_dir()`.
+    /// The data directory; empty means `persistence::default_dir()`.
     pub dir: String,
+    /// A snapshot every this many ticks (0: only on `save` and at shutdown).
+    pub snapshot_interval_ticks: u64,
+    /// Move existing data aside and start a new world (`--fresh`); not a file key.
+    #[serde(skip)]
+    pub fresh: bool,
+}
+
+impl Default for PersistenceConfig {
+    fn default() -> Self {
+        PersistenceConfig {
+            dir: String::new(),
+            snapshot_interval_ticks: 600,
+            fresh: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -63,6 +78,25 @@ pub struct ServerConfig {
     /// When false, `/ws` refuses upgrades (503) and clients must use `/events`; for
     /// networks that block WebSocket, and for testing the dashboard's SSE fallback.
     pub websocket_enabled: bool,
+    /// How long a new connection may take to send its request head (slowloris guard).
+    pub client_request_timeout_ms: u64,
+    /// `[server.tls]`: both files set = https:// and wss://; both empty = plain HTTP.
+    pub tls: TlsConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain (leaf first).
+    pub cert_file: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.is_empty() || !self.key_file.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -119,6 +153,8 @@ impl Default for ServerConfig {
             max_message_bytes: 65536,
             workers: 0,
             websocket_enabled: true,
+            client_request_timeout_ms: 5000,
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -207,6 +243,19 @@ impl Config {
         })?;
         if self.server.max_message_bytes < 128 {
             return Err(invalid("server.max_message_bytes", "must be at least 128"));
+        }
+        if self.server.client_request_timeout_ms == 0 {
+            return Err(invalid(
+                "server.client_request_timeout_ms",
+                "must be greater than 0",
+            ));
+        }
+        let tls = &self.server.tls;
+        if tls.cert_file.is_empty() != tls.key_file.is_empty() {
+            return Err(invalid(
+                "server.tls",
+                "set both cert_file and key_file, or neither",
+            ));
         }
         if self.auth.auth_timeout_ms == 0 {
             return Err(invalid("auth.auth_timeout_ms", "must be greater than 0"));

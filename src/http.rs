@@ -121,6 +121,8 @@ async fn ws_route(
         token_from_request(&req),
         conn,
     );
+    // The guard caps what one frame can make us buffer (see `frame_guard`).
+    let stream = crate::frame_guard::FrameGuard::new(stream, state.max_message_bytes);
     ws::WsResponseBuilder::new(session, &req, stream)
         .frame_size(state.max_message_bytes)
         .start()

@@ -19,12 +19,14 @@ pub mod broker;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod frame_guard;
 pub mod http;
 pub mod metrics;
 pub mod persistence;
 pub mod protocol;
 pub mod session;
 pub mod sim;
+pub mod tls;
 
 use actix::prelude::*;
 use broker::{Broker, BrokerSettings};
@@ -33,7 +35,7 @@ use metrics::Metrics;
 use protocol::Role;
 use session::auth::Tokens;
 use session::SessionShared;
-use sim::actor::{SimSettings, Simulation};
+use sim::actor::Simulation;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -44,6 +46,13 @@ pub enum RunError {
     Listener(std::io::Error),
     #[error(transparent)]
     Metrics(#[from] metrics::MetricsError),
+    /// The data directory holds a world that cannot be read: nothing is started over
+    /// it unless asked (`--fresh`).
+    #[error("{0} (start with --fresh to move the old data aside and begin a new world)")]
+    Persistence(#[from] persistence::PersistenceError),
+    /// `[server.tls]` names a certificate or key that cannot be used.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// A started server: await `server` to run it; `handle` stops it.
@@ -57,6 +66,10 @@ pub struct Running {
     pub pool: Arc<broker::pool::Pool>,
     /// The simulation's and the broker's threads; stopped with the System.
     pub arbiters: Vec<Arbiter>,
+    /// Whether the listener speaks TLS (`https://`, `wss://`).
+    pub tls: bool,
+    /// The data directory's lock: released when this is dropped.
+    pub data_lock: std::fs::File,
 }
 
 impl Running {
@@ -64,24 +77,15 @@ impl Running {
         self.server.handle()
     }
 
-    /// Graceful shutdown, bounded in time even with jammed clients: stop accepting,
-    /// close every session with 1001 (jammed ones get their socket shut down), give the
-    /// close frames a moment to leave, then stop the HTTP server.
-    pub async fn shutdown(
-        handle: actix_web::dev::ServerHandle,
-        broker: Addr<Broker>,
-        pool: Arc<broker::pool::Pool>,
-    ) {
-        handle.pause().await;
-        match broker.send(broker::CloseAll).await {
-            Ok(n) => log::info!("shutting down: closing {n} sessions"),
-            Err(e) => log::warn!("shutting down: broker unavailable: {e}"),
+    /// What graceful shutdown needs, detachable from `Running` (whose `server` is
+    /// being awaited).
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            server: self.server.handle(),
+            broker: self.broker.clone(),
+            sim: self.sim.clone(),
+            pool: Arc::clone(&self.pool),
         }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        while pool.active() > 0 && std::time::Instant::now() < deadline {
-            actix::clock::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        handle.stop(true).await;
     }
 
     /// The dashboard URL with the first operator token.
@@ -93,7 +97,40 @@ impl Running {
             .or(self.tokens.first())
             .map(|t| t.token.as_str())
             .unwrap_or("");
-        format!("http://{}/?token={}", self.addr, token)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}/?token={}", self.addr, token)
+    }
+}
+
+/// Graceful shutdown, bounded in time even with jammed clients.
+pub struct ShutdownHandle {
+    server: actix_web::dev::ServerHandle,
+    broker: Addr<Broker>,
+    sim: Addr<Simulation>,
+    pool: Arc<broker::pool::Pool>,
+}
+
+impl ShutdownHandle {
+    /// Stop accepting; close every session with 1001 (jammed ones get their socket shut
+    /// down); give the close frames a moment to leave; save the world; stop the server.
+    pub async fn shutdown(self) {
+        self.server.pause().await;
+        match self.broker.send(broker::CloseAll).await {
+            Ok(n) => log::info!("shutting down: closing {n} sessions"),
+            Err(e) => log::warn!("shutting down: broker unavailable: {e}"),
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while self.pool.active() > 0 && std::time::Instant::now() < deadline {
+            actix::clock::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let save = self.sim.send(sim::actor::SaveNow);
+        match tokio::time::timeout(std::time::Duration::from_secs(10), save).await {
+            Ok(Ok(Ok(()))) => log::info!("world saved"),
+            Ok(Ok(Err(e))) => log::error!("saving the world at shutdown failed: {e}"),
+            Ok(Err(e)) => log::error!("saving the world at shutdown failed: {e}"),
+            Err(_) => log::error!("saving the world at shutdown timed out; the journal has it"),
+        }
+        self.server.stop(true).await;
     }
 }
 
@@ -105,6 +142,74 @@ fn generate_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Restores the world from the data directory (or makes a new one), writes the base
+/// snapshot and starts the journal. Returns the state, its persistence, and the seq to
+/// continue from (above every seq issued before).
+fn restore_world(config: &Config) -> Result<RestoredWorld, RunError> {
+    let store = persistence::Store::new(config.data_dir());
+    let lock = store.lock()?;
+    if config.persistence.fresh {
+        if let Some(aside) = store.discard()? {
+            log::warn!("--fresh: previous data moved to {}", aside.display());
+        }
+    }
+    let (state, journal_id) = match store.restore(None)? {
+        Some(r) => {
+            for note in &r.notes {
+                log::warn!("restore: {note}");
+            }
+            log::info!(
+                "restored the world from {} at tick {} ({} journal entries replayed{})",
+                store.dir().display(),
+                r.state.world.tick(),
+                r.replayed,
+                if r.state.paused { ", paused" } else { "" }
+            );
+            (r.state, r.next_journal_id)
+        }
+        None => {
+            log::info!(
+                "new world (seed {}) in {}",
+                config.sim.seed,
+                store.dir().display()
+            );
+            let state =
+                sim::SimState::new(config.sim.seed, config.sim.characters, config.sim.tick_rate);
+            (state, 1)
+        }
+    };
+    let seq_base = store.read_seq()?;
+    let base = persistence::SavedWorld {
+        format: persistence::FORMAT,
+        journal_id,
+        saved_at: protocol::now_ts(),
+        state: state.clone(),
+    };
+    let writer = persistence::writer::Writer::start(store.dir(), &base)?;
+    let persistence = sim::actor::Persistence {
+        writer,
+        journal_id,
+        snapshot_interval_ticks: config.persistence.snapshot_interval_ticks,
+    };
+    Ok(RestoredWorld {
+        state,
+        persistence,
+        seq_base,
+        store,
+        lock,
+    })
+}
+
+/// What `restore_world` hands to `run`.
+struct RestoredWorld {
+    state: sim::SimState,
+    persistence: sim::actor::Persistence,
+    seq_base: u64,
+    store: persistence::Store,
+    /// The data directory's lock, held as long as the server runs.
+    lock: std::fs::File,
+}
+
 /// Starts the simulation, the broker and the HTTP server on `listener`.
 ///
 /// Must be called inside an actix `System`. The simulation and the broker each get an
@@ -112,6 +217,12 @@ fn generate_token() -> String {
 /// sessions live on the HTTP workers.
 pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
     let addr = listener.local_addr().map_err(RunError::Listener)?;
+    // Before anything starts: a bad certificate or key stops here, naming the file.
+    let tls_config = if config.server.tls.enabled() {
+        Some(tls::server_config(&config.server.tls)?)
+    } else {
+        None
+    };
     let metrics = Arc::new(Metrics::new()?);
     let latest_seq = Arc::new(AtomicU64::new(0));
     let pool = broker::pool::Pool::new(config.pool.max_connections);
@@ -132,18 +243,18 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
     let (broker_tx, broker_rx) =
         actix::dev::channel::channel::<Broker>(broker::actor::MAILBOX_CAPACITY);
     let broker_addr = Addr::new(broker_tx);
+    let RestoredWorld {
+        state: sim_state,
+        persistence: sim_persistence,
+        seq_base,
+        store,
+        lock,
+    } = restore_world(&config)?;
     let sim_arbiter = Arbiter::new();
-    let sim_settings = SimSettings {
-        seed: config.sim.seed,
-        characters: config.sim.characters,
-        tick_rate: config.sim.tick_rate,
-    };
-    let saver: Box<dyn sim::actor::Saver> =
-        Box::new(persistence::FileSaver::new(config.data_dir()));
     let sim_metrics = Arc::clone(&metrics);
     let sim_broker = broker_addr.clone().recipient();
     let sim_addr = Simulation::start_in_arbiter(&sim_arbiter.handle(), move |_| {
-        Simulation::new(sim_settings, sim_broker, sim_metrics, Some(saver))
+        Simulation::new(sim_state, sim_broker, sim_metrics, Some(sim_persistence))
     });
     let broker_arbiter = Arbiter::new();
     let broker_settings = BrokerSettings {
@@ -156,7 +267,14 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
     let broker_seq = Arc::clone(&latest_seq);
     let broker_sim = sim_addr.clone().recipient();
     broker_arbiter.spawn_fn(move || {
-        let broker = Broker::new(broker_settings, 0, broker_sim, broker_metrics, broker_seq);
+        let broker = Broker::new(
+            broker_settings,
+            seq_base,
+            broker_sim,
+            broker_metrics,
+            broker_seq,
+        )
+        .with_seq_mark(store.seq_mark(seq_base));
         Context::with_receiver(broker_rx).run(broker);
     });
 
@@ -188,7 +306,15 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
             .app_data(state.clone())
             .configure(http::configure)
     })
-    .on_connect(http::on_connect)
+    .on_connect(if tls_config.is_some() {
+        tls::on_connect as fn(&dyn std::any::Any, &mut actix_web::dev::Extensions)
+    } else {
+        http::on_connect
+    })
+    // Slowloris guard: the request head must arrive within this time.
+    .client_request_timeout(std::time::Duration::from_millis(
+        config.server.client_request_timeout_ms,
+    ))
     // Bounded shutdown: connections still open after this are dropped.
     .shutdown_timeout(3)
     .backlog(4096)
@@ -197,7 +323,13 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
     if config.server.workers > 0 {
         server = server.workers(config.server.workers);
     }
-    let server = server.listen(listener).map_err(RunError::Listener)?.run();
+    let tls = tls_config.is_some();
+    let server = match tls_config {
+        Some(tls_config) => server.listen_rustls_0_23(listener, tls_config),
+        None => server.listen(listener),
+    }
+    .map_err(RunError::Listener)?
+    .run();
     Ok(Running {
         server,
         addr,
@@ -206,5 +338,7 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
         broker: broker_addr,
         pool: Arc::clone(&pool),
         arbiters: vec![sim_arbiter, broker_arbiter],
+        data_lock: lock,
+        tls,
     })
 }

@@ -24,6 +24,9 @@ struct Cli {
     /// Number of characters (overrides sim.characters).
     #[arg(long)]
     characters: Option<usize>,
+    /// Move the data directory's world aside and start a new one.
+    #[arg(long)]
+    fresh: bool,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
@@ -32,6 +35,16 @@ struct Cli {
 enum Cmd {
     /// Print the embedded default configuration.
     PrintConfig,
+    /// Rebuild the world from the data directory's snapshot and journal, up to a tick,
+    /// and print its tick and state hash (compare with a live snapshot's `state_hash`).
+    Replay {
+        /// Stop at this tick (default: the end of the journal).
+        #[arg(long)]
+        until: Option<u64>,
+        /// Data directory (default: persistence.dir from the config).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Print live items from a server, reconnecting and resuming by itself.
     Watch {
         /// Server address (http://, https://, ws:// or wss://).
@@ -49,6 +62,9 @@ enum Cmd {
         /// Exit after printing this many items.
         #[arg(long)]
         max_items: Option<u64>,
+        /// Also trust the certificates in this PEM file (wss://, e.g. self-signed).
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
     },
     /// Send one command and print the reply: pause | resume | step 10 | inspect 42 |
     /// set-state 42 sleeping | schedule TYPE --in 50 [--data JSON] | cancel ID |
@@ -59,6 +75,9 @@ enum Cmd {
         url: String,
         #[arg(long, env = "SIMCAST_TOKEN", hide_env_values = true)]
         token: String,
+        /// Also trust the certificates in this PEM file (wss://, e.g. self-signed).
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
         /// The command and its arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         words: Vec<String>,
@@ -85,6 +104,7 @@ fn run_client(cmd: Cmd) -> ExitCode {
                 topics,
                 json,
                 max_items,
+                ca,
             } => {
                 let opts = simcast::cli::WatchOptions {
                     url,
@@ -92,18 +112,24 @@ fn run_client(cmd: Cmd) -> ExitCode {
                     topics,
                     json,
                     max_items,
+                    ca,
                 };
                 let stdout = std::io::stdout();
                 let mut out = stdout.lock();
                 simcast::cli::watch(&opts, &mut out).await.map(|_| ())
             }
-            Cmd::Ctl { url, token, words } => {
-                let data = simcast::cli::ctl(&url, &token, &words).await?;
+            Cmd::Ctl {
+                url,
+                token,
+                ca,
+                words,
+            } => {
+                let data = simcast::cli::ctl_with_ca(&url, &token, &words, ca.as_deref()).await?;
                 let text = serde_json::to_string_pretty(&data).unwrap_or_default();
                 println!("{text}");
                 Ok(())
             }
-            Cmd::PrintConfig => Ok(()),
+            Cmd::PrintConfig | Cmd::Replay { .. } => Ok(()),
         }
     });
     match result {
@@ -130,6 +156,7 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
     if let Some(n) = cli.characters {
         config.sim.characters = n;
     }
+    config.persistence.fresh = cli.fresh;
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)
 }
@@ -155,6 +182,46 @@ fn raise_fd_limit() {
 
 #[cfg(not(unix))]
 fn raise_fd_limit() {}
+
+/// `simcast replay`: rebuilds the world offline and prints `{tick, state_hash, ...}`.
+fn replay(cli: &Cli, until: Option<u64>, data_dir: Option<PathBuf>) -> ExitCode {
+    let dir = match data_dir {
+        Some(d) => d,
+        None => match load_config(cli) {
+            Ok(c) => c.data_dir(),
+            Err(e) => {
+                eprintln!("simcast: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    match simcast::persistence::Store::new(dir.clone()).restore(until) {
+        Ok(Some(r)) => {
+            for note in &r.notes {
+                log::warn!("{note}");
+            }
+            let w = &r.state.world;
+            let out = serde_json::json!({
+                "tick": w.tick(),
+                "state_hash": format!("{:016x}", w.state_hash()),
+                "seed": w.seed(),
+                "characters": w.character_count(),
+                "paused": r.state.paused,
+                "replayed_entries": r.replayed,
+            });
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            eprintln!("simcast: no world in {}", dir.display());
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("simcast: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
 
 /// Resolves on SIGINT or SIGTERM.
 async fn wait_for_signal() {
@@ -187,6 +254,10 @@ fn main() -> ExitCode {
             print!("{DEFAULT_TOML}");
             return ExitCode::SUCCESS;
         }
+        Some(Cmd::Replay {
+            until,
+            ref data_dir,
+        }) => return replay(&cli, until, data_dir.clone()),
         Some(cmd) => return run_client(cmd),
         None => {}
     }
@@ -208,17 +279,16 @@ fn main() -> ExitCode {
     let system = actix::System::new();
     let result = system.block_on(async move {
         let running = simcast::run(listener, config).map_err(|e| e.to_string())?;
-        log::info!("simcast listening on http://{}", running.addr);
+        let scheme = if running.tls { "https" } else { "http" };
+        log::info!("simcast listening on {scheme}://{}", running.addr);
         log::info!("dashboard: {}", running.dashboard_url());
         // The one line a person needs, also on stdout for scripts that read it there.
         println!("dashboard: {}", running.dashboard_url());
-        let handle = running.handle();
-        let broker = running.broker.clone();
-        let pool = std::sync::Arc::clone(&running.pool);
+        let shutdown = running.shutdown_handle();
         actix::spawn(async move {
             wait_for_signal().await;
             log::info!("signal received; shutting down");
-            simcast::Running::shutdown(handle, broker, pool).await;
+            shutdown.shutdown().await;
         });
         running.server.await.map_err(|e| e.to_string())
     });

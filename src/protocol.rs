@@ -378,6 +378,9 @@ pub struct Snapshot {
     pub paused: bool,
     pub tick_rate: f64,
     pub seed: u64,
+    /// `World::state_hash` in hex: equal hashes mean equal worlds (determinism checks,
+    /// replay, restarts).
+    pub state_hash: String,
     pub characters: Vec<CharacterView>,
     pub locations: Vec<LocationView>,
     /// Every batch up to and including `seq` is reflected in this snapshot.
@@ -451,7 +454,7 @@ impl FromStr for Topic {
 }
 
 /// A debug command, with its arguments validated.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "cmd", content = "args", rename_all = "snake_case")]
 pub enum Command {
     Inspect {

@@ -18,8 +18,8 @@ impl Drop for Proc {
     }
 }
 
-fn start() -> (Proc, String) {
-    let dir = std::env::temp_dir().join(format!("simcast-shutdown-{}", std::process::id()));
+fn start(tag: &str) -> (Proc, String) {
+    let dir = std::env::temp_dir().join(format!("simcast-shutdown-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let config = dir.join("c.toml");
     std::fs::write(
@@ -98,7 +98,7 @@ fn jammed(addr: &str) -> std::net::TcpStream {
 }
 
 async fn closes_all_with_1001(sig: i32) {
-    let (mut proc, addr) = start();
+    let (mut proc, addr) = start(&sig.to_string());
     let mut c = Client::connect(&format!("ws://{addr}/ws?token={OPERATOR}")).await;
     c.next_of("snapshot").await;
     let _jam = jammed(&addr);

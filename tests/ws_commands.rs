@@ -604,7 +604,8 @@ async fn save_writes_a_file() {
     );
     let saved: Value =
         serde_json::from_slice(&std::fs::read(&path).expect("read save")).expect("JSON save");
-    assert!(saved["characters"].is_array(), "{saved}");
+    assert_eq!(saved["format"], 1, "{saved}");
+    assert!(saved["state"]["world"]["characters"].is_object(), "{saved}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -91,6 +91,8 @@ pub struct Broker {
     metrics: Arc<Metrics>,
     /// Latest seq, readable by sessions for `welcome` without a round trip.
     latest_seq: Arc<AtomicU64>,
+    /// Keeps a high-water mark of `seq` on disk so it rises across restarts.
+    seq_mark: Option<crate::persistence::SeqMark>,
 }
 
 impl Broker {
@@ -115,7 +117,14 @@ impl Broker {
             sim,
             metrics,
             latest_seq,
+            seq_mark: None,
         }
+    }
+
+    /// Persists a `seq` high-water mark as batches are issued.
+    pub fn with_seq_mark(mut self, mark: crate::persistence::SeqMark) -> Self {
+        self.seq_mark = Some(mark);
+        self
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
@@ -136,6 +145,9 @@ impl Broker {
         out.clear();
         self.groups.fan_out(&batch, &mut out);
         self.metrics.messages_sent.inc_by(out.sent);
+        if let Some(mark) = self.seq_mark.as_mut() {
+            mark.observe(batch.seq);
+        }
         self.latest_seq.store(batch.seq, Ordering::Release);
         self.metrics.seq.set(batch.seq as i64);
         self.history.push(batch);

@@ -1,17 +1,21 @@
-//! The simulation actor: owns the [`World`], runs the tick clock, answers commands, and
-//! publishes everything it produces to the broker in order.
+//! The simulation actor: owns the [`SimState`], runs the tick clock, answers commands,
+//! journals what changes the state, and publishes everything it produces to the broker
+//! in order.
 //!
-//! The tick never blocks on I/O: publishing is a `try_send` into the broker's bounded
-//! mailbox. When the broker is behind, messages wait in this actor's [`Outbox`] (in
-//! order) and the tick clock skips ticks until the outbox drains: the simulation slows
-//! down rather than dropping anything.
+//! The tick never blocks on I/O. Publishing is a `try_send` into the broker's bounded
+//! mailbox, journaling a `try_send` to the persistence writer thread. When either is
+//! behind, messages wait here in order (the outbox, the journal backlog) and ticks are
+//! deferred until they drain: the simulation slows down rather than dropping anything
+//! or letting the world run ahead of its journal.
 
-use super::{SimError, World};
+use super::{JournalEntry, SimError, SimState};
 use crate::broker::{Publish, RequestSnapshot, SnapshotRoute};
 use crate::metrics::Metrics;
+use crate::persistence::writer::{WriteRequest, Writer};
+use crate::persistence::{SavedWorld, FORMAT};
 use crate::protocol::{now_ts, Command, ErrorCode, Item, Snapshot};
 use actix::prelude::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,12 +25,17 @@ use std::time::{Duration, Instant};
 pub const OUTBOX_LIMIT: usize = 4096;
 
 /// Session/HTTP → simulation: run one command that is not `snapshot` or `metrics`
-/// (those are served without the world's lock-step: see `session::actor`).
+/// (those are served elsewhere: see `session::actor`).
 #[derive(Message, Debug)]
 #[rtype(result = "Result<Value, CommandError>")]
 pub struct RunCommand {
     pub command: Command,
 }
+
+/// Shutdown → simulation: write a snapshot now and answer when it is on disk.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), String>")]
+pub struct SaveNow;
 
 /// A command the simulation refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -45,66 +54,61 @@ impl From<SimError> for CommandError {
     }
 }
 
-/// Persistence hook for `save`: writes the snapshot somewhere durable.
-pub trait Saver: Send {
-    fn save(&self, snapshot: &Snapshot) -> Result<Value, String>;
+fn server_error(message: impl Into<String>) -> CommandError {
+    CommandError {
+        code: ErrorCode::ServerError,
+        message: message.into(),
+    }
 }
 
-/// Tunables from `[sim]`.
-#[derive(Debug, Clone)]
-pub struct SimSettings {
-    pub seed: u64,
-    pub characters: usize,
-    pub tick_rate: f64,
-}
-
-/// Ordered messages waiting for room in the broker's mailbox.
-#[derive(Debug, Default)]
-struct Outbox {
-    queue: VecDeque<Publish>,
+/// Where the simulation keeps its journal and snapshots.
+pub struct Persistence {
+    pub writer: Writer,
+    /// Id of the journal being written (the last snapshot's).
+    pub journal_id: u64,
+    /// A snapshot every this many ticks (0: only on `save` and at shutdown).
+    pub snapshot_interval_ticks: u64,
 }
 
 pub struct Simulation {
-    world: World,
-    settings: SimSettings,
-    paused: bool,
-    tick_rate: f64,
+    state: SimState,
     broker: Recipient<Publish>,
     metrics: Arc<Metrics>,
-    outbox: Outbox,
+    outbox: VecDeque<Publish>,
     retry: Option<SpawnHandle>,
     next_tick: Option<SpawnHandle>,
     deadline: Instant,
     debug_log: bool,
-    saver: Option<Box<dyn Saver>>,
+    persistence: Option<Persistence>,
+    /// Journal entries waiting for room in the writer's queue, in order.
+    journal_backlog: VecDeque<WriteRequest>,
+    ticks_since_snapshot: u64,
 }
 
 impl Simulation {
     pub fn new(
-        settings: SimSettings,
+        state: SimState,
         broker: Recipient<Publish>,
         metrics: Arc<Metrics>,
-        saver: Option<Box<dyn Saver>>,
+        persistence: Option<Persistence>,
     ) -> Self {
-        let world = World::new(settings.seed, settings.characters);
         Simulation {
-            world,
-            tick_rate: settings.tick_rate,
-            settings,
-            paused: false,
+            state,
             broker,
             metrics,
-            outbox: Outbox::default(),
+            outbox: VecDeque::new(),
             retry: None,
             next_tick: None,
             deadline: Instant::now(),
             debug_log: false,
-            saver,
+            persistence,
+            journal_backlog: VecDeque::new(),
+            ticks_since_snapshot: 0,
         }
     }
 
     fn period(&self) -> Duration {
-        Duration::from_secs_f64(1.0 / self.tick_rate)
+        Duration::from_secs_f64(1.0 / self.state.tick_rate)
     }
 
     /// Schedules the next tick on a fixed-rate clock (no drift from tick duration).
@@ -112,7 +116,7 @@ impl Simulation {
         if let Some(h) = self.next_tick.take() {
             ctx.cancel_future(h);
         }
-        if self.paused {
+        if self.state.paused {
             return;
         }
         let now = Instant::now();
@@ -124,8 +128,9 @@ impl Simulation {
         let delay = self.deadline.saturating_duration_since(now);
         self.next_tick = Some(ctx.run_later(delay, |this, ctx| {
             this.next_tick = None;
-            if !this.paused {
-                if this.outbox.queue.is_empty() {
+            if !this.state.paused {
+                this.drain_journal();
+                if this.outbox.is_empty() && this.journal_backlog.is_empty() {
                     let items = this.advance(1);
                     this.publish(
                         ctx,
@@ -134,6 +139,7 @@ impl Simulation {
                             end_of_tick: true,
                         },
                     );
+                    this.after_ticks(1);
                 } else {
                     this.metrics.ticks_deferred.inc();
                     this.drain(ctx);
@@ -148,7 +154,7 @@ impl Simulation {
         let mut items = Vec::new();
         for _ in 0..n {
             let started = Instant::now();
-            self.world.step(now_ts(), &mut items);
+            self.state.world.step(now_ts(), &mut items);
             self.metrics
                 .tick_duration
                 .observe(started.elapsed().as_secs_f64());
@@ -158,25 +164,79 @@ impl Simulation {
                 log::info!("sim: {}", serde_json::to_string(item).unwrap_or_default());
             }
         }
-        self.metrics.tick.set(self.world.tick() as i64);
+        self.metrics.tick.set(self.state.world.tick() as i64);
         self.metrics
             .characters
-            .set(self.world.character_count() as i64);
+            .set(self.state.world.character_count() as i64);
         items
     }
 
+    /// Journals `n` ticks and takes a periodic snapshot when one is due.
+    fn after_ticks(&mut self, n: u64) {
+        self.journal(JournalEntry::Ticks { ticks: n });
+        self.ticks_since_snapshot += n;
+        let due = self.persistence.as_ref().is_some_and(|p| {
+            p.snapshot_interval_ticks > 0 && self.ticks_since_snapshot >= p.snapshot_interval_ticks
+        });
+        if due {
+            self.snapshot_to_disk(None);
+        }
+    }
+
+    fn journal(&mut self, entry: JournalEntry) {
+        if self.persistence.is_some() {
+            self.journal_backlog.push_back(WriteRequest::Entry(entry));
+            self.drain_journal();
+        }
+    }
+
+    fn drain_journal(&mut self) {
+        let Some(p) = &self.persistence else {
+            self.journal_backlog.clear();
+            return;
+        };
+        while let Some(req) = self.journal_backlog.pop_front() {
+            if let Err(req) = p.writer.try_send(req) {
+                self.journal_backlog.push_front(req);
+                return;
+            }
+        }
+    }
+
+    /// Queues a snapshot of the current state (serialized and written by the writer
+    /// thread); `done` hears when it is on disk.
+    fn snapshot_to_disk(&mut self, done: Option<crate::persistence::writer::SnapshotDone>) {
+        let Some(p) = &mut self.persistence else {
+            if let Some(done) = done {
+                let _ = done.send(Err("persistence is not configured".into()));
+            }
+            return;
+        };
+        p.journal_id += 1;
+        let saved = Box::new(SavedWorld {
+            format: FORMAT,
+            journal_id: p.journal_id,
+            saved_at: now_ts(),
+            state: self.state.clone(),
+        });
+        self.ticks_since_snapshot = 0;
+        self.journal_backlog
+            .push_back(WriteRequest::Snapshot { saved, done });
+        self.drain_journal();
+    }
+
     fn publish(&mut self, ctx: &mut Context<Self>, msg: Publish) {
-        self.outbox.queue.push_back(msg);
+        self.outbox.push_back(msg);
         self.drain(ctx);
     }
 
     /// Sends queued messages in order until the broker's mailbox is full.
     fn drain(&mut self, ctx: &mut Context<Self>) {
-        while let Some(msg) = self.outbox.queue.pop_front() {
+        while let Some(msg) = self.outbox.pop_front() {
             match self.broker.try_send(msg) {
                 Ok(()) => {}
                 Err(SendError::Full(msg)) => {
-                    self.outbox.queue.push_front(msg);
+                    self.outbox.push_front(msg);
                     if self.retry.is_none() {
                         self.retry = Some(ctx.run_later(Duration::from_millis(5), |this, ctx| {
                             this.retry = None;
@@ -187,7 +247,7 @@ impl Simulation {
                 }
                 Err(SendError::Closed(_)) => {
                     log::error!("broker is gone; dropping published items");
-                    self.outbox.queue.clear();
+                    self.outbox.clear();
                     return;
                 }
             }
@@ -195,106 +255,88 @@ impl Simulation {
     }
 
     fn snapshot(&self, resync: bool) -> Snapshot {
+        let world = &self.state.world;
         Snapshot {
-            tick: self.world.tick(),
-            paused: self.paused,
-            tick_rate: self.tick_rate,
-            seed: self.world.seed(),
-            characters: self.world.characters(),
-            locations: self.world.locations(),
+            tick: world.tick(),
+            paused: self.state.paused,
+            tick_rate: self.state.tick_rate,
+            seed: world.seed(),
+            state_hash: format!("{:016x}", world.state_hash()),
+            characters: world.characters(),
+            locations: world.locations(),
             seq: 0,
             resync,
         }
     }
 
-    fn publish_items(&mut self, ctx: &mut Context<Self>, items: Vec<Item>, end_of_tick: bool) {
-        if !items.is_empty() {
-            self.publish(ctx, Publish::Items { items, end_of_tick });
-        }
-    }
-
+    /// Runs a command; `Ok(None)` means the answer comes later (`save`).
     fn run(&mut self, command: Command, ctx: &mut Context<Self>) -> Result<Value, CommandError> {
-        if self.outbox.queue.len() >= OUTBOX_LIMIT {
-            return Err(CommandError {
-                code: ErrorCode::ServerError,
-                message: "the broker is behind; try again shortly".into(),
-            });
+        if self.outbox.len() >= OUTBOX_LIMIT {
+            return Err(server_error("the broker is behind; try again shortly"));
         }
         let now = now_ts();
         let mut items = Vec::new();
-        let result = match command {
-            Command::Pause {} => {
-                self.paused = true;
-                if let Some(h) = self.next_tick.take() {
-                    ctx.cancel_future(h);
+        let mut result = match &command {
+            Command::Inspect { character_id } => {
+                let inspection = self
+                    .state
+                    .world
+                    .inspect(*character_id)
+                    .ok_or(SimError::UnknownCharacter(*character_id))?;
+                let mut value = serde_json::to_value(&inspection).unwrap_or(Value::Null);
+                let character = serde_json::to_value(&inspection.character).unwrap_or(Value::Null);
+                if let Value::Object(map) = &mut value {
+                    map.insert("character".into(), character);
                 }
-                json!({ "paused": true, "tick": self.world.tick() })
+                value
             }
-            Command::Resume {} => {
-                if self.paused {
-                    self.paused = false;
-                    self.deadline = Instant::now();
-                    self.schedule_tick(ctx);
-                }
-                json!({ "paused": false, "tick": self.world.tick() })
+            Command::DebugLog { enabled } => {
+                self.debug_log = *enabled;
+                serde_json::json!({ "enabled": enabled })
+            }
+            Command::Snapshot {} | Command::Metrics {} | Command::Save {} => {
+                return Err(server_error(format!(
+                    "`{}` is not run by the simulation",
+                    command.name()
+                )))
             }
             Command::Step { ticks } => {
-                let items = self.advance(ticks);
+                let ticks = *ticks;
+                let stepped = self.advance(ticks);
                 self.publish(
                     ctx,
                     Publish::Items {
-                        items,
+                        items: stepped,
                         end_of_tick: true,
                     },
                 );
-                json!({ "stepped": ticks, "tick": self.world.tick(), "paused": self.paused })
+                self.after_ticks(ticks);
+                let w = &self.state.world;
+                serde_json::json!({ "stepped": ticks, "tick": w.tick(), "paused": self.state.paused })
             }
-            Command::SetSpeed { tick_rate } => {
-                self.tick_rate = tick_rate;
+            state_changing => {
+                let value = self.state.apply(state_changing, now, &mut items)?;
+                self.journal(JournalEntry::Command {
+                    cmd: state_changing.clone(),
+                });
+                value
+            }
+        };
+        match &command {
+            Command::Pause {} => {
+                if let Some(h) = self.next_tick.take() {
+                    ctx.cancel_future(h);
+                }
+            }
+            Command::Resume {} | Command::SetSpeed { .. } => {
                 self.deadline = Instant::now();
                 self.schedule_tick(ctx);
-                json!({ "tick_rate": tick_rate })
             }
-            Command::SetState {
-                character_id,
-                state,
-            } => {
-                self.world.set_state(character_id, state, now, &mut items)?;
-                json!({ "character_id": character_id, "state": state })
-            }
-            Command::Spawn { name, location } => {
-                let character = self
-                    .world
-                    .spawn(name, location.as_deref(), now, &mut items)?;
-                json!({ "character_id": character.id, "character": character })
-            }
-            Command::Remove { character_id } => {
-                self.world.remove(character_id, now, &mut items)?;
-                json!({ "character_id": character_id })
-            }
-            Command::Schedule {
-                event_type,
-                in_ticks,
-                data,
-            } => {
-                // The current tick is done: an event due "now" fires on the next step.
-                let due_tick = self.world.tick() + in_ticks.max(1);
-                let event_id =
-                    self.world
-                        .schedule(event_type, in_ticks, data.unwrap_or_else(|| json!({})));
-                json!({ "event_id": event_id, "due_tick": due_tick })
-            }
-            Command::Cancel { event_id } => {
-                self.world.cancel(event_id)?;
-                json!({ "event_id": event_id, "cancelled": true })
-            }
-            Command::Reset { seed } => {
-                let seed = seed.unwrap_or_else(|| self.world.seed());
-                self.world = World::new(seed, self.settings.characters);
+            Command::Reset { .. } => {
                 self.metrics.tick.set(0);
                 self.metrics
                     .characters
-                    .set(self.world.character_count() as i64);
+                    .set(self.state.world.character_count() as i64);
                 // Every client's picture of the world is stale now: send them all a
                 // fresh snapshot (through the broker, so its seq is right).
                 let snapshot = Box::new(self.snapshot(true));
@@ -305,52 +347,40 @@ impl Simulation {
                         route: SnapshotRoute::Everyone,
                     },
                 );
-                json!({ "seed": seed, "tick": 0 })
             }
-            Command::Save {} => {
-                let snapshot = self.snapshot(false);
-                match &self.saver {
-                    Some(saver) => saver.save(&snapshot).map_err(|message| CommandError {
-                        code: ErrorCode::ServerError,
-                        message,
-                    })?,
-                    None => {
-                        return Err(CommandError {
-                            code: ErrorCode::ServerError,
-                            message: "persistence is not configured".into(),
-                        })
-                    }
-                }
-            }
-            Command::DebugLog { enabled } => {
-                self.debug_log = enabled;
-                json!({ "enabled": enabled })
-            }
-            Command::Inspect { character_id } => {
-                let inspection = self
-                    .world
-                    .inspect(character_id)
-                    .ok_or_else(|| CommandError::from(SimError::UnknownCharacter(character_id)))?;
-                let mut value = serde_json::to_value(&inspection).unwrap_or(Value::Null);
-                let character = serde_json::to_value(&inspection.character).unwrap_or(Value::Null);
-                if let Value::Object(map) = &mut value {
-                    map.insert("character".into(), character);
-                }
-                value
-            }
-            Command::Snapshot {} | Command::Metrics {} => {
-                return Err(CommandError {
-                    code: ErrorCode::ServerError,
-                    message: "snapshot and metrics are not run by the simulation".into(),
-                })
-            }
-        };
-        self.publish_items(ctx, items, false);
-        let mut result = result;
+            _ => {}
+        }
+        if !items.is_empty() {
+            self.publish(
+                ctx,
+                Publish::Items {
+                    items,
+                    end_of_tick: false,
+                },
+            );
+        }
         if let Value::Object(map) = &mut result {
             map.insert("ok".into(), Value::Bool(true));
         }
         Ok(result)
+    }
+
+    /// `save`: a snapshot now; the reply waits until it is on disk.
+    fn save(&mut self) -> ResponseFuture<Result<Value, CommandError>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.snapshot_to_disk(Some(tx));
+        let tick = self.state.world.tick();
+        Box::pin(async move {
+            match rx.await {
+                Ok(Ok(path)) => Ok(serde_json::json!({
+                    "ok": true,
+                    "path": path.display().to_string(),
+                    "tick": tick,
+                })),
+                Ok(Err(e)) => Err(server_error(format!("save failed: {e}"))),
+                Err(_) => Err(server_error("save failed: the writer stopped")),
+            }
+        })
     }
 }
 
@@ -360,24 +390,37 @@ impl Actor for Simulation {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Commands come from every session; bound their queue (senders wait when full).
         ctx.set_mailbox_capacity(1024);
+        self.metrics.tick.set(self.state.world.tick() as i64);
         self.metrics
             .characters
-            .set(self.world.character_count() as i64);
+            .set(self.state.world.character_count() as i64);
         self.deadline = Instant::now();
         self.schedule_tick(ctx);
     }
 }
 
 impl Handler<RunCommand> for Simulation {
-    type Result = Result<Value, CommandError>;
+    type Result = ResponseFuture<Result<Value, CommandError>>;
 
     fn handle(&mut self, msg: RunCommand, ctx: &mut Self::Context) -> Self::Result {
+        if let Command::Save {} = msg.command {
+            return self.save();
+        }
         let name = msg.command.name();
         let result = self.run(msg.command, ctx);
         if let Err(e) = &result {
             log::debug!("command {name} refused: {e}");
         }
-        result
+        Box::pin(async move { result })
+    }
+}
+
+impl Handler<SaveNow> for Simulation {
+    type Result = ResponseFuture<Result<(), String>>;
+
+    fn handle(&mut self, _: SaveNow, _: &mut Self::Context) -> Self::Result {
+        let reply = self.save();
+        Box::pin(async move { reply.await.map(|_| ()).map_err(|e| e.message) })
     }
 }
 
@@ -414,8 +457,8 @@ impl Handler<GetStateHash> for Simulation {
 
     fn handle(&mut self, _: GetStateHash, _: &mut Self::Context) -> StateHash {
         StateHash {
-            hash: self.world.state_hash(),
-            tick: self.world.tick(),
+            hash: self.state.world.state_hash(),
+            tick: self.state.world.tick(),
         }
     }
 }

@@ -8,7 +8,9 @@
 pub mod actor;
 pub mod rules;
 pub mod schedule;
+pub mod state;
 pub mod town;
 pub mod world;
 
+pub use state::{JournalEntry, SimState};
 pub use world::{Inspection, SimError, World};

@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// One scheduled event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ScheduledEvent {
     pub id: EventId,
     pub event_type: String,
@@ -18,7 +18,10 @@ pub struct ScheduledEvent {
 }
 
 /// The pending events of one world.
-#[derive(Debug, Clone)]
+/// Serialized as its id counter and the pending events in due order (JSON maps cannot
+/// have tuple keys); the indexes are rebuilt on load.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(into = "SavedSchedule", from = "SavedSchedule")]
 pub struct Schedule {
     /// Next id to hand out. Ids start at 1 and are never reused, so a client holding a
     /// stale id can never cancel someone else's newer event.
@@ -26,6 +29,33 @@ pub struct Schedule {
     queue: BTreeMap<(u64, EventId), ScheduledEvent>,
     /// id → due tick, so `cancel` by id is a lookup rather than a scan.
     due_of: BTreeMap<EventId, u64>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedSchedule {
+    next_id: EventId,
+    pending: Vec<ScheduledEvent>,
+}
+
+impl From<Schedule> for SavedSchedule {
+    fn from(s: Schedule) -> Self {
+        SavedSchedule {
+            next_id: s.next_id,
+            pending: s.queue.into_values().collect(),
+        }
+    }
+}
+
+impl From<SavedSchedule> for Schedule {
+    fn from(saved: SavedSchedule) -> Self {
+        let mut s = Schedule::new();
+        s.next_id = saved.next_id;
+        for e in saved.pending {
+            s.due_of.insert(e.id, e.due_tick);
+            s.queue.insert((e.due_tick, e.id), e);
+        }
+        s
+    }
 }
 
 impl Default for Schedule {

@@ -28,7 +28,7 @@ const WORKPLACE_NAMES: [&str; 12] = [
 ];
 
 /// One place of the town.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Place {
     pub id: String,
     pub name: String,
@@ -38,7 +38,7 @@ pub struct Place {
 
 /// The whole town. Places are stored in generation order: homes, workplaces, market,
 /// tavern, park; that order is also the order of [`Town::locations`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Town {
     places: Vec<Place>,
     by_id: BTreeMap<String, PlaceIdx>,

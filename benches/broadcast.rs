@@ -1,0 +1,285 @@
+//! Broadcast benches: broker fan-out, batch serialization, topic filtering, and the
+//! simulation tick, with a naive per-client/per-item variant alongside for the ratio.
+//!
+//! Fan-out measures the server's real delivery path: `Groups::fan_out` (the function the
+//! broker actor calls) `try_send`s each frame into the bounded mailbox (capacity 256, the
+//! default `session.outbound_queue`) of a receiving actor running on its own arbiter
+//! thread, as sessions run on HTTP worker threads. A delivery counts once the receiving
+//! actor has handled it: every measured iteration waits until all its deliveries were
+//! handled (with up to `IN_FLIGHT` batches pipelined), so nothing is left in queues.
+//!
+//! Run: `cargo bench --bench broadcast` (or `scripts/bench.sh`); numbers in BENCHMARKS.md.
+
+use actix::prelude::*;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use simcast::broker::batcher::{Batch, Batcher};
+use simcast::broker::fanout::{FanOut, Groups};
+use simcast::broker::{Deliver, SessionId};
+use simcast::protocol::{Envelope, Item, Topic};
+use simcast::session::subscriptions::TopicSet;
+use simcast::sim::World;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Mailbox bound of each receiver, as the server's default `session.outbound_queue`.
+const MAILBOX: usize = 256;
+/// Batches in flight before the producer waits for receivers (< MAILBOX: no drops).
+const IN_FLIGHT: u64 = 64;
+const WIDTHS: [usize; 4] = [10, 100, 1_000, 10_000];
+
+/// Stands in for a session: handles `Deliver` (the session writes the frame to its
+/// socket; here we only touch its length) and counts it.
+struct Sink {
+    handled: Arc<AtomicU64>,
+    bytes: u64,
+}
+
+impl Actor for Sink {
+    type Context = Context<Self>;
+}
+
+impl Handler<Deliver> for Sink {
+    type Result = ();
+    fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
+        self.bytes += msg.frame.len() as u64;
+        self.handled.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+struct Receivers {
+    recipients: Vec<Recipient<Deliver>>,
+    handled: Arc<AtomicU64>,
+    _arbiter: Arbiter,
+}
+
+/// `n` receiving actors on one arbiter thread (the second core; the bench thread is the
+/// broker).
+fn receivers(n: usize) -> Receivers {
+    let arbiter = Arbiter::new();
+    let handled = Arc::new(AtomicU64::new(0));
+    let recipients = (0..n)
+        .map(|_| {
+            let handled = Arc::clone(&handled);
+            Sink::start_in_arbiter(&arbiter.handle(), move |ctx| {
+                ctx.set_mailbox_capacity(MAILBOX);
+                Sink { handled, bytes: 0 }
+            })
+            .recipient()
+        })
+        .collect();
+    Receivers {
+        recipients,
+        handled,
+        _arbiter: arbiter,
+    }
+}
+
+fn wait_until(counter: &AtomicU64, target: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while counter.load(Ordering::Relaxed) < target {
+        assert!(Instant::now() < deadline, "receivers stalled");
+        std::thread::yield_now();
+    }
+}
+
+/// One tick's worth of real items: a 1 000-character world after warm-up, cut into
+/// batches the way the broker does (`max_batch_size` 100, flushed at end of tick).
+fn sample_batch(characters: usize) -> Batch {
+    let mut world = World::new(42, characters);
+    let mut items = Vec::new();
+    for _ in 0..120 {
+        items.clear();
+        world.step(1.0, &mut items);
+    }
+    let mut batcher = Batcher::new(100, 0);
+    let mut batches = batcher.push(items);
+    batches.extend(batcher.flush());
+    batches.into_iter().next().expect("a tick produces items")
+}
+
+/// Runs `fan_out` over `groups` `iters` times; returns the time until every delivery
+/// was handled.
+fn run_fan_out(groups: &Groups, batch: &Batch, handled: &AtomicU64, iters: u64) -> Duration {
+    let n = groups.len() as u64;
+    let base = handled.load(Ordering::Relaxed);
+    let mut out = FanOut::default();
+    let start = Instant::now();
+    for i in 0..iters {
+        if i >= IN_FLIGHT {
+            wait_until(handled, base + (i - IN_FLIGHT) * n);
+        }
+        out.clear();
+        groups.fan_out(batch, &mut out);
+        assert!(
+            out.full.is_empty() && out.closed.is_empty(),
+            "a delivery failed"
+        );
+    }
+    wait_until(handled, base + iters * n);
+    start.elapsed()
+}
+
+fn fan_out(c: &mut Criterion) {
+    let _system = System::new();
+    let batch = sample_batch(1_000);
+    let topics = TopicSet::default_topics();
+    eprintln!(
+        "sample batch: {} items, {} bytes for the default topics, {} bytes for all",
+        batch.items.len(),
+        batch.encode(&topics).len(),
+        batch.encode(&TopicSet::everything()).len()
+    );
+    let mut g = c.benchmark_group("fan_out");
+    g.sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    for &n in &WIDTHS {
+        let rx = receivers(n);
+        let mut groups = Groups::new();
+        for (i, r) in rx.recipients.iter().enumerate() {
+            groups.insert(topics.clone(), i as SessionId, r.clone());
+        }
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("batched", n), &n, |b, _| {
+            b.iter_custom(|iters| run_fan_out(&groups, &batch, &rx.handled, iters))
+        });
+    }
+    g.finish();
+
+    // Naive: no batching and no shared serialization. Every item is its own frame,
+    // serialized for every client. Same receivers, same mailbox path; an element is
+    // still one batch's content reaching one client, so the ratio is like for like.
+    let mut g = c.benchmark_group("fan_out");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    for &n in &WIDTHS {
+        let rx = receivers(n);
+        g.throughput(Throughput::Elements(n as u64));
+        let items: Vec<&Item> = batch.items.iter().filter(|i| topics.matches(i)).collect();
+        let per_client = items.len() as u64;
+        g.bench_with_input(BenchmarkId::new("naive", n), &n, |b, _| {
+            b.iter_custom(|iters| {
+                let base = rx.handled.load(Ordering::Relaxed);
+                let per_batch = n as u64 * per_client;
+                // Keep within the mailbox: at most MAILBOX/2 frames in flight per client.
+                let window = ((MAILBOX as u64 / 2) / per_client.max(1)).max(1);
+                let start = Instant::now();
+                for i in 0..iters {
+                    if i >= window {
+                        wait_until(&rx.handled, base + (i - window) * per_batch);
+                    }
+                    for r in &rx.recipients {
+                        for item in &items {
+                            let frame = Envelope::new("item", item).with_seq(batch.seq).to_json();
+                            let sent = r.try_send(Deliver {
+                                frame: frame.into(),
+                                seq: Some(batch.seq),
+                            });
+                            assert!(sent.is_ok(), "a delivery failed");
+                        }
+                    }
+                }
+                wait_until(&rx.handled, base + iters * per_batch);
+                start.elapsed()
+            })
+        });
+    }
+    g.finish();
+}
+
+fn encode(c: &mut Criterion) {
+    let batch = sample_batch(1_000);
+    let mut g = c.benchmark_group("encode");
+    g.warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    let mut one_char = TopicSet::default();
+    one_char.add(&[Topic::Character(7)]).expect("add");
+    for (name, topics) in [
+        ("default_topics", TopicSet::default_topics()),
+        ("everything", TopicSet::everything()),
+        ("one_character", one_char),
+    ] {
+        let bytes = batch.encode(&topics).len() as u64;
+        g.throughput(Throughput::Bytes(bytes));
+        g.bench_function(BenchmarkId::new("batch", name), |b| {
+            b.iter(|| batch.encode(std::hint::black_box(&topics)))
+        });
+    }
+    // Naive: one envelope per item (what a per-item design serializes per client).
+    g.throughput(Throughput::Bytes(
+        batch
+            .items
+            .iter()
+            .map(|i| Envelope::new("item", i).to_json().len() as u64)
+            .sum(),
+    ));
+    g.bench_function("per_item_envelopes", |b| {
+        b.iter(|| {
+            batch
+                .items
+                .iter()
+                .map(|i| Envelope::new("item", i).to_json().len())
+                .sum::<usize>()
+        })
+    });
+    g.finish();
+}
+
+/// 1 000 receivers spread over k distinct topic sets: k serializations per batch.
+fn topic_filtering(c: &mut Criterion) {
+    let _system = System::new();
+    let batch = sample_batch(1_000);
+    let n = 1_000usize;
+    let rx = receivers(n);
+    let mut g = c.benchmark_group("topic_filtering");
+    g.sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    for k in [1usize, 4, 16, 64] {
+        let sets: Vec<TopicSet> = (0..k)
+            .map(|j| match j {
+                0 => TopicSet::default_topics(),
+                1 => TopicSet::everything(),
+                _ => {
+                    let mut t = TopicSet::default();
+                    t.add(&[Topic::Character(j as u64), Topic::Character(j as u64 + 500)])
+                        .expect("add");
+                    t
+                }
+            })
+            .collect();
+        let mut groups = Groups::new();
+        for (i, r) in rx.recipients.iter().enumerate() {
+            groups.insert(sets[i % k].clone(), i as SessionId, r.clone());
+        }
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("topic_sets", k), &k, |b, _| {
+            b.iter_custom(|iters| run_fan_out(&groups, &batch, &rx.handled, iters))
+        });
+    }
+    g.finish();
+}
+
+fn tick(c: &mut Criterion) {
+    let mut g = c.benchmark_group("world_step");
+    g.warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    for n in [1_000usize, 10_000] {
+        let mut world = World::new(42, n);
+        let mut items = Vec::new();
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("characters", n), &n, |b, _| {
+            b.iter(|| {
+                items.clear();
+                world.step(1.0, &mut items);
+                items.len()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, fan_out, encode, topic_filtering, tick);
+criterion_main!(benches);

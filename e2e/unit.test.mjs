@@ -1,0 +1,81 @@
+// Unit tests of the dashboard's pure logic (no browser): console parsing, backoff,
+// and the store's dedupe / ordering / replay rules. Run with `node --test unit.test.mjs`.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseLine } from '../static/js/console.js';
+import { backoffDelay } from '../static/js/transport.js';
+import { Store } from '../static/js/store.js';
+
+test('console words map to contract commands', () => {
+  assert.deepEqual(parseLine('step 10'), { cmd: 'step', args: { ticks: 10 } });
+  assert.deepEqual(parseLine('step'), { cmd: 'step', args: { ticks: 1 } });
+  assert.deepEqual(parseLine('set_state 42 sleeping'), { cmd: 'set_state', args: { character_id: 42, state: 'sleeping' } });
+  assert.deepEqual(parseLine('set-state #42 Sleeping'), { cmd: 'set_state', args: { character_id: 42, state: 'sleeping' } });
+  assert.deepEqual(parseLine('pause'), { cmd: 'pause', args: {} });
+  assert.deepEqual(parseLine('inspect 3'), { cmd: 'inspect', args: { character_id: 3 } });
+  assert.deepEqual(parseLine('schedule festival 20 {"x":1}'), { cmd: 'schedule', args: { event_type: 'festival', in_ticks: 20, data: { x: 1 } } });
+  assert.deepEqual(parseLine('schedule construction_complete --in 50'), { cmd: 'schedule', args: { event_type: 'construction_complete', in_ticks: 50 } });
+  assert.deepEqual(parseLine('speed 2.5'), { cmd: 'set_speed', args: { tick_rate: 2.5 } });
+  assert.deepEqual(parseLine('reset 7'), { cmd: 'reset', args: { seed: 7 } });
+  assert.deepEqual(parseLine('reset'), { cmd: 'reset', args: {} });
+  assert.deepEqual(parseLine('debug_log on'), { cmd: 'debug_log', args: { enabled: true } });
+  assert.deepEqual(parseLine('{"cmd":"cancel","args":{"event_id":3}}'), { cmd: 'cancel', args: { event_id: 3 } });
+  assert.deepEqual(parseLine('help'), { local: 'help' });
+  assert.throws(() => parseLine('step ten'), /whole number/);
+  assert.throws(() => parseLine('schedule festival soon'), /usage/);
+  assert.throws(() => parseLine('fly 3'), /unknown command/);
+});
+
+test('backoff: full jitter below min(30 s, 500 ms · 2^attempt)', () => {
+  assert.equal(backoffDelay(0, () => 0), 0);
+  assert.equal(backoffDelay(0, () => 0.999), 499);
+  assert.equal(backoffDelay(3, () => 0.5), 2000);
+  assert.equal(backoffDelay(20, () => 0.999), 29970);
+});
+
+const snap = (seq, extra = {}) => ({
+  tick: 10, paused: false, tick_rate: 10, seed: 1, seq, resync: false,
+  locations: [{ id: 'home_0', name: 'Home 0', kind: 'home', position: [1, 1] }],
+  characters: [{ id: 1, name: 'Ada', state: 'idle', location: 'home_0', position: [1, 1], needs: { energy: 1, hunger: 1, social: 1 }, state_since: 0 }],
+  ...extra,
+});
+const change = (seq, tick, to) => ({
+  type: 'batch', seq,
+  data: [{ type: 'state_change', data: { character_id: 1, name: 'Ada', old_state: 'idle', new_state: to, location: 'home_0', tick } }],
+});
+
+test('store: dedupes, applies in seq order, replays resumed batches into the log only', () => {
+  const s = new Store();
+  const logged = [];
+  s.on('batch', (items, { replay, log }) => { if (replay || log !== false) logged.push(items[0]?.data.tick); });
+  s.applySnapshot(snap(5));
+  s.applyBatch(change(7, 12, 'eating')); // early: waits for 6
+  assert.equal(s.seq, 5);
+  s.applyBatch(change(6, 11, 'working'));
+  assert.equal(s.seq, 7);
+  assert.equal(s.characters.get(1).state, 'eating');
+  assert.equal(s.tick, 12);
+  s.applyBatch(change(7, 12, 'eating')); // duplicate
+  assert.equal(s.stats.duplicates, 1);
+  assert.deepEqual(logged, [11, 12]);
+  assert.equal(s.counts.eating, 1);
+  assert.equal(s.counts.idle, 0);
+
+  // Reconnect: the new snapshot covers 8..9; resume re-sends them for the log.
+  s.applySnapshot(snap(9, { tick: 14 }));
+  assert.equal(s.logSeq, 7);
+  s.applyBatch(change(8, 13, 'idle'));
+  s.applyBatch(change(9, 14, 'sleeping'));
+  assert.equal(s.stats.replayed, 2);
+  assert.equal(s.characters.get(1).state, 'idle', 'replayed batches do not touch state');
+  s.applyBatch(change(10, 15, 'eating'));
+  assert.equal(s.characters.get(1).state, 'eating');
+  assert.deepEqual(logged, [11, 12, 13, 14, 15]);
+
+  // A restarted server (seq went backwards) or a resync replaces everything.
+  s.applySnapshot(snap(2, { tick: 3 }));
+  assert.equal(s.seq, 2);
+  assert.equal(s.logSeq, 2);
+  assert.equal(s.tick, 3);
+});

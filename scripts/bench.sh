@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# Reproduces every figure in BENCHMARKS.md: criterion benches, then loopback load runs
+# of the real server driven by `simcast-load`. Loopback only; bounded in time (each
+# load run <= 45 s, whole script ~10 min); kills only the server PIDs it started.
+#
+# Usage: scripts/bench.sh [--quick] [--no-criterion] [--only NAME]
+#   --quick         shorter runs and a shorter client curve (smoke the script itself)
+#   --no-criterion  skip `cargo bench`
+#   --only NAME     one scenario: criterion|curve|batchsize|idle|tick|stalled
+# Output: a results directory (printed at the end) with one JSON per load run,
+# criterion's output, machine.txt and table.md (the tables BENCHMARKS.md quotes).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+QUICK=0
+CRITERION=1
+ONLY=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --no-criterion) CRITERION=0 ;;
+        --only) ONLY="$2"; shift ;;
+        *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+want() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }
+
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+OUT="${BENCH_OUT:-$TARGET_DIR/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}"
+mkdir -p "$OUT"
+SERVER="$TARGET_DIR/release/simcast"
+LOAD="$TARGET_DIR/release/simcast-load"
+BASE_PORT="${BENCH_PORT:-18500}"
+SERVER_PID=""
+
+cleanup() {
+    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    SERVER_PID=""
+}
+trap cleanup EXIT INT TERM
+
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "nproc: $(nproc)"
+    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+    echo "ram: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+    echo "kernel: $(uname -r)"
+    echo "nofile: soft $(ulimit -Sn) hard $(ulimit -Hn)"
+    echo "rustc: $(rustc --version)"
+    echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown) (work tree may differ)"
+} | tee "$OUT/machine.txt"
+
+cargo build --release --bin simcast --bin simcast-load >&2
+
+# start_server NAME CHARACTERS BATCH_SIZE: writes a config and starts the server on a
+# fresh port (a fresh port per run, so TIME_WAIT sockets of earlier runs never collide).
+PORT=$BASE_PORT
+start_server() {
+    local name="$1" chars="$2" batch="$3"
+    PORT=$((PORT + 1))
+    cat > "$OUT/$name.toml" <<EOF
+[auth]
+tokens = [ { token = "bench", role = "viewer" } ]
+[pool]
+max_connections = 20000
+[broker]
+max_batch_size = $batch
+[sim]
+characters = $chars
+tick_rate = 10.0
+[persistence]
+dir = "$OUT/data"
+EOF
+    RUST_LOG=warn "$SERVER" --config "$OUT/$name.toml" --bind "127.0.0.1:$PORT" \
+        > "$OUT/$name.server.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 1 100); do
+        curl -sf "http://127.0.0.1:$PORT/healthz" > /dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "server for $name did not start" >&2
+    return 1
+}
+
+# load NAME ARGS...: one bounded load run against the current server.
+load() {
+    local name="$1"; shift
+    echo "== $name: simcast-load $*" >&2
+    timeout 120 "$LOAD" --url "ws://127.0.0.1:$PORT/ws" --token bench \
+        --server-pid "$SERVER_PID" "$@" > "$OUT/$name.json" 2> "$OUT/$name.progress"
+    tail -n 2 "$OUT/$name.progress" >&2
+}
+
+# tick_p99 FILE_BEFORE FILE_AFTER: the tick-duration histogram between two scrapes.
+metrics() { curl -sf "http://127.0.0.1:$PORT/metrics?token=bench"; }
+
+if [ "$CRITERION" = 1 ] && want criterion; then
+    echo "== criterion" >&2
+    cargo bench --bench broadcast 2>&1 | tee "$OUT/criterion.txt" \
+        | grep -E '^[a-z_]+/|thrpt:|time:|sample batch' >&2
+fi
+
+if [ "$QUICK" = 1 ]; then CURVE="1000 2000"; DUR=12; else CURVE="1000 2000 5000 10000 19000"; DUR=25; fi
+
+if want curve; then
+    # 1 000 characters at 10 Hz, default topics; a tick is one batch (max_batch_size
+    # 1000 holds a whole tick) so every client gets one frame per tick.
+    for n in $CURVE; do
+        start_server "curve-$n" 1000 1000
+        # 2 000 connections/s; the measured window starts 2 s after the last one.
+        d=$(( DUR + n / 2000 ))
+        load "curve-$n" --clients "$n" --connect-rate 2000 --duration "$d" --warmup 2 --sources 2
+        cleanup
+    done
+fi
+
+if want batchsize; then
+    # The same load with the shipped max_batch_size (100): a tick is cut into several
+    # batches, most of them empty for default-topic clients.
+    n=5000; [ "$QUICK" = 1 ] && n=1000
+    for b in 100 1000; do
+        start_server "batch$b-$n" 1000 "$b"
+        load "batch$b-$n" --clients "$n" --connect-rate 2000 --duration $(( DUR + n / 2000 )) --warmup 2
+        cleanup
+    done
+fi
+
+if want idle; then
+    # 19 000 idle authenticated sockets: no characters, so no batches; RSS per socket =
+    # (RSS with the sockets - RSS of the empty server) / sockets.
+    n=19000; [ "$QUICK" = 1 ] && n=2000
+    start_server "idle-$n" 0 1000
+    sleep 1
+    load "idle-$n" --clients "$n" --connect-rate 2000 --duration $(( n / 2000 + 12 )) --warmup 5 --sources 2
+    cleanup
+fi
+
+if want tick; then
+    # 10 000 characters at 10 Hz with 100 clients on the default topics; the server's
+    # own tick-duration histogram over a 20 s window.
+    start_server "tick-10000" 10000 1000
+    sleep 2
+    metrics > "$OUT/tick-10000.metrics.before"
+    load "tick-10000" --clients 100 --connect-rate 200 --duration 20 --warmup 1
+    metrics > "$OUT/tick-10000.metrics.after"
+    cleanup
+fi
+
+if want stalled; then
+    # 5 000 readers, without and then with one client that never reads.
+    n=5000; [ "$QUICK" = 1 ] && n=1000
+    i=0
+    for s in 0 1 0 1; do
+        i=$((i + 1))
+        start_server "stalled$s-$n-r$i" 1000 1000
+        load "stalled$s-$n-r$i" --clients "$n" --stalled "$s" --connect-rate 2000 --duration $(( DUR + n / 2000 )) --warmup 2
+        cleanup
+    done
+fi
+
+python3 - "$OUT" <<'PY' | tee "$OUT/table.md"
+import json, os, re, sys
+out = sys.argv[1]
+def load(name):
+    p = os.path.join(out, name + ".json")
+    return json.load(open(p)) if os.path.exists(p) else None
+def mib(k):
+    return "-" if k is None else f"{k/1024:.0f}"
+print("## Load runs (" + open(os.path.join(out, "machine.txt")).read().splitlines()[0] + ")\n")
+print("| run | clients | ok / failed | ended early | frames/s | items/s | MB/s | p50 ms | p90 ms | p99 ms | max ms | min batches/client | seq gaps | lag p99 (batches) | server CPU % | server RSS MiB (start→max) | loadgen CPU % |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+names = sorted((f[:-5] for f in os.listdir(out) if f.endswith(".json")),
+               key=lambda n: (re.sub(r"\d+", "", n.split("-")[0]), [int(x) for x in re.findall(r"\d+", n)]))
+for n in names:
+    r = load(n)
+    c, k, l, rt = r["connections"], r["continuity"], r["latency_ms"], r["rates"]
+    s, g = r.get("server", {}), r["load_generator"]
+    print(f"| {n} | {r['clients']}{'+'+str(r['stalled_clients'])+' stalled' if r['stalled_clients'] else ''} "
+          f"| {c['ok']} / {c['failed']} | {sum(c['ended_early'].values())} "
+          f"| {rt['frames_per_s']:.0f} | {rt['items_per_s']:.0f} | {rt['bytes_per_s']/1e6:.1f} "
+          f"| {l['p50']:.1f} | {l['p90']:.1f} | {l['p99']:.1f} | {l['max']:.1f} "
+          f"| {k['min_batches_per_reader']} | {k['seq_gaps']} | {k['lag_at_end_batches']['p99']} "
+          f"| {s.get('cpu_pct_avg_measured') or 0:.0f} | {mib(s.get('rss_kib_start'))}→{mib(s.get('rss_kib_max'))} "
+          f"| {g.get('cpu_pct_avg_measured') or 0:.0f} |")
+for n in names:
+    if n.startswith("idle-"):
+        r = load(n); s = r["server"]; ok = r["connections"]["ok"]
+        per = (s["rss_kib_max"] - s["rss_kib_start"]) / max(ok, 1)
+        print(f"\nIdle sockets ({n}): {ok} connected, server RSS {s['rss_kib_start']} KiB empty → "
+              f"{s['rss_kib_max']} KiB max: **{per:.2f} KiB per socket**.")
+def hist(path):
+    b = {}
+    for line in open(path):
+        m = re.match(r'simcast_tick_duration_seconds_bucket\{le="([^"]+)"\} (\d+)', line)
+        if m: b[m.group(1)] = int(m.group(2))
+    return b
+for n in names:
+    if n.startswith("tick-"):
+        a, z = hist(os.path.join(out, n + ".metrics.before")), hist(os.path.join(out, n + ".metrics.after"))
+        d = {k: z[k] - a.get(k, 0) for k in z}
+        total = d.get("+Inf", 0)
+        rows = [f"≤{float(k)*1000:g} ms: {100*v/total:.2f}%" for k, v in d.items() if k != "+Inf"] if total else []
+        p99 = next((k for k, v in d.items() if total and v >= 0.99 * total), None)
+        print(f"\nTick duration ({n}, {total} ticks): p99 ≤ {float(p99)*1000:g} ms; " + ", ".join(rows))
+crit = os.path.join(out, "criterion.txt")
+if os.path.exists(crit):
+    print("\n## Criterion\n\n| bench | time (median) | throughput (median) |\n|---|---|---|")
+    name = None
+    lines = open(crit).read().splitlines()
+    for i, line in enumerate(lines):
+        m = re.match(r"^([a-z_]+/\S+)\s+time:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", line) or \
+            re.match(r"^([a-z_]+/\S+)$", line.strip()) and None
+        if m:
+            name, t = m.group(1), m.group(2)
+            thr = ""
+            if i + 1 < len(lines):
+                mt = re.search(r"thrpt:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", lines[i + 1])
+                thr = mt.group(1) if mt else ""
+            print(f"| {name} | {t} | {thr} |")
+        else:
+            m2 = re.match(r"^([a-z_]+/\S+)\s*$", line)
+            if m2 and i + 1 < len(lines):
+                m3 = re.search(r"time:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", lines[i + 1])
+                mt = re.search(r"thrpt:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", lines[i + 2]) if i + 2 < len(lines) else None
+                if m3:
+                    print(f"| {m2.group(1)} | {m3.group(1)} | {mt.group(1) if mt else ''} |")
+PY
+echo "results: $OUT" >&2

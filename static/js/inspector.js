@@ -1,0 +1,177 @@
+// The inspector: one character in detail. Needs and state come live from the store
+// (redrawn per frame when they change); recent transitions and the travel plan come
+// from the `inspect` command, re-asked when a state_change for this character arrives
+// (throttled to one request per second: a busy character must not eat the message
+// budget).
+
+import { $, STATES, stateColor, fmtTicks, throttle } from './util.js';
+import { describeError } from './toast.js';
+
+const NEED_COLORS = { energy: '#6c8cff', hunger: '#3fc380', social: '#e05fa6' };
+
+export class Inspector {
+  constructor(store, transport, { notify, onSelect }) {
+    this.store = store;
+    this.transport = transport;
+    this.notify = notify;
+    this.onSelect = onSelect;
+    this.id = null;
+    this.detail = null; // last inspect reply
+    this.detailEpoch = -1;
+    this.lastKey = '';
+    this.requests = 0;
+    this.refresh = throttle(() => this.fetch(), 1000);
+
+    const sel = $('insp-set-state');
+    for (const s of STATES) sel.append(new Option(s, s));
+    $('insp-set-btn').addEventListener('click', () => this.setState());
+
+    store.on('batch', (items) => {
+      if (this.id === null) return;
+      for (const it of items) {
+        if (it.type === 'state_change' && it.data.character_id === this.id) {
+          this.refresh();
+          break;
+        }
+      }
+    });
+    store.on('snapshot', () => {
+      if (this.id !== null) this.refresh();
+    });
+  }
+
+  select(id) {
+    this.id = id;
+    this.detail = null;
+    this.lastKey = '';
+    $('insp-empty').hidden = true;
+    $('insp-body').hidden = false;
+    if ($('insp-set')) $('insp-set').hidden = false;
+    $('insp-transitions').textContent = '';
+    const c = this.store.characters.get(id);
+    // Preselect the current state once; never while the person is choosing.
+    const sel = $('insp-set-state'); // absent for a viewer
+    if (c && sel) sel.value = c.state;
+    this.fetch();
+  }
+
+  async fetch() {
+    const id = this.id;
+    if (id === null) return;
+    // While disconnected there is nobody to ask; the snapshot that comes with the
+    // reconnect triggers a refresh.
+    if (!this.transport.live) return;
+    const epoch = this.store.epoch;
+    this.requests++;
+    try {
+      const data = await this.transport.command('inspect', { character_id: id }, { background: true });
+      if (id !== this.id) return;
+      this.detail = data;
+      this.detailEpoch = epoch;
+      this.renderTransitions();
+      this.lastKey = '';
+    } catch (e) {
+      if (id !== this.id || !this.transport.live) return; // the connection dropped meanwhile
+      this.notify(`inspect ${id}: ${e.code ? describeError(e.data) : e.message}`, 'error');
+    }
+  }
+
+  async setState() {
+    if (this.id === null) return;
+    const state = $('insp-set-state').value;
+    const id = this.id;
+    try {
+      await this.transport.command('set_state', { character_id: id, state });
+      this.notify(`#${id} is now ${state}`, 'ok');
+      this.fetch();
+    } catch (e) {
+      this.notify(`set_state: ${e.code ? describeError(e.data) : e.message}`, 'error');
+    }
+  }
+
+  renderTransitions() {
+    const list = $('insp-transitions');
+    list.textContent = '';
+    const tr = this.detail?.recent_transitions || [];
+    if (!tr.length) {
+      const li = document.createElement('li');
+      li.className = 'muted';
+      li.textContent = 'none yet';
+      list.append(li);
+      return;
+    }
+    // Newest first: the one the person just caused is the one they look for.
+    for (const t of [...tr].reverse()) {
+      const li = document.createElement('li');
+      li.dataset.to = t.to;
+      const tick = document.createElement('span');
+      tick.className = 't';
+      tick.textContent = t.tick;
+      const what = document.createElement('span');
+      what.innerHTML = '';
+      const to = document.createElement('b');
+      to.textContent = t.to;
+      to.style.color = `var(--st-${t.to})`;
+      what.append(`${t.from} → `, to, ` at ${this.store.locationName(t.location)}`);
+      li.append(tick, what);
+      list.append(li);
+    }
+  }
+
+  /** Called once per animation frame; touches the DOM only when something shown changed. */
+  frame() {
+    if (this.id === null) return;
+    const c = this.store.characters.get(this.id);
+    const tick = this.store.tick ?? 0;
+    if (!c) {
+      const key = 'gone';
+      if (this.lastKey !== key) {
+        this.lastKey = key;
+        $('insp-name').textContent = `#${this.id}`;
+        $('insp-state').textContent = 'no longer in the world';
+        $('insp-state').dataset.state = '';
+      }
+      return;
+    }
+    const n = c.needs || {};
+    const since = c.state_since ?? tick;
+    const key = [c.name, c.state, c.location, since, tick, n.energy, n.hunger, n.social, this.detail ? 1 : 0].join('|');
+    if (key === this.lastKey) return;
+    this.lastKey = key;
+    $('insp-id').textContent = `#${c.id}`;
+    $('insp-name').textContent = c.name;
+    const st = $('insp-state');
+    st.textContent = c.state;
+    st.dataset.state = c.state;
+    st.style.setProperty('--c', stateColor(c.state));
+    $('insp-time').textContent = `${fmtTicks(Math.max(0, tick - since))} (since tick ${since})`;
+    const dest = c.state === 'traveling' && (c.destination || this.detail?.destination);
+    $('insp-location').textContent = this.store.locationName(c.location) + (dest ? ` → ${this.store.locationName(dest)}` : '');
+    // "eating at market" → "eating at Market"
+    const plan = this.detail?.pending_plan;
+    $('insp-plan').textContent = plan ? plan.replace(/ at (\S+)$/, (_, id) => ` at ${this.store.locationName(id)}`) : '—';
+    const home = c.home ?? this.detail?.home;
+    const work = c.workplace ?? this.detail?.workplace;
+    $('insp-homework').textContent = home ? `${this.store.locationName(home)} · ${this.store.locationName(work)}` : '—';
+    const needs = $('insp-needs');
+    if (!needs.childElementCount) {
+      for (const k of ['energy', 'hunger', 'social']) {
+        const label = document.createElement('span');
+        label.textContent = k;
+        const bar = document.createElement('div');
+        bar.className = 'bar';
+        bar.innerHTML = `<b style="background:${NEED_COLORS[k]}"></b>`;
+        bar.dataset.need = k;
+        const v = document.createElement('span');
+        v.className = 'v';
+        v.dataset.needValue = k;
+        needs.append(label, bar, v);
+      }
+    }
+    for (const k of ['energy', 'hunger', 'social']) {
+      const v = Math.max(0, Math.min(100, n[k] ?? 0));
+      needs.querySelector(`[data-need=${k}] b`).style.width = `${v}%`;
+      needs.querySelector(`[data-need-value=${k}]`).textContent = Math.round(v);
+    }
+  }
+}

@@ -1,0 +1,223 @@
+// The client's picture of the world, built from snapshots and batches.
+//
+// State is applied per message (cheap: a Map update per item); rendering happens
+// elsewhere, once per animation frame, reading `version` to know whether anything
+// changed. Batches are deduped by seq and applied in seq order: a batch that arrives
+// ahead of a gap waits (briefly) for the gap to fill.
+//
+// Two seq cursors:
+//   seq    — the last batch whose items are reflected in `characters` (a snapshot
+//            sets it to the snapshot's seq).
+//   logSeq — the last batch whose items reached the event log. After a reconnect the
+//            new connection's snapshot already covers the missed batches, but `resume`
+//            still delivers them: they go to the log only, so the log misses nothing.
+
+import { STATES } from './util.js';
+
+const GAP_WAIT_MS = 2000;
+
+export class Store {
+  constructor() {
+    this.characters = new Map();
+    this.locations = [];
+    this.locById = new Map();
+    this.tick = null;
+    this.seq = null;
+    this.logSeq = null;
+    this.paused = false;
+    this.tickRate = null;
+    this.seed = null;
+    this.role = null;
+    this.sessionId = null;
+    this.epoch = 0; // bumps on every snapshot; late replies from an older epoch are ignored
+    this.version = 0; // bumps on any character change (map, table)
+    this.structVersion = 0; // bumps when characters come or go (or a snapshot replaces them)
+    this.counts = Object.fromEntries(STATES.map((s) => [s, 0]));
+    this.pending = new Map(); // seq -> batch waiting for a gap to fill
+    this.gapTimer = null;
+    this.listeners = {};
+    this.stats = { snapshots: 0, resyncs: 0, batches: 0, items: 0, duplicates: 0, replayed: 0, gapsSkipped: 0 };
+  }
+
+  on(name, fn) {
+    (this.listeners[name] ||= []).push(fn);
+  }
+
+  emit(name, ...args) {
+    for (const fn of this.listeners[name] || []) fn(...args);
+  }
+
+  welcome(data) {
+    this.role = data.role;
+    this.sessionId = data.session_id;
+    this.emit('welcome', data);
+  }
+
+  applySnapshot(data) {
+    this.epoch++;
+    this.stats.snapshots++;
+    if (data.resync) this.stats.resyncs++;
+    const restarted = this.logSeq !== null && data.seq < this.logSeq;
+    this.characters = new Map();
+    for (const c of data.characters || []) this.characters.set(c.id, { ...c });
+    this.locations = data.locations || [];
+    this.locById = new Map(this.locations.map((l) => [l.id, l]));
+    this.tick = data.tick;
+    this.paused = !!data.paused;
+    this.tickRate = data.tick_rate;
+    if (data.seed !== undefined) this.seed = data.seed;
+    this.seq = data.seq;
+    // A resync (history lost, or a reset) or a restarted server: the log cannot be
+    // filled in, it continues from here.
+    if (this.logSeq === null || data.resync || restarted) this.logSeq = data.seq;
+    for (const s of [...this.pending.keys()]) if (s <= this.seq) this.pending.delete(s);
+    this.recount();
+    this.version++;
+    this.structVersion++;
+    this.emit('snapshot', data, { restarted });
+  }
+
+  recount() {
+    for (const s of STATES) this.counts[s] = 0;
+    for (const c of this.characters.values()) this.counts[c.state] = (this.counts[c.state] || 0) + 1;
+  }
+
+  applyBatch(msg) {
+    const s = msg.seq;
+    if (typeof s !== 'number') return;
+    if (this.seq !== null && s <= this.seq) {
+      // Already reflected in our state. If the log has not seen it (batches resumed
+      // after a reconnect snapshot), show it there.
+      if (this.logSeq !== null && s === this.logSeq + 1) {
+        this.logSeq = s;
+        this.stats.replayed++;
+        this.emit('batch', msg.data || [], { replay: true, seq: s });
+      } else {
+        this.stats.duplicates++;
+      }
+      return;
+    }
+    if (this.seq !== null && s !== this.seq + 1) {
+      this.pending.set(s, msg);
+      if (!this.gapTimer) this.gapTimer = setTimeout(() => this.skipGap(), GAP_WAIT_MS);
+      return;
+    }
+    this.applyInOrder(msg);
+    this.drain();
+  }
+
+  drain() {
+    while (this.pending.has(this.seq + 1)) {
+      const next = this.pending.get(this.seq + 1);
+      this.pending.delete(this.seq + 1);
+      this.applyInOrder(next);
+    }
+    if (this.pending.size === 0 && this.gapTimer) {
+      clearTimeout(this.gapTimer);
+      this.gapTimer = null;
+    }
+  }
+
+  /** The gap did not fill (the batch is gone): apply what we have, in order. */
+  skipGap() {
+    this.gapTimer = null;
+    if (!this.pending.size) return;
+    this.stats.gapsSkipped++;
+    const next = Math.min(...this.pending.keys());
+    this.emit('gap', { from: this.seq + 1, to: next - 1 });
+    this.seq = next - 1;
+    if (this.logSeq < this.seq) this.logSeq = this.seq;
+    this.drain();
+  }
+
+  applyInOrder(msg) {
+    this.seq = msg.seq;
+    const items = msg.data || [];
+    this.stats.batches++;
+    this.stats.items += items.length;
+    for (const item of items) this.applyItem(item);
+    if (items.length) this.version++;
+    const forLog = this.logSeq === null || msg.seq > this.logSeq;
+    if (forLog) this.logSeq = msg.seq;
+    this.emit('batch', items, { replay: false, seq: msg.seq, log: forLog });
+  }
+
+  ensure(id, fallback) {
+    let c = this.characters.get(id);
+    if (!c) {
+      c = {
+        id,
+        name: fallback.name ?? `#${id}`,
+        state: fallback.state ?? 'idle',
+        location: fallback.location ?? '',
+        position: fallback.position ?? this.locById.get(fallback.location)?.position ?? [500, 500],
+        needs: fallback.needs ?? { energy: 0, hunger: 0, social: 0 },
+        state_since: fallback.tick ?? this.tick ?? 0,
+      };
+      this.characters.set(id, c);
+      this.counts[c.state] = (this.counts[c.state] || 0) + 1;
+      this.structVersion++;
+    }
+    return c;
+  }
+
+  setState(c, state) {
+    if (c.state === state) return;
+    this.counts[c.state]--;
+    this.counts[state] = (this.counts[state] || 0) + 1;
+    c.state = state;
+  }
+
+  applyItem(item) {
+    const d = item.data || {};
+    if (typeof d.tick === 'number') this.observeTick(d.tick);
+    switch (item.type) {
+      case 'state_change': {
+        const c = this.ensure(d.character_id, { name: d.name, state: d.old_state, location: d.location });
+        this.setState(c, d.new_state);
+        c.location = d.location;
+        c.state_since = d.tick;
+        if (d.name) c.name = d.name;
+        break;
+      }
+      case 'character_update': {
+        const c = this.ensure(d.character_id, d);
+        if (c.state !== d.state) {
+          this.setState(c, d.state);
+          c.state_since = d.tick;
+        }
+        c.location = d.location;
+        c.position = d.position;
+        c.needs = d.needs;
+        break;
+      }
+      case 'event_notification': {
+        const data = d.data || {};
+        if (d.event_type === 'character_spawned' && data.character_id !== undefined) {
+          this.ensure(data.character_id, { name: data.name, location: data.location, tick: d.tick });
+        } else if (d.event_type === 'character_removed' && data.character_id !== undefined) {
+          const c = this.characters.get(data.character_id);
+          if (c) {
+            this.counts[c.state]--;
+            this.characters.delete(data.character_id);
+            this.structVersion++;
+            this.version++;
+          }
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  /** Ticks only move forward between snapshots (a reset arrives as a snapshot). */
+  observeTick(t, epoch = this.epoch) {
+    if (epoch !== this.epoch || typeof t !== 'number') return;
+    if (this.tick === null || t > this.tick) this.tick = t;
+  }
+
+  locationName(id) {
+    return this.locById.get(id)?.name ?? id ?? '';
+  }
+}

@@ -1,0 +1,145 @@
+// Small shared helpers: state colours (one palette for map, table, chart and
+// badges, so a colour means the same thing everywhere) and formatting.
+
+/** The states of the contract, in the order used by legends and the chart. */
+export const STATES = ['idle', 'sleeping', 'working', 'eating', 'traveling', 'socializing'];
+
+/** Colour-blind-friendly palette (Okabe–Ito based), readable on the dark background. */
+export const STATE_COLORS = {
+  idle: '#9aa5b1',
+  sleeping: '#6c8cff',
+  working: '#e69f00',
+  eating: '#3fc380',
+  traveling: '#56b4e9',
+  socializing: '#e05fa6',
+};
+
+export const KIND_COLORS = {
+  home: '#3a4556',
+  workplace: '#6b5326',
+  market: '#2f6b4c',
+  tavern: '#6b2f55',
+  park: '#2c5b2c',
+};
+
+export function stateColor(state) {
+  return STATE_COLORS[state] || '#cccccc';
+}
+
+/** Shorthand for document.getElementById. */
+export const $ = (id) => document.getElementById(id);
+
+/** Creates an element with attributes and children; text children become text nodes. */
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') node.className = v;
+    else if (k === 'text') node.textContent = v;
+    else if (k.startsWith('on') && typeof v === 'function') node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+export function fmtNum(n, digits = 0) {
+  if (n === null || n === undefined || Number.isNaN(n)) return '–';
+  return Number(n).toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+}
+
+/** Game time: 1 tick = 1 game minute. */
+export function fmtTicks(ticks) {
+  if (ticks === null || ticks === undefined) return '–';
+  if (ticks < 60) return `${ticks} min`;
+  const h = Math.floor(ticks / 60);
+  const m = ticks % 60;
+  if (h < 24) return `${h} h ${m} min`;
+  return `${Math.floor(h / 24)} d ${h % 24} h`;
+}
+
+/** Clock time of day from a tick (tick 0 = day 1, 00:00). */
+export function fmtClock(tick) {
+  const day = Math.floor(tick / 1440) + 1;
+  const mins = tick % 1440;
+  const hh = String(Math.floor(mins / 60)).padStart(2, '0');
+  const mm = String(mins % 60).padStart(2, '0');
+  return `day ${day}, ${hh}:${mm}`;
+}
+
+/** Counts events in a sliding window of wall time, for the per-second rates. */
+export class RateMeter {
+  constructor(windowMs = 3000) {
+    this.windowMs = windowMs;
+    this.samples = []; // [timeMs, amount]
+  }
+  add(amount = 1, now = performance.now()) {
+    this.samples.push([now, amount]);
+    this.trim(now);
+  }
+  trim(now) {
+    const cutoff = now - this.windowMs;
+    let i = 0;
+    while (i < this.samples.length && this.samples[i][0] < cutoff) i++;
+    if (i) this.samples.splice(0, i);
+  }
+  perSecond(now = performance.now()) {
+    this.trim(now);
+    let sum = 0;
+    for (const s of this.samples) sum += s[1];
+    return (sum * 1000) / this.windowMs;
+  }
+}
+
+/** Calls `fn` at most once per `ms`, always running the last call (trailing edge). */
+export function throttle(fn, ms) {
+  let last = 0;
+  let timer = null;
+  let pendingArgs = null;
+  return (...args) => {
+    pendingArgs = args;
+    const wait = last + ms - Date.now();
+    if (wait <= 0 && !timer) {
+      last = Date.now();
+      fn(...pendingArgs);
+    } else if (!timer) {
+      timer = setTimeout(() => {
+        timer = null;
+        last = Date.now();
+        fn(...pendingArgs);
+      }, Math.max(wait, 0));
+    }
+  };
+}
+
+/**
+ * Spaces out a recurring piece of rendering so it takes at most `share` of the main
+ * thread: after a run that cost c ms, the next is due max(minMs, c / share) later
+ * (c smoothed). Small worlds render every frame; a 10 000-character town trades
+ * update rate for responsiveness instead of falling behind the stream.
+ */
+export class Pacer {
+  constructor(minMs, share) {
+    this.minMs = minMs;
+    this.share = share;
+    this.cost = 0;
+    this.next = 0;
+  }
+  due(now = performance.now()) {
+    return now >= this.next;
+  }
+  /** Makes the next run due now (a person's action should not wait). */
+  hurry() {
+    this.next = 0;
+  }
+  run(fn) {
+    const t0 = performance.now();
+    fn();
+    const c = performance.now() - t0;
+    this.cost = this.cost ? this.cost * 0.7 + c * 0.3 : c;
+    this.next = t0 + Math.max(this.minMs, this.cost / this.share);
+  }
+}
