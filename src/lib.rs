@@ -59,8 +59,10 @@ pub enum RunError {
 pub struct Running {
     pub server: actix_web::dev::Server,
     pub addr: SocketAddr,
-    /// The tokens in force (including a generated one).
+    /// The tokens in force at start (including a generated one).
     pub tokens: Vec<TokenConfig>,
+    /// The live token list; `replace` it to reload tokens without a restart.
+    pub token_list: Tokens,
     pub sim: Addr<Simulation>,
     pub broker: Addr<Broker>,
     pub pool: Arc<broker::pool::Pool>,
@@ -278,8 +280,9 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
         Context::with_receiver(broker_rx).run(broker);
     });
 
+    let token_list = Tokens::new(tokens.clone());
     let shared = Arc::new(SessionShared {
-        tokens: Tokens::new(tokens.clone()),
+        tokens: token_list.clone(),
         heartbeat_interval: config.heartbeat_interval(),
         client_timeout: config.client_timeout(),
         auth_timeout: config.auth_timeout(),
@@ -334,6 +337,7 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
         server,
         addr,
         tokens,
+        token_list,
         sim: sim_addr,
         broker: broker_addr,
         pool: Arc::clone(&pool),

@@ -223,6 +223,39 @@ fn replay(cli: &Cli, until: Option<u64>, data_dir: Option<PathBuf>) -> ExitCode 
     }
 }
 
+/// SIGHUP re-reads the config file's tokens and replaces the live list; connections
+/// already authenticated keep their role. A file that does not parse, or that names no
+/// tokens, leaves the current tokens in force.
+async fn reload_tokens_on_sighup(tokens: simcast::session::auth::Tokens, path: Option<PathBuf>) {
+    #[cfg(unix)]
+    {
+        use actix_web::rt::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let Some(path) = path.as_ref() else {
+                log::warn!("SIGHUP: no --config file to reload tokens from");
+                continue;
+            };
+            match Config::load(path) {
+                Ok(c) if !c.auth.tokens.is_empty() => {
+                    let n = c.auth.tokens.len();
+                    tokens.replace(c.auth.tokens);
+                    log::info!("SIGHUP: reloaded {n} tokens from {}", path.display());
+                }
+                Ok(_) => log::warn!(
+                    "SIGHUP: {} names no tokens; keeping the current ones",
+                    path.display()
+                ),
+                Err(e) => log::error!("SIGHUP: tokens not reloaded: {e}"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (tokens, path);
+}
+
 /// Resolves on SIGINT or SIGTERM.
 async fn wait_for_signal() {
     #[cfg(unix)]
@@ -281,9 +314,16 @@ fn main() -> ExitCode {
         let running = simcast::run(listener, config).map_err(|e| e.to_string())?;
         let scheme = if running.tls { "https" } else { "http" };
         log::info!("simcast listening on {scheme}://{}", running.addr);
-        log::info!("dashboard: {}", running.dashboard_url());
-        // The one line a person needs, also on stdout for scripts that read it there.
+        // Tokens never go to the log: the URL with the token is printed on stdout only,
+        // for the person who started the server.
+        log::info!(
+            "dashboard: http://{}/ (the URL with its token is on stdout)",
+            running.addr
+        );
         println!("dashboard: {}", running.dashboard_url());
+        let tokens = running.token_list.clone();
+        let config_path = cli.config.clone();
+        actix::spawn(reload_tokens_on_sighup(tokens, config_path));
         let shutdown = running.shutdown_handle();
         actix::spawn(async move {
             wait_for_signal().await;

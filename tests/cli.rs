@@ -21,6 +21,8 @@ struct Server {
     child: Child,
     url: String,
     token: String,
+    /// Everything the server logged (stderr).
+    log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Drop for Server {
@@ -48,23 +50,34 @@ fn start_server() -> Server {
             "--bind",
             "127.0.0.1:0",
         ])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn server");
+    let stdout = child.stdout.take().expect("stdout");
     let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = std::sync::Arc::clone(&log);
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(url) = line.split("dashboard: ").nth(1) {
+            if let Ok(mut l) = sink.lock() {
+                l.push_str(&line);
+                l.push('\n');
+            }
+        }
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("dashboard: ") {
                 let _ = tx.send(url.trim().to_owned());
             }
         }
     });
     let dashboard = rx
         .recv_timeout(Duration::from_secs(20))
-        .expect("the server logs the dashboard URL");
+        .expect("the server prints the dashboard URL on stdout");
     let (url, token) = dashboard.split_once("/?token=").expect("URL with a token");
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     assert_eq!(token.len(), 32, "a generated 128-bit token");
@@ -72,6 +85,7 @@ fn start_server() -> Server {
         child,
         url: url.to_owned(),
         token: token.to_owned(),
+        log,
     }
 }
 
@@ -230,6 +244,14 @@ fn server_process_with_ctl_and_watch() {
         let v: serde_json::Value = serde_json::from_str(line).expect("one JSON item per line");
         assert_eq!(v["type"], "character_update");
     }
+
+    // Tokens never reach the log, not even from query strings.
+    let log = server.log.lock().map(|l| l.clone()).unwrap_or_default();
+    assert!(log.contains("dashboard: http://127.0.0.1:"), "{log}");
+    assert!(
+        !log.contains(&server.token),
+        "the token leaked into the log:\n{log}"
+    );
 
     // A wrong token is refused, not retried forever.
     let out = Command::new(BIN)

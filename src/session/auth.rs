@@ -5,11 +5,19 @@ use crate::protocol::Role;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::HttpRequest;
 
-/// The configured tokens. Lookup compares against every token in constant time per
-/// byte, so response timing does not reveal how much of a guess was right.
-#[derive(Debug, Clone)]
+/// The configured tokens, shared by every route and session and replaceable at run time
+/// (SIGHUP): clones share one list. Lookup compares against every token in constant
+/// time per byte, so response timing does not reveal how much of a guess was right.
+/// `Debug` never prints the tokens.
+#[derive(Clone)]
 pub struct Tokens {
-    entries: Vec<TokenConfig>,
+    entries: std::sync::Arc<parking_lot::RwLock<Vec<TokenConfig>>>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tokens({} configured)", self.entries.read().len())
+    }
 }
 
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
@@ -21,12 +29,20 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 
 impl Tokens {
     pub fn new(entries: Vec<TokenConfig>) -> Self {
-        Tokens { entries }
+        Tokens {
+            entries: std::sync::Arc::new(parking_lot::RwLock::new(entries)),
+        }
+    }
+
+    /// Replaces every token at once. Sessions already authenticated keep their role;
+    /// new connections and HTTP requests use the new list.
+    pub fn replace(&self, entries: Vec<TokenConfig>) {
+        *self.entries.write() = entries;
     }
 
     pub fn role_of(&self, token: &str) -> Option<Role> {
         let mut found = None;
-        for entry in &self.entries {
+        for entry in self.entries.read().iter() {
             if ct_eq(entry.token.as_bytes(), token.as_bytes()) {
                 found = Some(entry.role);
             }
@@ -34,8 +50,12 @@ impl Tokens {
         found
     }
 
-    pub fn entries(&self) -> &[TokenConfig] {
-        &self.entries
+    pub fn len(&self) -> usize {
+        self.entries.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.read().is_empty()
     }
 }
 
@@ -83,6 +103,19 @@ mod tests {
         assert_eq!(t.role_of("view"), Some(Role::Viewer));
         assert_eq!(t.role_of("vie"), None);
         assert_eq!(t.role_of(""), None);
+    }
+
+    #[test]
+    fn replace_applies_to_every_clone_and_debug_hides_tokens() {
+        let t = tokens();
+        let shared = t.clone();
+        t.replace(vec![TokenConfig {
+            token: "new".into(),
+            role: Role::Viewer,
+        }]);
+        assert_eq!(shared.role_of("op"), None);
+        assert_eq!(shared.role_of("new"), Some(Role::Viewer));
+        assert!(!format!("{shared:?}").contains("new"));
     }
 
     #[test]
