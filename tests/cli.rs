@@ -2,94 +2,37 @@
 //! stops the start with a message naming the key, and `watch` / `ctl` work against a
 //! real server process.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_simcast");
+mod common;
+use common::process::{temp_dir, ServerProcess, BIN};
+use std::process::Command;
 
 fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("simcast-cli-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("simcast-cli-files-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write");
     path
 }
 
-/// A server process; killed by its PID when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    token: String,
-    /// Everything the server logged (stderr).
-    log: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the binary on 127.0.0.1:0 with no tokens configured and reads the dashboard
-/// URL (with the generated token) from its log.
-fn start_server() -> Server {
-    let data = std::env::temp_dir().join(format!("simcast-cli-data-{}", std::process::id()));
-    let config = temp_file(
-        "server.toml",
-        &format!(
-            "[sim]\ncharacters = 40\ntick_rate = 20.0\n[persistence]\ndir = {:?}\n",
-            data.display().to_string()
-        ),
+/// Starts the binary on 127.0.0.1:0 with no tokens configured: it generates one and
+/// prints the dashboard URL with it.
+fn start_server() -> ServerProcess {
+    let dir = temp_dir("cli");
+    let config = format!(
+        "[sim]\ncharacters = 40\ntick_rate = 20.0\n[persistence]\ndir = {:?}\n",
+        dir.join("data").display().to_string()
     );
-    let mut child = Command::new(BIN)
-        .args([
-            "--config",
-            &config.display().to_string(),
-            "--bind",
-            "127.0.0.1:0",
-        ])
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn server");
-    let stdout = child.stdout.take().expect("stdout");
-    let stderr = child.stderr.take().expect("stderr");
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let sink = std::sync::Arc::clone(&log);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(mut l) = sink.lock() {
-                l.push_str(&line);
-                l.push('\n');
-            }
-        }
-    });
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("dashboard: ") {
-                let _ = tx.send(url.trim().to_owned());
-            }
-        }
-    });
-    let dashboard = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the server prints the dashboard URL on stdout");
-    let (url, token) = dashboard.split_once("/?token=").expect("URL with a token");
-    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    assert_eq!(token.len(), 32, "a generated 128-bit token");
-    Server {
-        child,
-        url: url.to_owned(),
-        token: token.to_owned(),
-        log,
-    }
+    let server = ServerProcess::start(&dir, &config, &[]).expect("server starts");
+    assert!(
+        server.url.starts_with("http://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    assert_eq!(server.token.len(), 32, "a generated 128-bit token");
+    server
 }
 
-fn ctl(server: &Server, words: &[&str]) -> (bool, String, String) {
+fn ctl(server: &ServerProcess, words: &[&str]) -> (bool, String, String) {
     let out = Command::new(BIN)
         .args(["ctl", "--url", &server.url, "--token", &server.token])
         .args(words)
@@ -154,13 +97,6 @@ fn bad_config_stops_the_start_naming_the_key() {
 #[test]
 fn server_process_with_ctl_and_watch() {
     let server = start_server();
-    // The dashboard and health check answer.
-    let addr = server.url.trim_start_matches("http://").to_owned();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < deadline, "server accepts connections");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 
     let (ok, out, err) = ctl(&server, &["pause"]);
     assert!(ok, "{err}");
@@ -246,7 +182,7 @@ fn server_process_with_ctl_and_watch() {
     }
 
     // Tokens never reach the log, not even from query strings.
-    let log = server.log.lock().map(|l| l.clone()).unwrap_or_default();
+    let log = server.log();
     assert!(log.contains("dashboard: http://127.0.0.1:"), "{log}");
     assert!(
         !log.contains(&server.token),

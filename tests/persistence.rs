@@ -4,92 +4,22 @@
 //! directory is refused unless `--fresh`.
 
 mod common;
+use common::process::{temp_dir, ServerProcess, BIN};
 use common::{Client, OPERATOR};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_simcast");
-
-struct Proc(std::process::Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn data_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("simcast-persist-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("dir");
-    d
-}
-
-fn config(dir: &Path) -> PathBuf {
-    let path = dir.join("config.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[[auth.tokens]]\ntoken = \"{OPERATOR}\"\nrole = \"operator\"\n[sim]\ncharacters = 150\ntick_rate = 20.0\n[persistence]\ndir = {:?}\nsnapshot_interval_ticks = 0\n",
-            dir.join("data").display().to_string()
-        ),
+fn config(dir: &Path) -> String {
+    format!(
+        "[[auth.tokens]]\ntoken = \"{OPERATOR}\"\nrole = \"operator\"\n[sim]\ncharacters = 150\ntick_rate = 20.0\n[persistence]\ndir = {:?}\nsnapshot_interval_ticks = 0\n",
+        dir.join("data").display().to_string()
     )
-    .expect("config");
-    path
 }
 
-/// Starts the binary; returns it and its address, or its stderr if it refused to start.
-fn start(dir: &Path, extra: &[&str]) -> Result<(Proc, String), String> {
-    let mut child = Command::new(BIN)
-        .args([
-            "--config",
-            &config(dir).display().to_string(),
-            "--bind",
-            "127.0.0.1:0",
-        ])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read");
-    match line.trim().strip_prefix("dashboard: ") {
-        Some(url) => {
-            let addr = url
-                .trim_start_matches("http://")
-                .split('/')
-                .next()
-                .expect("addr")
-                .to_owned();
-            Ok((Proc(child), addr))
-        }
-        None => {
-            let out = child.wait_with_output().expect("wait");
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-}
-
-fn signal(p: &Proc, sig: i32) {
-    // SAFETY: a signal to the child we started, by its PID.
-    assert_eq!(unsafe { libc::kill(p.0.id() as i32, sig) }, 0);
-}
-
-fn wait_exit(p: &mut Proc) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(s) = p.0.try_wait().expect("wait") {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "server did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn start(dir: &Path, extra: &[&str]) -> Result<ServerProcess, String> {
+    ServerProcess::start(dir, &config(dir), extra)
 }
 
 async fn connect(addr: &str) -> (Client, Value) {
@@ -161,8 +91,9 @@ fn replay(dir: &Path, until: Option<u64>) -> Value {
 }
 
 async fn survives(sig: i32, tag: &str) {
-    let dir = data_dir(tag);
-    let (mut server, addr) = start(&dir, &[]).expect("starts");
+    let dir = temp_dir(&format!("persist-{tag}"));
+    let mut server = start(&dir, &[]).expect("starts");
+    let addr = server.addr.clone();
     let (mut c, _) = connect(&addr).await;
     tokio::time::sleep(Duration::from_millis(400)).await; // some live ticks
     ok(&mut c, "pause", "pause", json!({})).await;
@@ -205,8 +136,8 @@ async fn survives(sig: i32, tag: &str) {
     let last_seq = before["seq"].as_u64().expect("seq");
     c.close().await;
 
-    signal(&server, sig);
-    let status = wait_exit(&mut server);
+    server.signal(sig);
+    let status = server.wait_exit(Duration::from_secs(15));
     if sig == libc::SIGTERM {
         assert!(status.success(), "{status:?}");
     }
@@ -223,7 +154,8 @@ async fn survives(sig: i32, tag: &str) {
         assert_eq!(past["state_hash"], early["state_hash"]);
     }
 
-    let (_server, addr) = start(&dir, &[]).expect("restarts");
+    let server = start(&dir, &[]).expect("restarts");
+    let addr = server.addr.clone();
     let (mut c, after) = connect(&addr).await;
     let after = &after["data"];
     assert_eq!(
@@ -266,10 +198,10 @@ async fn world_survives_sigkill_through_the_journal() {
 
 #[tokio::test]
 async fn damaged_data_is_refused_unless_fresh() {
-    let dir = data_dir("corrupt");
-    let (mut server, _) = start(&dir, &[]).expect("starts");
-    signal(&server, libc::SIGTERM);
-    wait_exit(&mut server);
+    let dir = temp_dir("persist-corrupt");
+    let mut server = start(&dir, &[]).expect("starts");
+    server.signal(libc::SIGTERM);
+    server.wait_exit(Duration::from_secs(15));
     drop(server);
     let data = dir.join("data");
     std::fs::write(data.join("world.json"), b"{ torn").expect("write");
@@ -279,8 +211,8 @@ async fn damaged_data_is_refused_unless_fresh() {
         err.contains("world.json") && err.contains("--fresh"),
         "{err}"
     );
-    let (_server, addr) = start(&dir, &["--fresh"]).expect("starts fresh");
-    let (_c, snap) = connect(&addr).await;
+    let server = start(&dir, &["--fresh"]).expect("starts fresh");
+    let (_c, snap) = connect(&server.addr).await;
     assert!(
         snap["data"]["tick"].as_u64().expect("tick") < 50,
         "a new world"

@@ -2,80 +2,18 @@
 //! 1001 and the process exits in bounded time, even with a client that never reads.
 
 mod common;
+use common::process::{temp_dir, ServerProcess};
 use common::{Client, Ended, OPERATOR};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_simcast");
-
-struct Proc(std::process::Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(tag: &str) -> (Proc, String) {
-    let dir = std::env::temp_dir().join(format!("simcast-shutdown-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let config = dir.join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[auth.tokens]]\ntoken = \"{OPERATOR}\"\nrole = \"operator\"\n[sim]\ncharacters = 2000\ntick_rate = 50.0\n[persistence]\ndir = {:?}\n",
-            dir.display().to_string()
-        ),
-    )
-    .expect("config");
-    let mut child = Command::new(BIN)
-        .args([
-            "--config",
-            &config.display().to_string(),
-            "--bind",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("banner");
-    let url = line
-        .trim()
-        .strip_prefix("dashboard: ")
-        .expect("banner line")
-        .to_owned();
-    let addr = url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .expect("addr")
-        .to_owned();
-    (Proc(child), addr)
-}
-
-fn signal(p: &Proc, sig: i32) {
-    // SAFETY: sends a signal to the child we started, by its PID.
-    let rc = unsafe { libc::kill(p.0.id() as i32, sig) };
-    assert_eq!(rc, 0);
-}
-
-fn wait_exit(p: &mut Proc, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = p.0.try_wait().expect("wait") {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "server did not exit within {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn start(tag: &str) -> ServerProcess {
+    let dir = temp_dir(&format!("shutdown-{tag}"));
+    let config = format!(
+        "[[auth.tokens]]\ntoken = \"{OPERATOR}\"\nrole = \"operator\"\n[sim]\ncharacters = 2000\ntick_rate = 50.0\n[persistence]\ndir = {:?}\n",
+        dir.join("data").display().to_string()
+    );
+    ServerProcess::start(&dir, &config, &[]).expect("server starts")
 }
 
 /// A raw WebSocket client that subscribes to the heavy topic and never reads.
@@ -98,18 +36,19 @@ fn jammed(addr: &str) -> std::net::TcpStream {
 }
 
 async fn closes_all_with_1001(sig: i32) {
-    let (mut proc, addr) = start(&sig.to_string());
+    let mut proc = start(&sig.to_string());
+    let addr = proc.addr.clone();
     let mut c = Client::connect(&format!("ws://{addr}/ws?token={OPERATOR}")).await;
     c.next_of("snapshot").await;
     let _jam = jammed(&addr);
     tokio::time::sleep(Duration::from_millis(1500)).await; // let it jam
     let started = Instant::now();
-    signal(&proc, sig);
+    proc.signal(sig);
     assert_eq!(
         c.ended().await,
         Ended::Closed(1001, "Server shutting down".into())
     );
-    let status = wait_exit(&mut proc, Duration::from_secs(10));
+    let status = proc.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
     assert!(
         started.elapsed() < Duration::from_secs(8),

@@ -2,6 +2,7 @@
 //! thread and actix System, and a tokio-tungstenite client with timeouts everywhere.
 #![allow(dead_code)]
 
+pub mod process;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use simcast::config::{Config, TokenConfig};

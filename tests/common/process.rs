@@ -1,0 +1,120 @@
+//! The real `simcast` binary as a child process: started on 127.0.0.1:0 with a config
+//! file, its address read from the `dashboard:` line it prints on stdout, its log
+//! (stderr) captured, signalled and killed by its PID only.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_simcast");
+
+pub struct ServerProcess {
+    child: Child,
+    /// `host:port`.
+    pub addr: String,
+    /// The dashboard URL's base (`http://host:port` or `https://…`).
+    pub url: String,
+    /// The token in the printed URL.
+    pub token: String,
+    log: Arc<Mutex<String>>,
+}
+
+/// A fresh directory under the system temp dir, unique to this test process and tag.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("simcast-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+impl ServerProcess {
+    /// Writes `config` to `dir/config.toml` and starts the binary with it. Returns the
+    /// server's log when it refuses to start.
+    pub fn start(dir: &Path, config: &str, extra: &[&str]) -> Result<ServerProcess, String> {
+        let path = dir.join("config.toml");
+        std::fs::write(&path, config).expect("config");
+        let mut child = Command::new(BIN)
+            .args([
+                "--config",
+                &path.display().to_string(),
+                "--bind",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn simcast");
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&log);
+        let stderr = child.stderr.take().expect("stderr");
+        let log_done = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut l) = sink.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
+        let mut banner = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        let mut reader = BufReader::new(stdout);
+        let _ = reader.read_line(&mut banner);
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in reader.lines().map_while(Result::ok) {});
+        let Some(url) = banner.trim().strip_prefix("dashboard: ").map(str::to_owned) else {
+            let _ = child.wait();
+            let _ = log_done.join();
+            return Err(log.lock().map(|l| l.clone()).unwrap_or_default());
+        };
+        let (base, token) = url.split_once("/?token=").unwrap_or((url.as_str(), ""));
+        let addr = base.split("://").nth(1).unwrap_or(base).to_owned();
+        Ok(ServerProcess {
+            child,
+            addr,
+            url: base.to_owned(),
+            token: token.to_owned(),
+            log,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: a signal to the child this harness started, by its PID.
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0, "signal {sig}");
+    }
+
+    /// Waits for the process to exit, failing the test after `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
