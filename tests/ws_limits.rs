@@ -162,17 +162,22 @@ async fn jam(first_frame: Option<&str>, outbound_queue: usize) -> Jam {
     let deadline = Instant::now() + WAIT;
     while active_connections(&mut watcher).await != 2 {
         assert!(Instant::now() < deadline, "jammed client never joined");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut last_batch = Instant::now();
     let mut worst_gap = Duration::ZERO;
     let mut evicted_after = None;
     let mut probe_out = false;
+    // One probe in flight at most, and at most one per 50 ms: well inside the rate
+    // budget however fast the machine answers.
+    let mut next_probe = Instant::now();
     while started.elapsed() < Duration::from_secs(5) {
-        if !probe_out && evicted_after.is_none() {
+        if !probe_out && evicted_after.is_none() && Instant::now() >= next_probe {
             watcher
                 .send_json(json!({"type": "command", "id": "probe", "cmd": "metrics"}))
                 .await;
             probe_out = true;
+            next_probe = Instant::now() + Duration::from_millis(50);
         }
         let v = watcher.next_json().await;
         if v["type"] == "batch" {
@@ -240,7 +245,7 @@ async fn jammed_client_on_a_heavy_topic_is_evicted_as_slow_and_others_stay_on_ti
         jam.worst_gap,
         evictions(&jam.metrics)
     );
-    assert!(jam.evicted_after <= Duration::from_millis(2000 + 500));
+    assert!(jam.evicted_after <= Duration::from_millis(2000 + 1000));
     assert!(
         jam.worst_gap < Duration::from_millis(1000),
         "{:?}",
@@ -265,7 +270,8 @@ async fn jammed_client_with_room_in_its_queue_is_evicted_within_client_timeout()
         evictions(&jam.metrics)
     );
     assert!(jam.evicted_after >= Duration::from_millis(2000));
-    assert!(jam.evicted_after <= Duration::from_millis(2000 + 500));
+    // client_timeout plus one sweep interval (250 ms) plus the probe's resolution.
+    assert!(jam.evicted_after <= Duration::from_millis(2000 + 1000));
     assert!(
         jam.metrics
             .contains("simcast_evictions_total{reason=\"unresponsive\"} 1"),

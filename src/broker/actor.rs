@@ -33,6 +33,9 @@ use std::time::Duration;
 /// the simulation holds its items in its outbox and pauses ticking (see `sim::actor`).
 pub const MAILBOX_CAPACITY: usize = 1024;
 
+/// Longest grace, past `client_timeout`, before the sweep evicts a silent session.
+const SWEEP_GRACE_MS: u64 = 500;
+
 /// Tunables, from `[broker]` and `[session]`.
 #[derive(Debug, Clone)]
 pub struct BrokerSettings {
@@ -310,7 +313,10 @@ impl Broker {
     /// in the session, because a session behind a jammed socket is not polled at all.
     fn sweep(&mut self) {
         let now = clock::now_ms();
-        let limit = self.settings.client_timeout.as_millis() as u64;
+        // A grace period past client_timeout: a session that is still polled closes
+        // itself at client_timeout, with a close frame; only frozen ones are left here.
+        let timeout = self.settings.client_timeout.as_millis() as u64;
+        let limit = timeout + (timeout / 4).min(SWEEP_GRACE_MS);
         let stale: Vec<SessionId> = self
             .members
             .iter()

@@ -342,8 +342,33 @@ impl Session {
     }
 
     fn heartbeat(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        self.check_silence(ctx);
+        if !self.server_closed {
+            ctx.ping(b"");
+        }
+    }
+
+    /// Closes the connection (1000, `Client timeout`) once the client has been silent
+    /// for `client_timeout`. Checked on every heartbeat and, when the deadline falls
+    /// before the next one, exactly at the deadline: a live session closes itself, with
+    /// a close frame, before the broker's sweep (which waits a grace period longer)
+    /// would shut a frozen one down from outside.
+    fn check_silence(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.server_closed {
+            return;
+        }
         let silent = clock::now_ms().saturating_sub(self.last_seen.load(Ordering::Acquire));
-        if silent > self.shared.client_timeout.as_millis() as u64 {
+        let timeout = self.shared.client_timeout.as_millis() as u64;
+        if silent < timeout {
+            let left = timeout - silent;
+            if left < self.shared.heartbeat_interval.as_millis() as u64 {
+                ctx.run_later(Duration::from_millis(left + 1), |act, ctx| {
+                    act.check_silence(ctx)
+                });
+            }
+            return;
+        }
+        {
             self.shared
                 .metrics
                 .evictions
@@ -351,8 +376,6 @@ impl Session {
                 .inc();
             log::info!("session {} timed out after {silent} ms of silence", self.id);
             self.close(ctx, 1000, close::REASON_TIMEOUT);
-        } else {
-            ctx.ping(b"");
         }
     }
 }
