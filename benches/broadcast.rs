@@ -11,6 +11,11 @@
 //! Run: `cargo bench --bench broadcast` (or `scripts/bench.sh`); numbers in BENCHMARKS.md.
 
 use actix::prelude::*;
+
+/// The same allocator as the server binary (src/main.rs), so the bench measures what runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use simcast::broker::batcher::{Batch, Batcher};
 use simcast::broker::fanout::{FanOut, Groups};

@@ -5,6 +5,10 @@ use simcast::config::{Config, DEFAULT_TOML};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// See Cargo.toml: cross-thread alloc/free on the fan-out path is glibc's slow path.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "simcast",

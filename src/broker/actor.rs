@@ -96,6 +96,18 @@ pub struct Broker {
     latest_seq: Arc<AtomicU64>,
     /// Keeps a high-water mark of `seq` on disk so it rises across restarts.
     seq_mark: Option<crate::persistence::SeqMark>,
+    /// The last join snapshot's identity and encoding (see `join_frame`).
+    join_cache: Option<(SnapshotKey, ByteString)>,
+}
+
+/// What makes two snapshots the same world state.
+#[derive(Debug, PartialEq, Eq)]
+struct SnapshotKey {
+    seq: u64,
+    tick: u64,
+    paused: bool,
+    tick_rate_bits: u64,
+    state_hash: String,
 }
 
 impl Broker {
@@ -121,6 +133,7 @@ impl Broker {
             metrics,
             latest_seq,
             seq_mark: None,
+            join_cache: None,
         }
     }
 
@@ -257,6 +270,27 @@ impl Broker {
         }
     }
 
+    /// The join snapshot, serialized once per world state: clients joining in a burst
+    /// (a reconnect storm, a load test) share one encoding instead of one each. The
+    /// `timestamp` is that of the first encoding, at most the same world state old.
+    fn join_frame(&mut self, snapshot: &Snapshot) -> ByteString {
+        let key = SnapshotKey {
+            seq: snapshot.seq,
+            tick: snapshot.tick,
+            paused: snapshot.paused,
+            tick_rate_bits: snapshot.tick_rate.to_bits(),
+            state_hash: snapshot.state_hash.clone(),
+        };
+        if let Some((cached, frame)) = &self.join_cache {
+            if *cached == key {
+                return frame.clone();
+            }
+        }
+        let frame = Self::encode_snapshot(snapshot);
+        self.join_cache = Some((key, frame.clone()));
+        frame
+    }
+
     fn encode_snapshot(snapshot: &Snapshot) -> ByteString {
         ByteString::from(Envelope::new("snapshot", snapshot).to_json())
     }
@@ -266,7 +300,7 @@ impl Broker {
         snapshot.seq = seq;
         match route {
             SnapshotRoute::Join(join) => {
-                let frame = Self::encode_snapshot(&snapshot);
+                let frame = self.join_frame(&snapshot);
                 self.join(join, frame, seq);
             }
             SnapshotRoute::Reply { deliver, id } => {
