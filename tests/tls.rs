@@ -483,3 +483,27 @@ fn binary_with_a_missing_certificate_exits_non_zero_naming_the_file() {
     assert!(err.contains(&missing.display().to_string()), "{err}");
     assert!(err.contains("cannot read"), "{err}");
 }
+
+#[tokio::test]
+async fn a_tls_handshake_that_never_comes_is_dropped() {
+    let certs = make_certs("idle");
+    let server = TestServer::start(tls_config(&certs));
+    // Connects and sends nothing: dropped by the TLS handshake timeout (3 s), while a
+    // trusting client is served meanwhile.
+    let mut idle = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let mut c = wss_client(
+        &format!("wss://{}/ws?token={VIEWER}", server.addr),
+        trusting(&certs),
+    )
+    .await;
+    c.next_of("snapshot").await;
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(8), idle.read(&mut buf))
+        .await
+        .expect("dropped within 8 s");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    eprintln!("idle TLS connection dropped after {:?}", started.elapsed());
+}
