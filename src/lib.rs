@@ -71,7 +71,7 @@ pub struct Running {
     /// Whether the listener speaks TLS (`https://`, `wss://`).
     pub tls: bool,
     /// The data directory's lock: released when this is dropped.
-    pub data_lock: std::fs::File,
+    pub data_lock: Option<std::fs::File>,
 }
 
 impl Running {
@@ -149,7 +149,28 @@ fn generate_token() -> String {
 /// continue from (above every seq issued before).
 fn restore_world(config: &Config) -> Result<RestoredWorld, RunError> {
     let store = persistence::Store::new(config.data_dir());
-    let lock = store.lock()?;
+    let lock = match store.lock() {
+        Ok(lock) => lock,
+        Err(persistence::PersistenceError::InUse(dir)) => {
+            // Another server owns that world. Refusing to start would make a second
+            // instance (a test, a demo) impossible without a config change; running
+            // without persistence touches nobody's data. Said loudly, once.
+            log::warn!(
+                "data directory {dir} is in use by another simcast server: this one runs a new \
+                 world WITHOUT persistence (set persistence.dir to keep it)"
+            );
+            let state =
+                sim::SimState::new(config.sim.seed, config.sim.characters, config.sim.tick_rate);
+            return Ok(RestoredWorld {
+                state,
+                persistence: None,
+                seq_base: 0,
+                store: None,
+                lock: None,
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
     if config.persistence.fresh {
         if let Some(aside) = store.discard()? {
             log::warn!("--fresh: previous data moved to {}", aside.display());
@@ -195,21 +216,22 @@ fn restore_world(config: &Config) -> Result<RestoredWorld, RunError> {
     };
     Ok(RestoredWorld {
         state,
-        persistence,
+        persistence: Some(persistence),
         seq_base,
-        store,
-        lock,
+        store: Some(store),
+        lock: Some(lock),
     })
 }
 
 /// What `restore_world` hands to `run`.
 struct RestoredWorld {
     state: sim::SimState,
-    persistence: sim::actor::Persistence,
+    /// `None` when the data directory belongs to another running server.
+    persistence: Option<sim::actor::Persistence>,
     seq_base: u64,
-    store: persistence::Store,
+    store: Option<persistence::Store>,
     /// The data directory's lock, held as long as the server runs.
-    lock: std::fs::File,
+    lock: Option<std::fs::File>,
 }
 
 /// Starts the simulation, the broker and the HTTP server on `listener`.
@@ -256,7 +278,7 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
     let sim_metrics = Arc::clone(&metrics);
     let sim_broker = broker_addr.clone().recipient();
     let sim_addr = Simulation::start_in_arbiter(&sim_arbiter.handle(), move |_| {
-        Simulation::new(sim_state, sim_broker, sim_metrics, Some(sim_persistence))
+        Simulation::new(sim_state, sim_broker, sim_metrics, sim_persistence)
     });
     let broker_arbiter = Arbiter::new();
     let broker_settings = BrokerSettings {
@@ -269,14 +291,16 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
     let broker_seq = Arc::clone(&latest_seq);
     let broker_sim = sim_addr.clone().recipient();
     broker_arbiter.spawn_fn(move || {
-        let broker = Broker::new(
+        let mut broker = Broker::new(
             broker_settings,
             seq_base,
             broker_sim,
             broker_metrics,
             broker_seq,
-        )
-        .with_seq_mark(store.seq_mark(seq_base));
+        );
+        if let Some(store) = store {
+            broker = broker.with_seq_mark(store.seq_mark(seq_base));
+        }
         Context::with_receiver(broker_rx).run(broker);
     });
 

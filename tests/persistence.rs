@@ -223,3 +223,16 @@ async fn damaged_data_is_refused_unless_fresh() {
         .any(|e| e.file_name().to_string_lossy().starts_with("discarded-"));
     assert!(moved, "old data moved aside, not deleted");
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_dir_runs_without_persistence() {
+    let dir = temp_dir("persist-shared");
+    let first = start(&dir, &[]).expect("first starts");
+    let second = start(&dir, &[]).expect("second starts too");
+    let (_c, snap) = connect(&second.addr).await;
+    assert!(snap["data"]["characters"].is_array());
+    let log = second.log();
+    assert!(log.contains("WITHOUT persistence"), "{log}");
+    // The first still owns (and writes) the world.
+    assert!(!first.log().contains("WITHOUT persistence"));
+}

@@ -50,6 +50,8 @@ pub enum PersistenceError {
     Encode(#[from] serde_json::Error),
     #[error("{path} is unreadable: {problem}")]
     Corrupt { path: String, problem: String },
+    #[error("data directory {0} is in use by another simcast server")]
+    InUse(String),
 }
 
 pub(crate) fn io(
@@ -300,10 +302,7 @@ impl Store {
             // SAFETY: flock on a descriptor we own; no memory is involved.
             let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
             if rc != 0 {
-                return Err(PersistenceError::Corrupt {
-                    path: self.dir.display().to_string(),
-                    problem: "in use by another simcast server (lock held)".into(),
-                });
+                return Err(PersistenceError::InUse(self.dir.display().to_string()));
             }
         }
         Ok(file)
