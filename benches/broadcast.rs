@@ -12,7 +12,9 @@
 
 use actix::prelude::*;
 
-/// The same allocator as the server binary (src/main.rs), so the bench measures what runs.
+/// The same allocator as the server binary (src/main.rs), so the bench measures what runs;
+/// `--features system-alloc` measures glibc's malloc instead (the before/after ratio).
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

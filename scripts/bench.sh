@@ -6,7 +6,8 @@
 # Usage: scripts/bench.sh [--quick] [--no-criterion] [--only NAME]
 #   --quick         shorter runs and a shorter client curve (smoke the script itself)
 #   --no-criterion  skip `cargo bench`
-#   --only NAME     one scenario: criterion|curve|batchsize|idle|tick|stalled
+#   --only NAME     one scenario: criterion|curve|batchsize|idle|tick|stalled|alloc
+#                   (alloc: mimalloc vs glibc malloc, back to back; rebuilds twice)
 # Output: a results directory (printed at the end) with one JSON per load run,
 # criterion's output, machine.txt and table.md (the tables BENCHMARKS.md quotes).
 set -euo pipefail
@@ -58,7 +59,10 @@ trap cleanup EXIT INT TERM
 cargo build --release --bin simcast --bin simcast-load >&2
 
 # start_server NAME CHARACTERS BATCH_SIZE: writes a config and starts the server on a
-# fresh port (a fresh port per run, so TIME_WAIT sockets of earlier runs never collide).
+# fresh port (a fresh port per run, so TIME_WAIT sockets of earlier runs never collide)
+# with a data directory of its own: the server restores a saved world from its data
+# directory, so a shared one would make every run continue the previous run's world
+# (its character count and its time of day) instead of a new world of CHARACTERS.
 PORT=$BASE_PORT
 start_server() {
     local name="$1" chars="$2" batch="$3"
@@ -74,7 +78,7 @@ max_batch_size = $batch
 characters = $chars
 tick_rate = 10.0
 [persistence]
-dir = "$OUT/data"
+dir = "$OUT/data/$name"
 EOF
     RUST_LOG=warn "$SERVER" --config "$OUT/$name.toml" --bind "127.0.0.1:$PORT" \
         > "$OUT/$name.server.log" 2>&1 &
@@ -87,12 +91,24 @@ EOF
     return 1
 }
 
+# idle_run NAME: 19 000 (quick: 2 000) idle authenticated sockets against an empty world.
+idle_run() {
+    local n=19000; [ "$QUICK" = 1 ] && n=2000
+    start_server "$1-$n" 0 1000
+    sleep 1
+    load "$1-$n" --clients "$n" --connect-rate 2000 --duration $(( n / 2000 + 12 )) --warmup 5 --sources 2
+    cleanup
+}
+
 # load NAME ARGS...: one bounded load run against the current server.
 load() {
     local name="$1"; shift
     echo "== $name: simcast-load $*" >&2
+    # The machine's load average (1, 5, 15 min) before and after: others may share it.
+    cut -d' ' -f1-3 /proc/loadavg > "$OUT/$name.loadavg"
     timeout 120 "$LOAD" --url "ws://127.0.0.1:$PORT/ws" --token bench \
         --server-pid "$SERVER_PID" "$@" > "$OUT/$name.json" 2> "$OUT/$name.progress"
+    cut -d' ' -f1-3 /proc/loadavg >> "$OUT/$name.loadavg"
     tail -n 2 "$OUT/$name.progress" >&2
 }
 
@@ -101,8 +117,10 @@ metrics() { curl -sf "http://127.0.0.1:$PORT/metrics?token=bench"; }
 
 if [ "$CRITERION" = 1 ] && want criterion; then
     echo "== criterion" >&2
+    cut -d' ' -f1-3 /proc/loadavg > "$OUT/criterion.loadavg"
     cargo bench --bench broadcast 2>&1 | tee "$OUT/criterion.txt" \
         | grep -E '^[a-z_]+/|thrpt:|time:|sample batch' >&2
+    cut -d' ' -f1-3 /proc/loadavg >> "$OUT/criterion.loadavg"
 fi
 
 if [ "$QUICK" = 1 ]; then CURVE="1000 2000"; DUR=12; else CURVE="1000 2000 5000 10000 19000"; DUR=25; fi
@@ -133,11 +151,7 @@ fi
 if want idle; then
     # 19 000 idle authenticated sockets: no characters, so no batches; RSS per socket =
     # (RSS with the sockets - RSS of the empty server) / sockets.
-    n=19000; [ "$QUICK" = 1 ] && n=2000
-    start_server "idle-$n" 0 1000
-    sleep 1
-    load "idle-$n" --clients "$n" --connect-rate 2000 --duration $(( n / 2000 + 12 )) --warmup 5 --sources 2
-    cleanup
+    idle_run idle
 fi
 
 if want tick; then
@@ -163,6 +177,24 @@ if want stalled; then
     done
 fi
 
+if want alloc; then
+    # The shipped build (mimalloc) against the same code on glibc's malloc
+    # (`--features system-alloc`), back to back: the criterion fan-out and idle sockets.
+    echo "== alloc: glibc malloc" >&2
+    cargo build --release --features system-alloc --bin simcast >&2
+    cp "$SERVER" "$TARGET_DIR/release/simcast-system-alloc"
+    cargo bench --features system-alloc --bench broadcast -- fan_out/batched 2>&1 \
+        | tee "$OUT/criterion-alloc-glibc.txt" | grep -E 'thrpt:' >&2
+    SHIPPED="$SERVER"; SERVER="$TARGET_DIR/release/simcast-system-alloc"
+    idle_run idle-glibc
+    SERVER="$SHIPPED"
+    echo "== alloc: mimalloc (shipped)" >&2
+    cargo build --release --bin simcast >&2
+    cargo bench --bench broadcast -- fan_out/batched 2>&1 \
+        | tee "$OUT/criterion-alloc-mimalloc.txt" | grep -E 'thrpt:' >&2
+    idle_run idle-mimalloc
+fi
+
 python3 - "$OUT" <<'PY' | tee "$OUT/table.md"
 import json, os, re, sys
 out = sys.argv[1]
@@ -172,15 +204,19 @@ def load(name):
 def mib(k):
     return "-" if k is None else f"{k/1024:.0f}"
 print("## Load runs (" + open(os.path.join(out, "machine.txt")).read().splitlines()[0] + ")\n")
-print("| run | clients | ok / failed | ended early | frames/s | items/s | MB/s | p50 ms | p90 ms | p99 ms | max ms | min batches/client | seq gaps | lag p99 (batches) | server CPU % | server RSS MiB (start→max) | loadgen CPU % |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+def loadavg(name):
+    p = os.path.join(out, name + ".loadavg")
+    if not os.path.exists(p): return "-"
+    return " → ".join(l.split()[0] for l in open(p).read().splitlines())
+print("| run | load avg (1 min, before → after) | clients | ok / failed | ended early | frames/s | items/s | MB/s | p50 ms | p90 ms | p99 ms | max ms | min batches/client | seq gaps | lag p99 (batches) | server CPU % | server RSS MiB (start→max) | loadgen CPU % |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 names = sorted((f[:-5] for f in os.listdir(out) if f.endswith(".json")),
                key=lambda n: (re.sub(r"\d+", "", n.split("-")[0]), [int(x) for x in re.findall(r"\d+", n)]))
 for n in names:
     r = load(n)
     c, k, l, rt = r["connections"], r["continuity"], r["latency_ms"], r["rates"]
     s, g = r.get("server", {}), r["load_generator"]
-    print(f"| {n} | {r['clients']}{'+'+str(r['stalled_clients'])+' stalled' if r['stalled_clients'] else ''} "
+    print(f"| {n} | {loadavg(n)} | {r['clients']}{'+'+str(r['stalled_clients'])+' stalled' if r['stalled_clients'] else ''} "
           f"| {c['ok']} / {c['failed']} | {sum(c['ended_early'].values())} "
           f"| {rt['frames_per_s']:.0f} | {rt['items_per_s']:.0f} | {rt['bytes_per_s']/1e6:.1f} "
           f"| {l['p50']:.1f} | {l['p90']:.1f} | {l['p99']:.1f} | {l['max']:.1f} "
@@ -207,27 +243,28 @@ for n in names:
         rows = [f"≤{float(k)*1000:g} ms: {100*v/total:.2f}%" for k, v in d.items() if k != "+Inf"] if total else []
         p99 = next((k for k, v in d.items() if total and v >= 0.99 * total), None)
         print(f"\nTick duration ({n}, {total} ticks): p99 ≤ {float(p99)*1000:g} ms; " + ", ".join(rows))
-crit = os.path.join(out, "criterion.txt")
-if os.path.exists(crit):
-    print("\n## Criterion\n\n| bench | time (median) | throughput (median) |\n|---|---|---|")
-    name = None
+def criterion(file, title):
+    crit = os.path.join(out, file)
+    if not os.path.exists(crit):
+        return
+    print(f"\n## {title} (load avg before → after: {loadavg(file[:-4])})\n\n| bench | time (median) | throughput (median) |\n|---|---|---|")
     lines = open(crit).read().splitlines()
     for i, line in enumerate(lines):
-        m = re.match(r"^([a-z_]+/\S+)\s+time:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", line) or \
-            re.match(r"^([a-z_]+/\S+)$", line.strip()) and None
+        # criterion prints "name  time: [...]" on one line, or the name alone on its own
+        # line when it is long, then "time:" and "thrpt:" on the following lines.
+        m = re.match(r"^([a-z_]+/\S+)\s+time:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", line)
         if m:
-            name, t = m.group(1), m.group(2)
-            thr = ""
-            if i + 1 < len(lines):
-                mt = re.search(r"thrpt:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", lines[i + 1])
-                thr = mt.group(1) if mt else ""
-            print(f"| {name} | {t} | {thr} |")
-        else:
-            m2 = re.match(r"^([a-z_]+/\S+)\s*$", line)
-            if m2 and i + 1 < len(lines):
-                m3 = re.search(r"time:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", lines[i + 1])
-                mt = re.search(r"thrpt:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", lines[i + 2]) if i + 2 < len(lines) else None
-                if m3:
-                    print(f"| {m2.group(1)} | {m3.group(1)} | {mt.group(1) if mt else ''} |")
+            mt = re.search(r"thrpt:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", lines[i + 1]) if i + 1 < len(lines) else None
+            print(f"| {m.group(1)} | {m.group(2)} | {mt.group(1) if mt else ''} |")
+            continue
+        m2 = re.match(r"^([a-z_]+/\S+)\s*$", line)
+        if m2 and i + 1 < len(lines):
+            m3 = re.search(r"time:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", lines[i + 1])
+            mt = re.search(r"thrpt:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", lines[i + 2]) if i + 2 < len(lines) else None
+            if m3:
+                print(f"| {m2.group(1)} | {m3.group(1)} | {mt.group(1) if mt else ''} |")
+criterion("criterion.txt", "Criterion")
+criterion("criterion-alloc-glibc.txt", "Criterion fan-out, glibc malloc (--features system-alloc)")
+criterion("criterion-alloc-mimalloc.txt", "Criterion fan-out, mimalloc (shipped), right after")
 PY
 echo "results: $OUT" >&2

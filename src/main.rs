@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// See Cargo.toml: cross-thread alloc/free on the fan-out path is glibc's slow path.
+/// (`--features system-alloc` builds with glibc's malloc, for comparison only.)
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
