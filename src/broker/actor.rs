@@ -33,6 +33,12 @@ use std::time::Duration;
 /// the simulation holds its items in its outbox and pauses ticking (see `sim::actor`).
 pub const MAILBOX_CAPACITY: usize = 1024;
 
+/// How long a newly joined session waits for a `resume` before live batches start.
+/// A client that resumes sends it right after the snapshot; holding live delivery that
+/// long lets the missed batches and the live ones arrive as one ordered run. Nothing is
+/// lost by holding: on release, the batches since the snapshot come from the history.
+pub const JOIN_HOLD: Duration = Duration::from_millis(100);
+
 /// Longest grace, past `client_timeout`, before the sweep evicts a silent session.
 const SWEEP_GRACE_MS: u64 = 500;
 
@@ -53,8 +59,11 @@ struct Member {
     conn: Option<ConnHandle>,
     last_seen: Arc<AtomicU64>,
     topics: TopicSet,
-    /// Seq of the snapshot the session joined at: it received every batch after it live.
+    /// Seq of the snapshot the session joined at.
     join_seq: u64,
+    /// Just joined: not yet in a fan-out group, for up to [`JOIN_HOLD`] or until its
+    /// `resume`, so that resent batches come before live ones (see `release`).
+    held: bool,
 }
 
 /// Why a session is removed by the broker (metric label).
@@ -212,7 +221,13 @@ impl Broker {
         }
     }
 
-    fn join(&mut self, join: JoinSession, snapshot_frame: ByteString, seq: u64) {
+    fn join(
+        &mut self,
+        join: JoinSession,
+        snapshot_frame: ByteString,
+        seq: u64,
+        ctx: &mut Context<Self>,
+    ) {
         let JoinSession {
             session,
             deliver,
@@ -222,7 +237,6 @@ impl Broker {
             topics,
         } = join;
         let topics = self.early_topics.remove(&session).unwrap_or(topics);
-        self.groups.insert(topics.clone(), session, deliver.clone());
         self.members.insert(
             session,
             Member {
@@ -232,11 +246,53 @@ impl Broker {
                 last_seen,
                 topics,
                 join_seq: seq,
+                held: true,
             },
         );
         self.send_to(session, snapshot_frame, seq);
         if let Some(last_seq) = self.early_resume.remove(&session) {
             self.resume(session, last_seq);
+        } else {
+            ctx.run_later(JOIN_HOLD, move |this, _| {
+                let join_seq = this.members.get(&session).map(|m| m.join_seq);
+                if let Some(join_seq) = join_seq {
+                    this.release(session, join_seq);
+                }
+            });
+        }
+    }
+
+    /// Ends a session's join hold: sends, in order, the batches in
+    /// `(from, latest]` from the history, then adds it to its fan-out group so every
+    /// later batch follows live. Nothing in between can be missed: the broker is one
+    /// actor, so no batch is flushed while this runs.
+    fn release(&mut self, id: SessionId, from: u64) {
+        let Some(member) = self.members.get_mut(&id) else {
+            return;
+        };
+        if !member.held {
+            return;
+        }
+        member.held = false;
+        let topics = member.topics.clone();
+        let deliver = member.deliver.clone();
+        match self.history.range(from, self.history.last_seq()) {
+            Lookup::Batches(batches) => {
+                for b in batches {
+                    self.send_to(id, b.encode(&topics), b.seq);
+                }
+            }
+            Lookup::Resync => self.request_resync(id),
+        }
+        if self.members.contains_key(&id) {
+            self.groups.insert(topics, id, deliver);
+        }
+    }
+
+    fn request_resync(&mut self, id: SessionId) {
+        let route = SnapshotRoute::Resync { session: id };
+        if let Err(e) = self.sim.try_send(RequestSnapshot { route }) {
+            log::warn!("resync for session {id} not requested: {e}");
         }
     }
 
@@ -244,9 +300,21 @@ impl Broker {
         let Some(member) = self.members.get(&id) else {
             return;
         };
+        let latest = self.history.last_seq();
+        if member.held {
+            // Still held: everything after `last_seq` comes from the history, in order,
+            // then live batches follow.
+            if last_seq > latest || self.history.range(last_seq, latest) == Lookup::Resync {
+                let join_seq = member.join_seq;
+                self.release(id, join_seq);
+                self.request_resync(id);
+            } else {
+                self.release(id, last_seq);
+            }
+            return;
+        }
         // Batches after `join_seq` reached this session live; the ones it may have
         // missed are those in (last_seq, join_seq].
-        let latest = self.history.last_seq();
         let lookup = if last_seq > latest {
             Lookup::Resync
         } else if last_seq >= member.join_seq {
@@ -261,12 +329,7 @@ impl Broker {
                     self.send_to(id, b.encode(&topics), b.seq);
                 }
             }
-            Lookup::Resync => {
-                let route = SnapshotRoute::Resync { session: id };
-                if let Err(e) = self.sim.try_send(RequestSnapshot { route }) {
-                    log::warn!("resync for session {id} not requested: {e}");
-                }
-            }
+            Lookup::Resync => self.request_resync(id),
         }
     }
 
@@ -295,15 +358,27 @@ impl Broker {
         ByteString::from(Envelope::new("snapshot", snapshot).to_json())
     }
 
-    fn route_snapshot(&mut self, mut snapshot: Snapshot, route: SnapshotRoute) {
+    fn route_snapshot(
+        &mut self,
+        mut snapshot: Snapshot,
+        route: SnapshotRoute,
+        ctx: &mut Context<Self>,
+    ) {
         let seq = self.batcher.last_seq();
         snapshot.seq = seq;
         match route {
             SnapshotRoute::Join(join) => {
                 let frame = self.join_frame(&snapshot);
-                self.join(join, frame, seq);
+                self.join(join, frame, seq, ctx);
             }
-            SnapshotRoute::Reply { deliver, id } => {
+            SnapshotRoute::Reply {
+                session,
+                deliver,
+                id,
+            } => {
+                if let Some(join_seq) = self.members.get(&session).map(|m| m.join_seq) {
+                    self.release(session, join_seq);
+                }
                 let mut result = serde_json::to_value(&snapshot).unwrap_or(Value::Null);
                 if let Value::Object(map) = &mut result {
                     map.insert("ok".into(), json!(true));
@@ -397,7 +472,7 @@ impl Handler<Publish> for Broker {
                 // Items published before this snapshot are reflected in it: flush them so
                 // that the snapshot's seq covers them.
                 self.flush(ctx);
-                self.route_snapshot(*snapshot, route);
+                self.route_snapshot(*snapshot, route, ctx);
             }
         }
     }
@@ -415,6 +490,9 @@ impl Handler<SetTopics> for Broker {
             return;
         }
         let old = std::mem::replace(&mut member.topics, msg.topics.clone());
+        if member.held {
+            return; // joins its group on release
+        }
         let deliver = member.deliver.clone();
         self.groups.remove(&old, msg.session);
         self.groups.insert(msg.topics, msg.session, deliver);

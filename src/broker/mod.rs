@@ -51,7 +51,10 @@ pub enum SnapshotRoute {
     /// A newly authenticated session: send it the snapshot, then every later batch.
     Join(JoinSession),
     /// Answer to the `snapshot` command: a `reply` and then the `snapshot`, both with `id`.
+    /// Everything published before it reaches the session first (a fence clients rely
+    /// on), so it ends the session's join hold.
     Reply {
+        session: SessionId,
         deliver: Recipient<Deliver>,
         id: Option<Value>,
     },

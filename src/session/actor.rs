@@ -316,6 +316,7 @@ impl Session {
         match command {
             Command::Snapshot {} => {
                 let route = SnapshotRoute::Reply {
+                    session: self.id,
                     deliver: ctx.address().recipient(),
                     id: id.clone(),
                 };
