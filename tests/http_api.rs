@@ -4,46 +4,6 @@
 mod common;
 use common::*;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
-
-/// Like `common::http`, but also returns the response head (status line and headers),
-/// lower-cased, to check content types.
-async fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(addr))
-        .await
-        .expect("connect in time")
-        .expect("connect");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
-        .await
-        .expect("response in time")
-        .expect("read");
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, head.to_ascii_lowercase(), body.to_owned())
-}
 
 fn json_body(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {body}"))
@@ -105,7 +65,7 @@ async fn healthz_needs_no_token() {
 #[tokio::test]
 async fn dashboard_is_served_without_a_token() {
     let server = TestServer::start(test_config());
-    let (status, head, body) = request(server.addr, "GET", "/", &[], "").await;
+    let (status, head, body) = http_full(server.addr, "GET", "/", &[], "").await;
     assert_eq!(status, 200, "{head}");
     assert!(head.contains("content-type: text/html"), "{head}");
     assert!(body.to_ascii_lowercase().contains("<html"), "{body}");
@@ -120,7 +80,7 @@ async fn snapshot_requires_a_token() {
     assert_eq!(status, 401);
 
     let path = format!("/api/snapshot?token={VIEWER}");
-    let (status, head, body) = request(server.addr, "GET", &path, &[], "").await;
+    let (status, head, body) = http_full(server.addr, "GET", &path, &[], "").await;
     assert_eq!(status, 200, "{body}");
     assert!(head.contains("content-type: application/json"), "{head}");
     let via_query = json_body(&body);
@@ -255,7 +215,7 @@ async fn metrics_endpoint_exposes_prometheus_text() {
     assert_eq!(status, 400);
 
     let path = format!("/metrics?token={OPERATOR}");
-    let (status, head, text) = request(server.addr, "GET", &path, &[], "").await;
+    let (status, head, text) = http_full(server.addr, "GET", &path, &[], "").await;
     assert_eq!(status, 200, "{text}");
     assert!(head.contains("content-type: text/plain"), "{head}");
     for name in [

@@ -111,16 +111,7 @@ async fn https_get(
     let _ = tokio::time::timeout(WAIT, tls.read_to_end(&mut buf))
         .await
         .expect("response in time");
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let (status, _, body) = parse_response(&buf);
     (status, body)
 }
 

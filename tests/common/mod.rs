@@ -262,14 +262,28 @@ pub fn close_code(e: &Ended) -> u16 {
 
 pub fn _unused(_: CloseCode) {}
 
-/// Plain HTTP/1.1 request over a raw TCP socket (keeps the test dependencies small).
-pub async fn http(
+/// Splits a raw HTTP/1.1 response into status, head (lower-cased, for header checks)
+/// and body.
+pub fn parse_response(raw: &[u8]) -> (u16, String, String) {
+    let text = String::from_utf8_lossy(raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+/// Plain HTTP/1.1 request over a raw TCP socket (keeps the test dependencies small);
+/// returns status, lower-cased head and body.
+pub async fn http_full(
     addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &str,
-) -> (u16, String) {
+) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::time::timeout(WAIT, TcpStream::connect(addr))
         .await
@@ -290,15 +304,17 @@ pub async fn http(
         .await
         .expect("response in time")
         .expect("read");
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    parse_response(&buf)
+}
+
+/// [`http_full`] without the head.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let (status, _, body) = http_full(addr, method, path, headers, body).await;
     (status, body)
 }
