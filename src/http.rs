@@ -72,6 +72,20 @@ fn error_response(
         .body(Envelope::new("error", data).with_id(id).to_json())
 }
 
+/// A 400 with error 1001, counted.
+fn bad_request(state: &AppState, message: &str, id: Option<&Value>) -> HttpResponse {
+    state
+        .shared
+        .metrics
+        .error(ErrorCode::InvalidMessage.as_u16());
+    error_response(
+        StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidMessage,
+        message,
+        id,
+    )
+}
+
 /// The role of the request's token, or the 401 response to send.
 fn authorize(req: &HttpRequest, state: &AppState) -> Result<Role, Box<HttpResponse>> {
     token_from_request(req)
@@ -140,18 +154,7 @@ async fn events_route(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         Ok(role) => role,
         Err(resp) => return *resp,
     };
-    let bad = |message: String| {
-        state
-            .shared
-            .metrics
-            .error(ErrorCode::InvalidMessage.as_u16());
-        error_response(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidMessage,
-            &message,
-            None,
-        )
-    };
+    let bad = |message: String| bad_request(&state, &message, None);
     let query = match web::Query::<EventsQuery>::from_query(req.query_string()) {
         Ok(q) => q.into_inner(),
         Err(e) => return bad(format!("bad query: {e}")),
@@ -234,18 +237,7 @@ async fn command_route(
             id,
         )
     };
-    let bad = |message: String, id: Option<&Value>| {
-        state
-            .shared
-            .metrics
-            .error(ErrorCode::InvalidMessage.as_u16());
-        error_response(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidMessage,
-            &message,
-            id,
-        )
-    };
+    let bad = |message: String, id: Option<&Value>| bad_request(&state, &message, id);
     let text = match std::str::from_utf8(&body) {
         Ok(t) => t,
         Err(_) => return bad("body must be UTF-8 JSON".into(), None),

@@ -22,7 +22,7 @@ use crate::broker::{
 use crate::clock;
 use crate::protocol::{
     close, now_ts, parse_client_message, ClientMessage, Command, Envelope, ErrorCode, ErrorData,
-    HeartbeatData, Role, ServerInfo, Welcome, OPERATOR_COMMANDS,
+    HeartbeatData, Role, OPERATOR_COMMANDS,
 };
 use crate::sim::actor::RunCommand;
 use actix::prelude::*;
@@ -121,15 +121,8 @@ impl Session {
             return;
         };
         self.role = Some(role);
-        let welcome = Welcome {
-            session_id: self.id,
-            role,
-            server: ServerInfo::current(),
-            heartbeat_interval_ms: self.shared.heartbeat_interval.as_millis() as u64,
-            seq: self.shared.latest_seq.load(Ordering::Acquire),
-            protocol: crate::protocol::PROTOCOL_VERSION,
-        };
-        self.send_text(ctx, Envelope::new("welcome", welcome).to_json());
+        let welcome = self.shared.welcome_json(self.id, role);
+        self.send_text(ctx, welcome);
         // The snapshot travels simulation → broker, which stamps its seq and from then
         // on delivers every batch to this session: nothing falls between the two.
         let join = JoinSession {

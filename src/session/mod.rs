@@ -42,6 +42,21 @@ pub struct SessionShared {
     pub next_id: Arc<AtomicU64>,
 }
 
+impl SessionShared {
+    /// The `welcome` object for a newly authenticated session (WebSocket or SSE).
+    pub fn welcome_json(&self, session_id: SessionId, role: crate::protocol::Role) -> String {
+        let welcome = crate::protocol::Welcome {
+            session_id,
+            role,
+            server: crate::protocol::ServerInfo::current(),
+            heartbeat_interval_ms: self.heartbeat_interval.as_millis() as u64,
+            seq: self.latest_seq.load(std::sync::atomic::Ordering::Acquire),
+            protocol: crate::protocol::PROTOCOL_VERSION,
+        };
+        crate::protocol::Envelope::new("welcome", welcome).to_json()
+    }
+}
+
 /// A session's hold on a pool slot. Dropping it (when the session stops, or when the
 /// actor is dropped without stopping because the connection died) is the one place a
 /// session unregisters: it tells the broker and frees the slot.

@@ -22,7 +22,7 @@ use crate::broker::{
     CloseSession, Deliver, JoinSession, RequestSnapshot, ResumeFrom, SessionId, SnapshotRoute,
 };
 use crate::clock;
-use crate::protocol::{Envelope, Role, ServerInfo, Welcome, PROTOCOL_VERSION};
+use crate::protocol::Role;
 use actix::prelude::*;
 use actix_web::web::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -114,15 +114,7 @@ impl Actor for SseSession {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.shared.outbound_queue);
         self.push(Bytes::from(format!("retry: {RETRY_MS}\n\n")), ctx);
-        let welcome = Welcome {
-            session_id: self.id,
-            role: self.role,
-            server: ServerInfo::current(),
-            heartbeat_interval_ms: self.shared.heartbeat_interval.as_millis() as u64,
-            seq: self.shared.latest_seq.load(Ordering::Acquire),
-            protocol: PROTOCOL_VERSION,
-        };
-        let json = Envelope::new("welcome", welcome).to_json();
+        let json = self.shared.welcome_json(self.id, self.role);
         self.push(Self::event(&json, None), ctx);
         let join = JoinSession {
             session: self.id,
