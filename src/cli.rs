@@ -358,22 +358,29 @@ async fn watch_once(
             .map_err(|e| CliError::Closed(format!(": {e}")))?;
     }
     log::info!("connected; watching");
+    // Set while a `resume` repairs a gap: the seq it resumes after.
+    let mut repairing: Option<u64> = None;
     loop {
         // Heartbeats every 5 s keep us well inside client_timeout; silence for 60 s
         // means the connection is dead.
         let v = next_json(&mut ws, Duration::from_secs(60)).await?;
         match v["type"].as_str().unwrap_or("") {
             "batch" => {
-                let seq = v["seq"].as_u64().unwrap_or(0);
-                if last_seq.is_some_and(|l| seq <= l) {
-                    continue; // already printed (a resume overlapping live batches)
-                }
-                if let Some(l) = *last_seq {
-                    if seq > l + 1 {
-                        log::warn!("gap: batches {}..{} were not received", l + 1, seq - 1);
+                match follow(*last_seq, &v, &mut repairing) {
+                    Continuity::Next(seq) => *last_seq = Some(seq),
+                    Continuity::Stale => continue,
+                    Continuity::Gap { after } => {
+                        if repairing == Some(after) {
+                            continue; // the resume is on its way
+                        }
+                        log::warn!("gap after batch {after}: resuming from it");
+                        repairing = Some(after);
+                        ws.send(send(json!({"type": "resume", "last_seq": after})))
+                            .await
+                            .map_err(|e| CliError::Closed(format!(": {e}")))?;
+                        continue;
                     }
                 }
-                *last_seq = Some(seq);
                 for item in v["data"].as_array().into_iter().flatten() {
                     if opts.json {
                         writeln!(out, "{item}")?;
@@ -410,9 +417,63 @@ async fn watch_once(
     }
 }
 
+/// Where a received `batch` stands against the last one printed (protocol 1.1 ranges).
+#[derive(Debug, PartialEq)]
+enum Continuity {
+    /// It follows on (or overlaps with something new): print it; it ends at this seq.
+    Next(u64),
+    /// Already printed: skip.
+    Stale,
+    /// Batches after `after` are missing: resume from there.
+    Gap { after: u64 },
+}
+
+/// Classifies `batch` given the last seq printed. A frame without `from_seq` (a v1
+/// server) covers just its `seq`. A frame that follows on ends a repair.
+fn follow(last: Option<u64>, batch: &Value, repairing: &mut Option<u64>) -> Continuity {
+    let seq = batch["seq"].as_u64().unwrap_or(0);
+    let from = batch["from_seq"].as_u64().unwrap_or(seq);
+    match last {
+        Some(l) if seq <= l => Continuity::Stale,
+        Some(l) if from > l + 1 => Continuity::Gap { after: l },
+        _ => {
+            *repairing = None;
+            Continuity::Next(seq)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_follow_on_by_from_seq() {
+        let b = |from: u64, seq: u64| json!({"type": "batch", "from_seq": from, "seq": seq});
+        let mut repairing = None;
+        assert_eq!(follow(None, &b(3, 5), &mut repairing), Continuity::Next(5));
+        assert_eq!(
+            follow(Some(5), &b(6, 9), &mut repairing),
+            Continuity::Next(9)
+        );
+        assert_eq!(follow(Some(9), &b(8, 9), &mut repairing), Continuity::Stale);
+        assert_eq!(
+            follow(Some(9), &b(12, 12), &mut repairing),
+            Continuity::Gap { after: 9 }
+        );
+        repairing = Some(9);
+        assert_eq!(
+            follow(Some(9), &b(10, 12), &mut repairing),
+            Continuity::Next(12)
+        );
+        assert_eq!(repairing, None, "a frame that follows on ends the repair");
+        let v1 = json!({"type": "batch", "seq": 13});
+        assert_eq!(follow(Some(12), &v1, &mut repairing), Continuity::Next(13));
+        assert_eq!(
+            follow(Some(12), &json!({"seq": 15}), &mut repairing),
+            Continuity::Gap { after: 12 }
+        );
+    }
 
     fn words(s: &str) -> Vec<String> {
         s.split_whitespace().map(str::to_owned).collect()

@@ -35,10 +35,15 @@ async fn batches_have_strictly_increasing_seq_and_item_fields() {
     let mut prev = snap_seq;
     for b in &got {
         let seq = b["seq"].as_u64().expect("batch seq");
-        assert_eq!(seq, prev + 1, "seq strictly increasing without gaps");
+        let from = b["from_seq"].as_u64().expect("batch from_seq");
+        assert_eq!(from, prev + 1, "each range starts right after the last");
+        assert!(seq >= from, "seq rises strictly");
         prev = seq;
         assert!(b["timestamp"].as_f64().is_some());
-        assert!(b["data"].is_array());
+        assert!(
+            !b["data"].as_array().expect("data").is_empty(),
+            "never empty"
+        );
     }
     let all = items(&got);
     let mut kinds = BTreeSet::new();
@@ -99,8 +104,49 @@ async fn default_topics_exclude_updates_and_unsubscribe_removes() {
         .await;
     let r = c.next_of("reply").await;
     assert_eq!(r["data"]["topics"], json!([]));
-    let got = batches(&mut c, 10).await;
-    assert!(items(&got).is_empty(), "nothing after unsubscribing all");
+    // Ten ticks go by; then the heartbeat answer is the next thing that arrives: no
+    // batch, since a connection never gets an empty one.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.send_json(json!({"type": "heartbeat"})).await;
+    loop {
+        let v = c.next_json().await;
+        assert_ne!(v["type"], "batch", "nothing after unsubscribing all: {v}");
+        if v["type"] == "heartbeat" {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_tick_cut_into_many_broker_batches_arrives_as_one_frame() {
+    let mut config = test_config();
+    config.broker.max_batch_size = 1; // every item its own broker batch
+    let server = TestServer::start(config);
+    let (mut c, _, snapshot) = server.client(OPERATOR).await;
+    c.send_json(json!({"type": "subscribe", "topics": ["character_update"]}))
+        .await;
+    let got = batches(&mut c, 20).await;
+    let mut prev = snapshot["data"]["seq"].as_u64().expect("seq");
+    let mut ticks_seen = BTreeSet::new();
+    let mut multi = 0;
+    for b in &got {
+        let (from, seq) = (b["from_seq"].as_u64(), b["seq"].as_u64());
+        let (from, seq) = (from.expect("from_seq"), seq.expect("seq"));
+        assert_eq!(from, prev + 1);
+        prev = seq;
+        multi += usize::from(seq > from);
+        let ticks: BTreeSet<u64> = items(std::slice::from_ref(b))
+            .iter()
+            .filter_map(|i| i["data"]["tick"].as_u64())
+            .collect();
+        for t in ticks {
+            assert!(ticks_seen.insert(t), "tick {t} spread over two frames");
+        }
+    }
+    assert!(
+        multi >= 5,
+        "frames cover several broker batches ({multi}/20)"
+    );
 }
 
 #[tokio::test]
@@ -142,19 +188,14 @@ async fn resume_sends_missed_batches_without_gap() {
     assert!(join_seq > last_seq + 2, "batches were missed while away");
     b.send_json(json!({"type": "resume", "last_seq": last_seq}))
         .await;
-    let mut seqs = Vec::new();
-    while seqs.last().copied().unwrap_or(0) < join_seq + 3 {
+    // Ranges chain from right after last_seq: the missed batches and the live ones
+    // form one run (the broker holds live delivery until the resume).
+    let mut next = last_seq + 1;
+    while next <= join_seq + 3 {
         let batch = b.next_of("batch").await;
-        seqs.push(batch["seq"].as_u64().expect("seq"));
+        assert_eq!(batch["from_seq"].as_u64(), Some(next), "no gap, no overlap");
+        next = batch["seq"].as_u64().expect("seq") + 1;
     }
-    // In order, each once, starting right after last_seq: the missed batches and the
-    // live ones form one run (the broker holds live delivery until the resume).
-    let max = *seqs.last().expect("some");
-    let expected: Vec<u64> = (last_seq + 1..=max).collect();
-    assert_eq!(
-        seqs, expected,
-        "every batch after last_seq, in order, no gap"
-    );
 }
 
 #[tokio::test]

@@ -9,8 +9,8 @@
 //! its slot freed); it may reconnect and `resume` from history. Nobody is ever buffered
 //! without bound, and one slow client never delays the others.
 
-use super::batcher::{Batch, Batcher};
-use super::fanout::{FanOut, Groups};
+use super::batcher::{fold, Batch, Batcher};
+use super::fanout::{FanOut, Groups, Slot};
 use super::history::{History, Lookup};
 use super::pool::ConnHandle;
 use super::{
@@ -39,6 +39,10 @@ pub const MAILBOX_CAPACITY: usize = 1024;
 /// lost by holding: on release, the batches since the snapshot come from the history.
 pub const JOIN_HOLD: Duration = Duration::from_millis(100);
 
+/// Items per frame at most when a member catches up from the history (a resume): the
+/// catch-up is cut into chained frames rather than one frame the size of the history.
+const CATCH_UP_ITEMS: usize = 1000;
+
 /// Longest grace, past `client_timeout`, before the sweep evicts a silent session.
 const SWEEP_GRACE_MS: u64 = 500;
 
@@ -54,16 +58,13 @@ pub struct BrokerSettings {
 }
 
 struct Member {
-    deliver: Recipient<Deliver>,
     close: Recipient<CloseSession>,
     conn: Option<ConnHandle>,
     last_seen: Arc<AtomicU64>,
     topics: TopicSet,
-    /// Seq of the snapshot the session joined at.
-    join_seq: u64,
-    /// Just joined: not yet in a fan-out group, for up to [`JOIN_HOLD`] or until its
-    /// `resume`, so that resent batches come before live ones (see `release`).
-    held: bool,
+    /// A resync snapshot has been asked for; the member is held (out of live delivery)
+    /// until it arrives, since that snapshot covers everything it would have been sent.
+    awaiting_resync: bool,
 }
 
 /// Why a session is removed by the broker (metric label).
@@ -94,6 +95,11 @@ pub struct Broker {
     groups: Groups,
     /// Scratch outcome of the last fan-out, kept so its vectors are reused.
     fan_out: FanOut,
+    /// Batches issued (numbered, in the history) but not yet delivered: delivery waits
+    /// for the end of the tick (or `max_batch_wait`), so a tick cut into several batches
+    /// reaches each connection as one frame. Bounded by one tick's items, or by
+    /// `max_batch_wait` for commands' items.
+    undelivered: Vec<Arc<Batch>>,
     /// Topics or resume requests that arrived before the session's join was processed
     /// (the join travels through the simulation, the others come directly).
     early_topics: BTreeMap<SessionId, TopicSet>,
@@ -135,6 +141,7 @@ impl Broker {
             members: BTreeMap::new(),
             groups: Groups::new(),
             fan_out: FanOut::default(),
+            undelivered: Vec::new(),
             early_topics: BTreeMap::new(),
             early_resume: BTreeMap::new(),
             flush_timer: None,
@@ -152,30 +159,44 @@ impl Broker {
         self
     }
 
+    /// Cuts what is pending into a batch and delivers everything undelivered.
     fn flush(&mut self, ctx: &mut Context<Self>) {
         if let Some(handle) = self.flush_timer.take() {
             ctx.cancel_future(handle);
         }
         if let Some(batch) = self.batcher.flush() {
-            self.broadcast(batch);
+            self.issue(batch);
         }
+        self.deliver();
     }
 
-    /// Delivers one batch to every member and records it in the history.
-    fn broadcast(&mut self, batch: Batch) {
+    /// Numbers are final once a batch is issued: it goes into the history (so `resume`
+    /// finds it) and waits in `undelivered` for the next delivery.
+    fn issue(&mut self, batch: Batch) {
         let batch = Arc::new(batch);
         self.metrics.batches.inc();
         self.metrics.items.inc_by(batch.items.len() as u64);
-        let mut out = std::mem::take(&mut self.fan_out);
-        out.clear();
-        self.groups.fan_out(&batch, &mut out);
-        self.metrics.messages_sent.inc_by(out.sent);
         if let Some(mark) = self.seq_mark.as_mut() {
             mark.observe(batch.seq);
         }
         self.latest_seq.store(batch.seq, Ordering::Release);
         self.metrics.seq.set(batch.seq as i64);
-        self.history.push(batch);
+        self.history.push(Arc::clone(&batch));
+        self.undelivered.push(batch);
+    }
+
+    /// Fans the undelivered batches out to every live member, as one frame per member.
+    /// Also the fence before anything that sends a member frames of its own (snapshots,
+    /// catch-ups), so those always come after every frame it was due.
+    fn deliver(&mut self) {
+        if self.undelivered.is_empty() {
+            return;
+        }
+        let mut out = std::mem::take(&mut self.fan_out);
+        out.clear();
+        self.groups.fan_out(&self.undelivered, &mut out);
+        self.undelivered.clear();
+        self.metrics.messages_sent.inc_by(out.sent);
         for &id in &out.full {
             self.remove(id, Some(Eviction::Slow));
         }
@@ -207,17 +228,51 @@ impl Broker {
         }
     }
 
-    fn send_to(&mut self, id: SessionId, frame: ByteString, seq: u64) {
-        let Some(member) = self.members.get(&id) else {
-            return;
+    /// A member's delivery slot.
+    fn slot(&mut self, id: SessionId) -> Option<&mut Slot> {
+        let topics = &self.members.get(&id)?.topics;
+        self.groups.get_mut(topics, id)
+    }
+
+    /// Sends one frame of the member's own (snapshot, catch-up); a full mailbox evicts it
+    /// as slow, like a full mailbox in the fan-out.
+    fn send_to(&mut self, id: SessionId, frame: ByteString, seq: u64) -> bool {
+        let Some(slot) = self.slot(id) else {
+            return false;
         };
-        match member.deliver.try_send(Deliver {
+        match slot.deliver.try_send(Deliver {
             frame,
             seq: Some(seq),
         }) {
-            Ok(()) => self.metrics.messages_sent.inc(),
-            Err(SendError::Full(_)) => self.remove(id, Some(Eviction::Slow)),
-            Err(SendError::Closed(_)) => self.remove(id, None),
+            Ok(()) => {
+                self.metrics.messages_sent.inc();
+                true
+            }
+            Err(SendError::Full(_)) => {
+                self.remove(id, Some(Eviction::Slow));
+                false
+            }
+            Err(SendError::Closed(_)) => {
+                self.remove(id, None);
+                false
+            }
+        }
+    }
+
+    /// Sends a snapshot that reflects every batch up to `seq`: the member's next frame
+    /// starts at `seq + 1`, and it is live from here on.
+    fn send_snapshot(&mut self, id: SessionId, frame: ByteString, seq: u64) {
+        if self.send_to(id, frame, seq) {
+            self.set_live(id, seq + 1);
+        }
+    }
+
+    fn set_live(&mut self, id: SessionId, next_from: u64) {
+        if let Some(member) = self.members.get_mut(&id) {
+            member.awaiting_resync = false;
+        }
+        if let Some(slot) = self.slot(id) {
+            (slot.next_from, slot.held) = (next_from, false);
         }
     }
 
@@ -237,100 +292,96 @@ impl Broker {
             topics,
         } = join;
         let topics = self.early_topics.remove(&session).unwrap_or(topics);
-        self.members.insert(
-            session,
-            Member {
-                deliver,
-                close,
-                conn,
-                last_seen,
-                topics,
-                join_seq: seq,
-                held: true,
-            },
-        );
-        self.send_to(session, snapshot_frame, seq);
+        let slot = Slot {
+            id: session,
+            deliver,
+            next_from: seq + 1,
+            held: true,
+        };
+        self.groups.insert(topics.clone(), slot);
+        let member = Member {
+            close,
+            conn,
+            last_seen,
+            topics,
+            awaiting_resync: false,
+        };
+        self.members.insert(session, member);
+        if !self.send_to(session, snapshot_frame, seq) {
+            return;
+        }
         if let Some(last_seq) = self.early_resume.remove(&session) {
             self.resume(session, last_seq);
         } else {
-            ctx.run_later(JOIN_HOLD, move |this, _| {
-                let join_seq = this.members.get(&session).map(|m| m.join_seq);
-                if let Some(join_seq) = join_seq {
-                    this.release(session, join_seq);
-                }
-            });
+            ctx.run_later(JOIN_HOLD, move |this, _| this.release(session));
         }
     }
 
-    /// Ends a session's join hold: sends, in order, the batches in
-    /// `(from, latest]` from the history, then adds it to its fan-out group so every
-    /// later batch follows live. Nothing in between can be missed: the broker is one
-    /// actor, so no batch is flushed while this runs.
-    fn release(&mut self, id: SessionId, from: u64) {
-        let Some(member) = self.members.get_mut(&id) else {
+    /// Ends a session's join hold (unless it waits for a resync): it catches up from the
+    /// history on what was issued since its snapshot, then follows live.
+    fn release(&mut self, id: SessionId) {
+        if self.members.get(&id).is_none_or(|m| m.awaiting_resync) {
+            return;
+        }
+        if let Some(slot) = self.slot(id).filter(|s| s.held) {
+            let after = slot.next_from - 1;
+            self.catch_up(id, after);
+        }
+    }
+
+    /// Sends the member everything after `after` from the history, folded into chained
+    /// frames, and makes it live; or, when some of it is gone, asks for a resync.
+    fn catch_up(&mut self, id: SessionId, after: u64) {
+        self.deliver();
+        let latest = self.history.last_seq();
+        let batches = match self.history.range(after, latest) {
+            Lookup::Batches(batches) => batches,
+            Lookup::Resync => return self.request_resync(id),
+        };
+        let Some(topics) = self.members.get(&id).map(|m| m.topics.clone()) else {
             return;
         };
-        if !member.held {
-            return;
-        }
-        member.held = false;
-        let topics = member.topics.clone();
-        let deliver = member.deliver.clone();
-        match self.history.range(from, self.history.last_seq()) {
-            Lookup::Batches(batches) => {
-                for b in batches {
-                    self.send_to(id, b.encode(&topics), b.seq);
-                }
+        // A member still held at its join snapshot (seq `joined`) resuming from before
+        // it gets the batches up to `joined` (already in its snapshot) in frames of their
+        // own, so no frame mixes items it has with items it has not.
+        let joined = self.slot(id).filter(|s| s.held).map(|s| s.next_from - 1);
+        let (old, new) = match joined {
+            Some(joined) => batches.split_at(batches.partition_point(|b| b.seq <= joined)),
+            None => (&batches[..0], &batches[..]),
+        };
+        let (mut frames, next_from) = fold(old, after + 1, &topics, CATCH_UP_ITEMS);
+        let (more, next_from) = fold(new, next_from, &topics, CATCH_UP_ITEMS);
+        frames.extend(more);
+        for frame in frames {
+            if !self.send_to(id, frame.frame, frame.seq) {
+                return;
             }
-            Lookup::Resync => self.request_resync(id),
         }
-        if self.members.contains_key(&id) {
-            self.groups.insert(topics, id, deliver);
-        }
+        self.set_live(id, next_from);
     }
 
+    /// Holds the member out of live delivery and asks the simulation for a snapshot with
+    /// `resync: true`; if the request cannot be queued, the member stays live instead.
     fn request_resync(&mut self, id: SessionId) {
         let route = SnapshotRoute::Resync { session: id };
         if let Err(e) = self.sim.try_send(RequestSnapshot { route }) {
             log::warn!("resync for session {id} not requested: {e}");
+            return;
+        }
+        if let Some(member) = self.members.get_mut(&id) {
+            member.awaiting_resync = true;
+        }
+        if let Some(slot) = self.slot(id) {
+            slot.held = true;
         }
     }
 
+    /// `resume {last_seq}`: the next frame starts at `last_seq + 1`.
     fn resume(&mut self, id: SessionId, last_seq: u64) {
-        let Some(member) = self.members.get(&id) else {
-            return;
-        };
-        let latest = self.history.last_seq();
-        if member.held {
-            // Still held: everything after `last_seq` comes from the history, in order,
-            // then live batches follow.
-            if last_seq > latest || self.history.range(last_seq, latest) == Lookup::Resync {
-                let join_seq = member.join_seq;
-                self.release(id, join_seq);
-                self.request_resync(id);
-            } else {
-                self.release(id, last_seq);
-            }
-            return;
+        if last_seq > self.history.last_seq() {
+            return self.request_resync(id);
         }
-        // Batches after `join_seq` reached this session live; the ones it may have
-        // missed are those in (last_seq, join_seq].
-        let lookup = if last_seq > latest {
-            Lookup::Resync
-        } else if last_seq >= member.join_seq {
-            Lookup::Batches(Vec::new())
-        } else {
-            self.history.range(last_seq, member.join_seq)
-        };
-        match lookup {
-            Lookup::Batches(batches) => {
-                let topics = member.topics.clone();
-                for b in batches {
-                    self.send_to(id, b.encode(&topics), b.seq);
-                }
-            }
-            Lookup::Resync => self.request_resync(id),
-        }
+        self.catch_up(id, last_seq);
     }
 
     /// The join snapshot, serialized once per world state: clients joining in a burst
@@ -376,9 +427,7 @@ impl Broker {
                 deliver,
                 id,
             } => {
-                if let Some(join_seq) = self.members.get(&session).map(|m| m.join_seq) {
-                    self.release(session, join_seq);
-                }
+                self.release(session);
                 let mut result = serde_json::to_value(&snapshot).unwrap_or(Value::Null);
                 if let Value::Object(map) = &mut result {
                     map.insert("ok".into(), json!(true));
@@ -398,18 +447,19 @@ impl Broker {
                         self.metrics.messages_sent.inc();
                     }
                 }
+                self.set_live(session, seq + 1);
             }
             SnapshotRoute::Resync { session } => {
                 snapshot.resync = true;
                 let frame = Self::encode_snapshot(&snapshot);
-                self.send_to(session, frame, seq);
+                self.send_snapshot(session, frame, seq);
             }
             SnapshotRoute::Everyone => {
                 snapshot.resync = true;
                 let frame = Self::encode_snapshot(&snapshot);
                 let ids: Vec<SessionId> = self.members.keys().copied().collect();
                 for id in ids {
-                    self.send_to(id, frame.clone(), seq);
+                    self.send_snapshot(id, frame.clone(), seq);
                 }
             }
             SnapshotRoute::Http { reply } => {
@@ -456,11 +506,12 @@ impl Handler<Publish> for Broker {
         match msg {
             Publish::Items { items, end_of_tick } => {
                 for batch in self.batcher.push(items) {
-                    self.broadcast(batch);
+                    self.issue(batch);
                 }
+                let waiting = self.batcher.pending() > 0 || !self.undelivered.is_empty();
                 if end_of_tick {
                     self.flush(ctx);
-                } else if self.batcher.pending() > 0 && self.flush_timer.is_none() {
+                } else if waiting && self.flush_timer.is_none() {
                     let wait = self.settings.max_batch_wait;
                     self.flush_timer = Some(ctx.run_later(wait, |this, ctx| {
                         this.flush_timer = None;
@@ -481,21 +532,25 @@ impl Handler<Publish> for Broker {
 impl Handler<SetTopics> for Broker {
     type Result = ();
 
+    /// New topics apply from the next batch issued: what was issued before is
+    /// delivered under the old ones first, so a range spanning the change holds, for
+    /// each batch, the items on the topics in force when it was issued.
     fn handle(&mut self, msg: SetTopics, _: &mut Self::Context) {
-        let Some(member) = self.members.get_mut(&msg.session) else {
+        if !self.members.contains_key(&msg.session) {
             self.early_topics.insert(msg.session, msg.topics);
             return;
+        }
+        self.deliver();
+        let Some(member) = self.members.get_mut(&msg.session) else {
+            return; // evicted by that delivery
         };
         if member.topics == msg.topics {
             return;
         }
         let old = std::mem::replace(&mut member.topics, msg.topics.clone());
-        if member.held {
-            return; // joins its group on release
+        if let Some(slot) = self.groups.remove(&old, msg.session) {
+            self.groups.insert(msg.topics, slot);
         }
-        let deliver = member.deliver.clone();
-        self.groups.remove(&old, msg.session);
-        self.groups.insert(msg.topics, msg.session, deliver);
     }
 }
 

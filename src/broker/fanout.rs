@@ -1,9 +1,15 @@
-//! Fan-out: one batch to every member, serialized once per distinct topic set.
+//! Fan-out: the batches of one delivery to every member, serialized once per topic set.
 //!
 //! Plain data plus actix `Recipient`s, no actor context: the broker actor owns a
-//! [`Groups`] and calls [`Groups::fan_out`] per batch; `benches/broadcast.rs` calls the
+//! [`Groups`] and calls [`Groups::fan_out`] per delivery; `benches/broadcast.rs` calls the
 //! very same function against real receiving actors, so what the bench measures is the
 //! delivery path the server runs.
+//!
+//! Each member carries the `from_seq` its next frame must have (protocol 1.1 ranges).
+//! Members of a group almost always share it; one that joined, resumed or was resynced
+//! since its group's last frame gets the same bytes relabelled ([`RangeFrame::with_from`]).
+//! A group whose topics pass none of a delivery's items sends nothing: its members'
+//! `from_seq` stays, and the skipped batches fold into their next frame.
 //!
 //! Why this shape (measured, see BENCHMARKS.md): the cost of a delivery is dominated by
 //! actix's `try_send` (one boxed envelope, one queue node, one wake of the receiving
@@ -12,48 +18,67 @@
 //! reference count, failures go into caller-owned vectors reused across batches, and
 //! counters are bumped once per batch, not per delivery.
 
-use super::batcher::Batch;
+use super::batcher::{Batch, RangeFrame};
 use super::{Deliver, SessionId};
 use crate::session::subscriptions::TopicSet;
 use actix::prelude::*;
 use bytestring::ByteString;
 use std::collections::HashMap;
+use std::sync::Arc;
+
+/// One member of a group.
+pub struct Slot {
+    pub id: SessionId,
+    pub deliver: Recipient<Deliver>,
+    /// The `from_seq` of the next frame this member gets.
+    pub next_from: u64,
+    /// Not in live delivery: just joined (catching up from the history first) or waiting
+    /// for a resync snapshot, which covers everything it would have been sent.
+    pub held: bool,
+}
 
 /// Sessions that receive the same filtered view of every batch.
 #[derive(Default)]
 struct Group {
-    /// Parallel to `ids`; `swap_remove` keeps both dense.
-    recipients: Vec<Recipient<Deliver>>,
-    ids: Vec<SessionId>,
-    /// Session id → position in `ids`/`recipients`.
+    /// `swap_remove` keeps it dense.
+    slots: Vec<Slot>,
+    /// Session id → position in `slots`.
     index: HashMap<SessionId, usize>,
 }
 
 impl Group {
-    fn insert(&mut self, id: SessionId, deliver: Recipient<Deliver>) {
-        if let Some(&at) = self.index.get(&id) {
-            self.recipients[at] = deliver;
+    fn insert(&mut self, slot: Slot) {
+        if let Some(&at) = self.index.get(&slot.id) {
+            self.slots[at] = slot;
             return;
         }
-        self.index.insert(id, self.ids.len());
-        self.ids.push(id);
-        self.recipients.push(deliver);
+        self.index.insert(slot.id, self.slots.len());
+        self.slots.push(slot);
     }
 
-    fn remove(&mut self, id: SessionId) -> bool {
-        let Some(at) = self.index.remove(&id) else {
-            return false;
-        };
-        self.ids.swap_remove(at);
-        self.recipients.swap_remove(at);
-        if let Some(&moved) = self.ids.get(at) {
-            self.index.insert(moved, at);
+    fn remove(&mut self, id: SessionId) -> Option<Slot> {
+        let at = self.index.remove(&id)?;
+        let slot = self.slots.swap_remove(at);
+        if let Some(moved) = self.slots.get(at) {
+            self.index.insert(moved.id, at);
         }
-        true
+        Some(slot)
+    }
+
+    fn get_mut(&mut self, id: SessionId) -> Option<&mut Slot> {
+        let at = *self.index.get(&id)?;
+        self.slots.get_mut(at)
     }
 
     fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.slots.is_empty()
+    }
+
+    /// The frame of `batches` for this group, labelled with the `from_seq` most of its
+    /// members expect (the first live member's).
+    fn encode(&self, batches: &[Arc<Batch>], topics: &TopicSet) -> Option<RangeFrame> {
+        let from = self.slots.iter().find(|s| !s.held)?.next_from;
+        RangeFrame::encode(batches, from, topics)
     }
 }
 
@@ -74,7 +99,7 @@ pub struct FanOut {
     pub full: Vec<SessionId>,
     /// Sessions whose actor is gone: to forget.
     pub closed: Vec<SessionId>,
-    /// Distinct serializations made (one per non-empty group).
+    /// Distinct serializations made (one per group with something to send).
     pub encodings: u64,
     /// Bytes serialized (not bytes delivered: each encoding counts once).
     pub encoded_bytes: u64,
@@ -95,27 +120,30 @@ impl Groups {
         Groups::default()
     }
 
-    /// Adds (or replaces) a session in the group of `topics`.
-    pub fn insert(&mut self, topics: TopicSet, id: SessionId, deliver: Recipient<Deliver>) {
+    /// Adds (or replaces) a member in the group of `topics`.
+    pub fn insert(&mut self, topics: TopicSet, slot: Slot) {
         let group = self.groups.entry(topics).or_default();
-        let before = group.ids.len();
-        group.insert(id, deliver);
-        self.members += group.ids.len() - before;
+        let before = group.slots.len();
+        group.insert(slot);
+        self.members += group.slots.len() - before;
     }
 
-    /// Removes a session from the group of `topics`; drops the group when it empties.
-    pub fn remove(&mut self, topics: &TopicSet, id: SessionId) -> bool {
-        let Some(group) = self.groups.get_mut(topics) else {
-            return false;
-        };
+    /// Removes a member from the group of `topics`; drops the group when it empties.
+    pub fn remove(&mut self, topics: &TopicSet, id: SessionId) -> Option<Slot> {
+        let group = self.groups.get_mut(topics)?;
         let removed = group.remove(id);
-        if removed {
+        if removed.is_some() {
             self.members -= 1;
         }
         if group.is_empty() {
             self.groups.remove(topics);
         }
         removed
+    }
+
+    /// A member's slot, to read or change its `next_from` and `held`.
+    pub fn get_mut(&mut self, topics: &TopicSet, id: SessionId) -> Option<&mut Slot> {
+        self.groups.get_mut(topics)?.get_mut(id)
     }
 
     /// Sessions across all groups.
@@ -127,43 +155,47 @@ impl Groups {
         self.members == 0
     }
 
-    /// Distinct topic sets (= serializations per batch).
+    /// Distinct topic sets (= serializations per delivery at most).
     pub fn group_count(&self) -> usize {
         self.groups.len()
     }
 
-    /// Delivers `batch` to every session: one [`Batch::encode`] per group, then a
-    /// `try_send` of the shared frame to each member's bounded mailbox. Never blocks and
-    /// never queues beyond a mailbox bound (`do_send` would): a full mailbox is
-    /// reported in `out.full` for the caller's slow-consumer policy.
-    pub fn fan_out(&self, batch: &Batch, out: &mut FanOut) {
-        for (topics, group) in &self.groups {
-            let frame = batch.encode(topics);
+    /// Delivers `batches` (consecutive, oldest first: everything issued since the last
+    /// delivery) to every live member: one [`RangeFrame::encode`] per group with matching
+    /// items, then a `try_send` of the shared frame to each member's bounded mailbox.
+    /// Never blocks and never queues beyond a mailbox bound (`do_send` would): a full
+    /// mailbox is reported in `out.full` for the caller's slow-consumer policy.
+    pub fn fan_out(&mut self, batches: &[Arc<Batch>], out: &mut FanOut) {
+        for (topics, group) in &mut self.groups {
+            let Some(frame) = group.encode(batches, topics) else {
+                continue;
+            };
             out.encodings += 1;
-            out.encoded_bytes += frame.len() as u64;
-            deliver_all(&group.recipients, &group.ids, &frame, Some(batch.seq), out);
+            out.encoded_bytes += frame.frame.len() as u64;
+            deliver_all(&mut group.slots, &frame, out);
         }
     }
 }
 
-/// `try_send`s one frame to each recipient (`ids[i]` names `recipients[i]`), recording
-/// the outcome in `out`.
-pub fn deliver_all(
-    recipients: &[Recipient<Deliver>],
-    ids: &[SessionId],
-    frame: &ByteString,
-    seq: Option<u64>,
-    out: &mut FanOut,
-) {
+/// `try_send`s `frame` to each live slot, relabelled where its range starts elsewhere,
+/// recording the outcome in `out` and moving each slot's `next_from` past the frame.
+pub fn deliver_all(slots: &mut [Slot], frame: &RangeFrame, out: &mut FanOut) {
     let mut sent = 0u64;
-    for (deliver, id) in recipients.iter().zip(ids) {
-        match deliver.try_send(Deliver {
-            frame: frame.clone(),
-            seq,
+    for slot in slots
+        .iter_mut()
+        .filter(|s| !s.held && s.next_from <= frame.seq)
+    {
+        let bytes: ByteString = frame.with_from(slot.next_from);
+        match slot.deliver.try_send(Deliver {
+            frame: bytes,
+            seq: Some(frame.seq),
         }) {
-            Ok(()) => sent += 1,
-            Err(SendError::Full(_)) => out.full.push(*id),
-            Err(SendError::Closed(_)) => out.closed.push(*id),
+            Ok(()) => {
+                sent += 1;
+                slot.next_from = frame.seq + 1;
+            }
+            Err(SendError::Full(_)) => out.full.push(slot.id),
+            Err(SendError::Closed(_)) => out.closed.push(slot.id),
         }
     }
     out.sent += sent;
@@ -172,45 +204,109 @@ pub fn deliver_all(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{ItemKind, Topic};
+    use crate::protocol::{EventNotification, Item, ItemData, ItemKind, Topic};
+    use parking_lot::Mutex;
+    use serde_json::Value;
+
+    /// Records every frame it is handed.
+    struct Sink(Arc<Mutex<Vec<Value>>>);
+    impl Actor for Sink {
+        type Context = Context<Self>;
+    }
+    impl Handler<Deliver> for Sink {
+        type Result = ();
+        fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
+            let v = serde_json::from_str(&msg.frame).unwrap_or(Value::Null);
+            self.0.lock().push(v);
+        }
+    }
+
+    fn event(n: u64) -> Item {
+        let data = ItemData::EventNotification(EventNotification {
+            event_type: "e".into(),
+            tick: n,
+            data: serde_json::json!({}),
+            event_id: None,
+            characters: vec![],
+        });
+        Item::new(data, 1.0)
+    }
+
+    fn batch(seq: u64, items: Vec<Item>) -> Arc<Batch> {
+        Arc::new(Batch {
+            seq,
+            items,
+            timestamp: 0.0,
+        })
+    }
+
+    fn updates_only() -> TopicSet {
+        let mut t = TopicSet::default();
+        t.add(&[Topic::Kind(ItemKind::CharacterUpdate)])
+            .expect("add");
+        t
+    }
+
+    fn ranges(log: &Mutex<Vec<Value>>) -> Vec<(u64, u64)> {
+        let log = log.lock();
+        let range = |v: &Value| (v["from_seq"].as_u64(), v["seq"].as_u64());
+        log.iter()
+            .map(|v| match range(v) {
+                (Some(f), Some(s)) => (f, s),
+                _ => (0, 0),
+            })
+            .collect()
+    }
 
     #[test]
-    fn groups_count_members_and_drop_empty_groups() {
-        // Recipients need an actor; a System with a trivial sink is enough.
-        struct Sink;
-        impl Actor for Sink {
-            type Context = Context<Self>;
-        }
-        impl Handler<Deliver> for Sink {
-            type Result = ();
-            fn handle(&mut self, _: Deliver, _: &mut Context<Self>) {}
-        }
+    fn members_get_chained_ranges_and_never_an_empty_frame() {
         let sys = System::new();
         sys.block_on(async {
-            let r = Sink.start().recipient::<Deliver>();
-            let mut g = Groups::new();
-            let mut other = TopicSet::default();
-            other
-                .add(&[Topic::Kind(ItemKind::CharacterUpdate)])
-                .expect("add");
-            g.insert(TopicSet::default_topics(), 1, r.clone());
-            g.insert(TopicSet::default_topics(), 2, r.clone());
-            g.insert(TopicSet::default_topics(), 2, r.clone());
-            g.insert(other.clone(), 3, r.clone());
-            assert_eq!((g.len(), g.group_count()), (3, 2));
-            assert!(g.remove(&TopicSet::default_topics(), 1));
-            assert!(!g.remove(&TopicSet::default_topics(), 1));
-            assert!(g.remove(&other, 3));
-            assert_eq!((g.len(), g.group_count()), (1, 1));
-            let batch = Batch {
-                seq: 1,
-                items: Vec::new(),
-                timestamp: 0.0,
+            let (a_log, b_log, c_log) = Default::default();
+            let slot = |id, log: &Arc<Mutex<Vec<Value>>>, next_from, held| Slot {
+                id,
+                deliver: Sink(Arc::clone(log)).start().recipient(),
+                next_from,
+                held,
             };
+            let mut g = Groups::new();
+            g.insert(TopicSet::default_topics(), slot(1, &a_log, 1, false));
+            g.insert(updates_only(), slot(2, &b_log, 1, false));
+            g.insert(TopicSet::default_topics(), slot(3, &c_log, 1, true));
+            assert_eq!((g.len(), g.group_count()), (3, 2));
             let mut out = FanOut::default();
-            g.fan_out(&batch, &mut out);
-            assert_eq!((out.sent, out.encodings), (1, 1));
-            assert!(out.full.is_empty() && out.closed.is_empty());
+            g.fan_out(
+                &[batch(1, vec![event(1)]), batch(2, vec![event(2)])],
+                &mut out,
+            );
+            assert_eq!(
+                (out.sent, out.encodings),
+                (1, 1),
+                "the updates group had nothing"
+            );
+            g.fan_out(&[batch(3, vec![])], &mut out);
+            // Member 3 is released after catching up to seq 5 (say, from a snapshot).
+            if let Some(s) = g.get_mut(&TopicSet::default_topics(), 3) {
+                (s.held, s.next_from) = (false, 6);
+            }
+            out.clear();
+            g.fan_out(&[batch(6, vec![event(6)])], &mut out);
+            assert_eq!(out.sent, 2);
+            actix::clock::sleep(std::time::Duration::from_millis(20)).await;
+            assert_eq!(
+                ranges(&a_log),
+                vec![(1, 2), (3, 6)],
+                "3 folded into the next"
+            );
+            assert_eq!(
+                ranges(&c_log),
+                vec![(6, 6)],
+                "relabelled from its own start"
+            );
+            assert!(b_log.lock().is_empty(), "no empty frames");
+            assert!(g.remove(&updates_only(), 2).is_some());
+            assert!(g.remove(&updates_only(), 2).is_none());
+            assert_eq!((g.len(), g.group_count()), (2, 1));
         });
     }
 }

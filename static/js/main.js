@@ -86,6 +86,7 @@ function main() {
       }
     },
   });
+  store.on('gap-detected', ({ lastSeq }) => transport.resumeAfter(lastSeq));
 
   /** Runs a command, mirrors its effect into the store, shows failures. */
   async function run(cmd, args, { quiet = false } = {}) {

@@ -2,8 +2,10 @@
 //
 // State is applied per message (cheap: a Map update per item); rendering happens
 // elsewhere, once per animation frame, reading `version` to know whether anything
-// changed. Batches are deduped by seq and applied in seq order: a batch that arrives
-// ahead of a gap waits (briefly) for the gap to fill.
+// changed. A batch covers the broker's batches `from_seq..seq` (protocol 1.1); it
+// applies when `from_seq` is at most one past what the store has, and `seq` is past it.
+// A batch whose `from_seq` is further ahead means loss: the store emits `gap`-detected
+// (the transport answers with `resume`, which repairs it) and holds the batch briefly.
 //
 // Two seq cursors:
 //   seq    — the last batch whose items are reflected in `characters` (a snapshot
@@ -33,10 +35,10 @@ export class Store {
     this.version = 0; // bumps on any character change (map, table)
     this.structVersion = 0; // bumps when characters come or go (or a snapshot replaces them)
     this.counts = Object.fromEntries(STATES.map((s) => [s, 0]));
-    this.pending = new Map(); // seq -> batch waiting for a gap to fill
+    this.pending = new Map(); // from_seq -> batch waiting for a gap to fill
     this.gapTimer = null;
     this.listeners = {};
-    this.stats = { snapshots: 0, resyncs: 0, batches: 0, items: 0, duplicates: 0, replayed: 0, gapsSkipped: 0 };
+    this.stats = { snapshots: 0, resyncs: 0, batches: 0, items: 0, duplicates: 0, replayed: 0, gaps: 0, gapsSkipped: 0 };
   }
 
   on(name, fn) {
@@ -70,7 +72,7 @@ export class Store {
     // A resync (history lost, or a reset) or a restarted server: the log cannot be
     // filled in, it continues from here.
     if (this.logSeq === null || data.resync || restarted) this.logSeq = data.seq;
-    for (const s of [...this.pending.keys()]) if (s <= this.seq) this.pending.delete(s);
+    for (const [f, b] of [...this.pending]) if (b.seq <= this.seq) this.pending.delete(f);
     this.recount();
     this.version++;
     this.structVersion++;
@@ -85,10 +87,12 @@ export class Store {
   applyBatch(msg) {
     const s = msg.seq;
     if (typeof s !== 'number') return;
+    // A v1 server sends one broker batch per frame, without `from_seq`.
+    const from = typeof msg.from_seq === 'number' ? msg.from_seq : s;
     if (this.seq !== null && s <= this.seq) {
       // Already reflected in our state. If the log has not seen it (batches resumed
       // after a reconnect snapshot), show it there.
-      if (this.logSeq !== null && s === this.logSeq + 1) {
+      if (this.logSeq !== null && from <= this.logSeq + 1 && s > this.logSeq) {
         this.logSeq = s;
         this.stats.replayed++;
         this.emit('batch', msg.data || [], { replay: true, seq: s });
@@ -97,8 +101,13 @@ export class Store {
       }
       return;
     }
-    if (this.seq !== null && s !== this.seq + 1) {
-      this.pending.set(s, msg);
+    if (this.seq !== null && from > this.seq + 1) {
+      // One repair per gap: later batches arriving before it are held with this one.
+      if (this.pending.size === 0) {
+        this.stats.gaps++;
+        this.emit('gap-detected', { from: this.seq + 1, to: from - 1, lastSeq: this.seq });
+      }
+      this.pending.set(from, msg);
       if (!this.gapTimer) this.gapTimer = setTimeout(() => this.skipGap(), GAP_WAIT_MS);
       return;
     }
@@ -106,11 +115,15 @@ export class Store {
     this.drain();
   }
 
+  /** Applies held batches that now follow on; drops those the repair made stale. */
   drain() {
-    while (this.pending.has(this.seq + 1)) {
-      const next = this.pending.get(this.seq + 1);
-      this.pending.delete(this.seq + 1);
-      this.applyInOrder(next);
+    for (const from of [...this.pending.keys()].sort((a, b) => a - b)) {
+      const next = this.pending.get(from);
+      if (next.seq <= this.seq) this.pending.delete(from);
+      else if (from <= this.seq + 1) {
+        this.pending.delete(from);
+        this.applyInOrder(next);
+      } else break;
     }
     if (this.pending.size === 0 && this.gapTimer) {
       clearTimeout(this.gapTimer);

@@ -205,6 +205,16 @@ export class Transport {
     this.startWatchdog();
   }
 
+  /**
+   * Repairs a gap the store saw on this connection: the server resends every batch
+   * after `lastSeq`. Over SSE (which cannot send) the store's gap timer takes over.
+   */
+  resumeAfter(lastSeq) {
+    if (this.live && this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this.send({ type: 'resume', last_seq: lastSeq });
+    }
+  }
+
   /** A silent socket (paused world, idle server) is probed with a heartbeat; no answer → reconnect. */
   startWatchdog() {
     clearInterval(this.watchdog);
