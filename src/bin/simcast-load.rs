@@ -720,6 +720,8 @@ fn summary(ctx: &Ctx, started: Instant, measured_s: f64, monitor: &Monitor) -> V
             "items": shared.items.load(Ordering::Relaxed),
             "batches": shared.batches.load(Ordering::Relaxed),
             "bytes": shared.bytes.load(Ordering::Relaxed),
+            "frames_measured": shared.m_frames.load(Ordering::Relaxed),
+            "items_measured": shared.m_items.load(Ordering::Relaxed),
         },
         "rates": {
             "frames_per_s": shared.m_frames.load(Ordering::Relaxed) as f64 / m,
