@@ -3,11 +3,25 @@
 # of the real server driven by `simcast-load`. Loopback only; bounded in time (each
 # load run <= 45 s, whole script ~10 min); kills only the server PIDs it started.
 #
-# Usage: scripts/bench.sh [--quick] [--no-criterion] [--only NAME]
+# Usage: scripts/bench.sh [--quick] [--no-criterion] [--only NAME] [NAME]
 #   --quick         shorter runs and a shorter client curve (smoke the script itself)
 #   --no-criterion  skip `cargo bench`
-#   --only NAME     one scenario: criterion|curve|batchsize|idle|tick|stalled|alloc
-#                   (alloc: mimalloc vs glibc malloc, back to back; rebuilds twice)
+#   --only NAME     one scenario: criterion|curve|batchsize|idle|idle-empty|tick|stalled|
+#                   alloc|side-by-side (alloc: mimalloc vs glibc malloc, back to back;
+#                   rebuilds twice). A bare NAME is the same as --only NAME.
+#   side-by-side    simcast and the lean baseline broadcaster (../shared/peers/
+#                   lean-broadcaster), one after the other, at simcast's measured
+#                   per-client event rate and event size: 1 000 / 5 000 / 10 000 clients
+#                   with 1 000 characters, 19 000 with 200 (side-by-side.md)
+#   idle            10 000 sockets after their join snapshot on a paused world of 200
+#                   and of 1 000 characters: RSS per socket (idle.md)
+#   idle-empty      19 000 idle sockets on an empty world (the older idle figure)
+# Environment knobs, for smoking the script at a tiny scale (never needed otherwise):
+#   BENCH_SCALE=0.01  multiply every client count of side-by-side and idle (min 1)
+#   WINDOW=3          measured window of side-by-side runs, seconds (default 20)
+#   SBS_CASES="100:1000 50:200"  side-by-side cases as CLIENTS:CHARACTERS
+#   IDLE_CLIENTS=100  sockets of the idle runs (before BENCH_SCALE)
+#   LEAN_BATCH_MS=100 the lean broadcaster's --batch-ms (default: simcast's frame rate)
 # Output: a results directory (printed at the end) with one JSON per load run,
 # criterion's output, machine.txt and table.md (the tables BENCHMARKS.md quotes).
 set -euo pipefail
@@ -22,7 +36,8 @@ while [ $# -gt 0 ]; do
         --quick) QUICK=1 ;;
         --no-criterion) CRITERION=0 ;;
         --only) ONLY="$2"; shift ;;
-        *) echo "unknown option $1" >&2; exit 2 ;;
+        -*) echo "unknown option $1" >&2; exit 2 ;;
+        *) ONLY="$1" ;;
     esac
     shift
 done
@@ -35,15 +50,30 @@ SERVER="$TARGET_DIR/release/simcast"
 LOAD="$TARGET_DIR/release/simcast-load"
 BASE_PORT="${BENCH_PORT:-18500}"
 SERVER_PID=""
+LOAD_PID=""
 
+# stop_pid PID: TERM, up to 5 s, then KILL; only ever a PID this script started.
+stop_pid() {
+    local pid="$1"
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
 cleanup() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+    stop_pid "$SERVER_PID"
     SERVER_PID=""
 }
-trap cleanup EXIT INT TERM
+on_exit() {
+    stop_pid "$LOAD_PID"
+    cleanup
+}
+trap on_exit EXIT
+trap 'exit 130' INT TERM
 
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -54,6 +84,7 @@ trap cleanup EXIT INT TERM
     echo "nofile: soft $(ulimit -Sn) hard $(ulimit -Hn)"
     echo "rustc: $(rustc --version)"
     echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown) (work tree may differ)"
+    echo "load average (1 5 15 min) at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$OUT/machine.txt"
 
 cargo build --release --bin simcast --bin simcast-load >&2
@@ -112,6 +143,9 @@ load() {
     tail -n 2 "$OUT/$name.progress" >&2
 }
 
+# shellcheck source=scripts/bench-side-by-side.sh
+. "$ROOT/scripts/bench-side-by-side.sh"
+
 # tick_p99 FILE_BEFORE FILE_AFTER: the tick-duration histogram between two scrapes.
 metrics() { curl -sf "http://127.0.0.1:$PORT/metrics?token=bench"; }
 
@@ -148,10 +182,18 @@ if want batchsize; then
     done
 fi
 
-if want idle; then
+if want idle-empty; then
     # 19 000 idle authenticated sockets: no characters, so no batches; RSS per socket =
     # (RSS with the sockets - RSS of the empty server) / sockets.
     idle_run idle
+fi
+
+if want side-by-side; then
+    side_by_side
+fi
+
+if want idle; then
+    idle_paused
 fi
 
 if want tick; then
@@ -220,11 +262,11 @@ for n in names:
           f"| {c['ok']} / {c['failed']} | {sum(c['ended_early'].values())} "
           f"| {rt['frames_per_s']:.0f} | {rt['items_per_s']:.0f} | {rt['bytes_per_s']/1e6:.1f} "
           f"| {l['p50']:.1f} | {l['p90']:.1f} | {l['p99']:.1f} | {l['max']:.1f} "
-          f"| {k['min_batches_per_reader']} | {k['seq_gaps']} | {k['lag_at_end_batches']['p99']} "
+          f"| {k['min_batches_per_reader']} | {k['seq_gaps']} | {(k.get('lag_at_end_batches') or {}).get('p99')} "
           f"| {s.get('cpu_pct_avg_measured') or 0:.0f} | {mib(s.get('rss_kib_start'))}→{mib(s.get('rss_kib_max'))} "
           f"| {g.get('cpu_pct_avg_measured') or 0:.0f} |")
 for n in names:
-    if n.startswith("idle-"):
+    if n.startswith("idle-") and not n.startswith("idle-paused-"):
         r = load(n); s = r["server"]; ok = r["connections"]["ok"]
         per = (s["rss_kib_max"] - s["rss_kib_start"]) / max(ok, 1)
         print(f"\nIdle sockets ({n}): {ok} connected, server RSS {s['rss_kib_start']} KiB empty → "
@@ -267,4 +309,7 @@ criterion("criterion.txt", "Criterion")
 criterion("criterion-alloc-glibc.txt", "Criterion fan-out, glibc malloc (--features system-alloc)")
 criterion("criterion-alloc-mimalloc.txt", "Criterion fan-out, mimalloc (shipped), right after")
 PY
+for f in side-by-side.md idle.md; do
+    if [ -f "$OUT/$f" ]; then { echo; cat "$OUT/$f"; } | tee -a "$OUT/table.md"; fi
+done
 echo "results: $OUT" >&2

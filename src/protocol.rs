@@ -152,7 +152,51 @@ pub struct Needs {
     pub social: f64,
 }
 
-/// A character as clients see it (snapshots, `inspect`).
+/// Wire rounding of positions and needs.
+///
+/// A 1 000-character snapshot with full-precision floats is ~310 KB, most of it digits
+/// no client shows: the dashboard and the CLI draw positions on a 1000 × 1000 plane and
+/// print needs as whole numbers. So the wire carries positions to 0.1 and needs as whole
+/// numbers, in every object that has them (snapshot characters and locations, `inspect`,
+/// `character_update`), so that a client sees the same value whichever object it last
+/// read. Rounding happens here, at serialization, and nowhere else: the world, its
+/// `state_hash`, saved worlds and determinism all keep the exact floats.
+pub mod wire {
+    use super::Needs;
+    use serde::ser::{SerializeStruct, SerializeTuple};
+    use serde::Serializer;
+
+    /// Rounds to one decimal, the precision of positions on the wire.
+    pub fn tenth(v: f64) -> f64 {
+        (v * 10.0).round() / 10.0
+    }
+
+    /// A need (0–100) as the whole number the wire carries.
+    pub fn whole(v: f64) -> i64 {
+        // `as` saturates and maps NaN to 0; needs are clamped to 0–100 anyway.
+        v.round() as i64
+    }
+
+    /// `[x, y]`, each to one decimal.
+    pub fn position<S: Serializer>(p: &[f64; 2], serializer: S) -> Result<S::Ok, S::Error> {
+        let mut t = serializer.serialize_tuple(2)?;
+        t.serialize_element(&tenth(p[0]))?;
+        t.serialize_element(&tenth(p[1]))?;
+        t.end()
+    }
+
+    /// `{energy, hunger, social}` as whole numbers.
+    pub fn needs<S: Serializer>(n: &Needs, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Needs", 3)?;
+        s.serialize_field("energy", &whole(n.energy))?;
+        s.serialize_field("hunger", &whole(n.hunger))?;
+        s.serialize_field("social", &whole(n.social))?;
+        s.end()
+    }
+}
+
+/// A character as clients see it (snapshots, `inspect`). Positions and needs are
+/// rounded when serialized (see [`wire`]); the fields themselves keep full precision.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CharacterView {
     pub id: CharacterId,
@@ -160,9 +204,12 @@ pub struct CharacterView {
     pub state: CharState,
     /// Id of the place the character is at; while traveling, the place it left.
     pub location: String,
+    #[serde(serialize_with = "wire::position")]
     pub position: [f64; 2],
+    #[serde(serialize_with = "wire::needs")]
     pub needs: Needs,
-    /// Id of the place the character is heading to while traveling.
+    /// Id of the place the character is heading to while traveling; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub destination: Option<String>,
     pub home: String,
     pub workplace: String,
@@ -187,6 +234,7 @@ pub struct LocationView {
     pub id: String,
     pub name: String,
     pub kind: LocationKind,
+    #[serde(serialize_with = "wire::position")]
     pub position: [f64; 2],
 }
 
@@ -220,7 +268,9 @@ pub struct CharacterUpdate {
     pub character_id: CharacterId,
     pub state: CharState,
     pub location: String,
+    #[serde(serialize_with = "wire::position")]
     pub position: [f64; 2],
+    #[serde(serialize_with = "wire::needs")]
     pub needs: Needs,
     pub tick: u64,
 }
@@ -823,6 +873,32 @@ mod tests {
         assert_eq!(v["data"]["new_state"], "eating");
         assert_eq!(v["timestamp"], 1.5);
         assert!(item.concerns(1) && !item.concerns(2));
+    }
+
+    #[test]
+    fn character_updates_are_rounded_on_the_wire_only() {
+        let update = CharacterUpdate {
+            character_id: 3,
+            state: CharState::Traveling,
+            location: "park".into(),
+            position: [508.616_804_882, 326.849_999],
+            needs: Needs {
+                energy: 49.686,
+                hunger: 0.4,
+                social: 99.5,
+            },
+            tick: 9,
+        };
+        let v = serde_json::to_value(&update).expect("serialize");
+        assert_eq!(v["position"], json!([508.6, 326.8]));
+        assert_eq!(
+            v["needs"],
+            json!({"energy": 50, "hunger": 0, "social": 100})
+        );
+        assert_eq!(
+            update.position[0], 508.616_804_882,
+            "the value itself is kept"
+        );
     }
 
     #[test]

@@ -40,6 +40,13 @@ fn load_generator_smoke_200_clients() {
     assert_eq!(c["ok"], 200, "{summary}");
     assert_eq!(c["failed"], 0, "{summary}");
     assert_eq!(c["ended_early"], serde_json::json!({}), "{summary}");
+    assert_eq!(c["never_connected"], 0, "{summary}");
+    let per_client = &summary["per_client"];
+    assert_eq!(per_client["readers"], 200, "{summary}");
+    assert!(
+        per_client["event_bytes_mean"].as_f64().unwrap_or(0.0) > 0.0,
+        "{summary}"
+    );
     let k = &summary["continuity"];
     assert_eq!(k["readers"], 200, "{summary}");
     assert_eq!(k["readers_without_batches"], 0, "{summary}");

@@ -76,11 +76,21 @@ impl Track {
         pct
     }
 
-    pub fn json(&self, pid: u32) -> serde_json::Value {
-        let avg = |a: Option<Reading>| match (a, self.last) {
+    /// Average CPU % (of one core) from `a` to the last reading.
+    fn avg_since(&self, a: Option<Reading>) -> Option<f64> {
+        match (a, self.last) {
             (Some(a), Some(b)) => Some(cpu_pct(&a, &b)),
             _ => None,
-        };
+        }
+    }
+
+    /// Average CPU % (of one core) over the measured phase.
+    pub fn cpu_avg_measured(&self) -> Option<f64> {
+        self.avg_since(self.measure_start)
+    }
+
+    pub fn json(&self, pid: u32) -> serde_json::Value {
+        let avg = |a: Option<Reading>| self.avg_since(a);
         serde_json::json!({
             "pid": pid,
             "rss_kib_start": self.first.map(|r| r.rss_kib),

@@ -1,41 +1,107 @@
-//! Reading what the load generator needs from a `batch` frame without parsing it as a
-//! whole: at 100 000+ frames/s a full `serde_json` parse would make the load generator,
-//! not the server, the bottleneck (both share the machine).
+//! Reading what the load generator needs from a frame without parsing it as a whole:
+//! at 100 000+ frames/s a full `serde_json` parse would make the load generator, not
+//! the server, the bottleneck (both share the machine).
 //!
-//! A batch is `{"type":"batch","seq":N,"data":[item...],"timestamp":T}` (see
-//! `broker::batcher`): `seq` comes before `data`, and every item ends with its own
-//! `"timestamp":` — the time the simulation made it — so the last `"timestamp":` in the
-//! frame is the batch's own and every earlier one is an item's.
+//! Two batch shapes are read:
+//! - simcast's `{"type":"batch","from_seq":F,"seq":S,"data":[item...],"timestamp":T}`
+//!   (`from_seq` from protocol 1.1 on; absent before). `from_seq` and `seq` come before
+//!   `data`, and every item ends with its own `"timestamp":` (Unix seconds, when the
+//!   simulation made it), so the last `"timestamp":` is the batch's own and every
+//!   earlier one an item's.
+//! - the lean baseline broadcaster's `{"type":"batch","ts":MS,"data":[event...]}`: no
+//!   seq; the first `"ts":` is the batch's, each later one an event's (Unix ms).
+//!
+//! Both give the bytes of the `data` array, so the mean event size can be measured
+//! the same way for both servers.
 
 /// What one batch frame carries.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct BatchInfo {
-    pub seq: u64,
+    /// The 1.1 range start; `None` from a v1 server (and from the lean broadcaster).
+    pub from_seq: Option<u64>,
+    /// `None` from the lean broadcaster.
+    pub seq: Option<u64>,
     /// Creation timestamps (Unix seconds) of the items, in order.
     pub item_timestamps: Vec<f64>,
+    /// Bytes of the items, separators between them excluded.
+    pub item_bytes: u64,
 }
 
 const BATCH_PREFIX: &str = r#"{"type":"batch""#;
-const SEQ_KEY: &str = r#""seq":"#;
+const FROM_SEQ_KEY: &str = r#""from_seq":"#;
+const SEQ_KEY: &str = r#","seq":"#;
 const TS_KEY: &str = r#""timestamp":"#;
+const LEAN_TS_KEY: &str = r#""ts":"#;
+const DATA_KEY: &str = r#""data":["#;
 
-/// `Some` for a `batch` frame, `None` for anything else.
+/// A simcast `batch` frame: `Some` for a batch, `None` for anything else.
 pub fn batch(text: &str, out: &mut BatchInfo) -> Option<()> {
-    if !text.starts_with(BATCH_PREFIX) {
-        return None;
-    }
-    let after = &text[BATCH_PREFIX.len()..];
-    let at = after.find(SEQ_KEY)? + SEQ_KEY.len();
-    out.seq = leading_number(&after[at..])?.parse().ok()?;
+    let after = text.strip_prefix(BATCH_PREFIX)?;
+    let head = &after[..after.find(DATA_KEY)?];
+    out.from_seq = number_after(head, FROM_SEQ_KEY);
+    out.seq = Some(number_after(head, SEQ_KEY)?);
     out.item_timestamps.clear();
-    for (at, _) in after.match_indices(TS_KEY) {
-        if let Some(ts) = leading_number(&after[at + TS_KEY.len()..]).and_then(|n| n.parse().ok()) {
-            out.item_timestamps.push(ts);
-        }
-    }
+    collect_numbers(after, TS_KEY, 1.0, &mut out.item_timestamps);
     // The last one is the batch's own timestamp.
     out.item_timestamps.pop()?;
+    out.item_bytes = data_bytes(after, out.item_timestamps.len());
     Some(())
+}
+
+/// A lean-broadcaster `batch` frame (or a single unbatched event, which counts as a
+/// batch of one); `None` for anything else.
+pub fn lean_batch(text: &str, out: &mut BatchInfo) -> Option<()> {
+    out.from_seq = None;
+    out.seq = None;
+    out.item_timestamps.clear();
+    if let Some(after) = text.strip_prefix(BATCH_PREFIX) {
+        collect_numbers(after, LEAN_TS_KEY, 1e-3, &mut out.item_timestamps);
+        // The first one is the batch's (its oldest event's) time.
+        if out.item_timestamps.is_empty() {
+            return None;
+        }
+        out.item_timestamps.remove(0);
+        out.item_bytes = data_bytes(after, out.item_timestamps.len());
+    } else {
+        collect_numbers(text, LEAN_TS_KEY, 1e-3, &mut out.item_timestamps);
+        out.item_timestamps.truncate(1);
+        if out.item_timestamps.is_empty() {
+            return None;
+        }
+        out.item_bytes = text.len() as u64;
+    }
+    Some(())
+}
+
+/// `data.seq` of a `snapshot` frame. `seq` follows `characters` and `locations` in
+/// the object and neither has a `seq` member, so the last `"seq":` in the frame is it.
+pub fn snapshot_seq(text: &str) -> Option<u64> {
+    let at = text.rfind(r#""seq":"#)? + r#""seq":"#.len();
+    leading_number(&text[at..])?.parse().ok()
+}
+
+/// The number right after the first `key` in `s`.
+fn number_after<T: std::str::FromStr>(s: &str, key: &str) -> Option<T> {
+    let at = s.find(key)? + key.len();
+    leading_number(&s[at..])?.parse().ok()
+}
+
+/// Every number that follows `key` in `s`, times `scale`, appended to `out`.
+fn collect_numbers(s: &str, key: &str, scale: f64, out: &mut Vec<f64>) {
+    for (at, _) in s.match_indices(key) {
+        if let Some(v) = leading_number(&s[at + key.len()..]).and_then(|n| n.parse::<f64>().ok()) {
+            out.push(v * scale);
+        }
+    }
+}
+
+/// Bytes inside the `data` array, minus the commas between its `items` elements.
+fn data_bytes(s: &str, items: usize) -> u64 {
+    let (Some(start), Some(end)) = (s.find(DATA_KEY), s.rfind(']')) else {
+        return 0;
+    };
+    let inner = end.saturating_sub(start + DATA_KEY.len());
+    inner.saturating_sub(items.saturating_sub(1)) as u64
 }
 
 /// The JSON number at the start of `s`.
@@ -61,9 +127,22 @@ mod tests {
         let t = r#"{"type":"batch","seq":42,"data":[{"type":"state_change","data":{"tick":3},"timestamp":1700000000.25},{"type":"character_update","data":{"position":[1.5,2e3]},"timestamp":1700000000.5}],"timestamp":1700000001.0}"#;
         let mut b = BatchInfo::default();
         assert!(batch(t, &mut b).is_some());
-        assert_eq!(b.seq, 42);
+        assert_eq!((b.from_seq, b.seq), (None, Some(42)));
         assert_eq!(b.item_timestamps, vec![1700000000.25, 1700000000.5]);
+        let first = r#"{"type":"state_change","data":{"tick":3},"timestamp":1700000000.25}"#;
+        let second =
+            r#"{"type":"character_update","data":{"position":[1.5,2e3]},"timestamp":1700000000.5}"#;
+        assert_eq!(b.item_bytes as usize, first.len() + second.len());
         assert_eq!(kind(t), Some("batch"));
+    }
+
+    #[test]
+    fn reads_a_1_1_range() {
+        let t = r#"{"type":"batch","from_seq":40,"seq":42,"data":[{"type":"x","data":{"seq":1},"timestamp":2.5}],"timestamp":3.0}"#;
+        let mut b = BatchInfo::default();
+        assert!(batch(t, &mut b).is_some());
+        assert_eq!((b.from_seq, b.seq), (Some(40), Some(42)));
+        assert_eq!(b.item_timestamps, vec![2.5]);
     }
 
     #[test]
@@ -74,9 +153,32 @@ mod tests {
             &mut b
         )
         .is_some());
-        assert_eq!((b.seq, b.item_timestamps.len()), (7, 0));
+        assert_eq!(
+            (b.seq, b.item_timestamps.len(), b.item_bytes),
+            (Some(7), 0, 0)
+        );
         assert!(batch(r#"{"type":"snapshot","data":{},"timestamp":1.0}"#, &mut b).is_none());
         assert_eq!(kind(r#"{"type":"welcome","data":{}}"#), Some("welcome"));
         assert_eq!(kind("pong"), None);
+    }
+
+    #[test]
+    fn reads_lean_batches_and_events() {
+        let t = r#"{"type":"batch","ts":1700000000000.000,"data":[{"type":"state_change","ts":1700000000000.000,"tick":0},{"type":"state_change","ts":1700000000500.000,"tick":1}]}"#;
+        let mut b = BatchInfo::default();
+        assert!(lean_batch(t, &mut b).is_some());
+        assert_eq!(b.seq, None);
+        assert_eq!(b.item_timestamps, vec![1700000000.0, 1700000000.5]);
+        let ev = r#"{"type":"state_change","ts":1700000000000.000,"tick":0}"#;
+        assert_eq!(b.item_bytes as usize, 2 * ev.len());
+        assert!(lean_batch(ev, &mut b).is_some());
+        assert_eq!(b.item_timestamps, vec![1700000000.0]);
+        assert!(lean_batch("pong", &mut b).is_none());
+    }
+
+    #[test]
+    fn snapshot_seq_is_the_last_seq() {
+        let t = r#"{"type":"snapshot","data":{"tick":5,"characters":[{"id":1}],"locations":[],"seq":77,"resync":false},"timestamp":1.0}"#;
+        assert_eq!(snapshot_seq(t), Some(77));
     }
 }

@@ -1,0 +1,241 @@
+# shellcheck shell=bash
+# Sourced by scripts/bench.sh: the `side-by-side` and `idle` scenarios.
+#
+# side-by-side: simcast and the lean baseline broadcaster measured by the same load
+# generator, one server at a time, each alone with its own data directory and port.
+# The lean broadcaster is given simcast's per-client event rate, mean event size and
+# frame rate as simcast-load measured them in the simcast run just before, so both
+# deliver the same stream and the ratios compare servers, not workloads.
+# idle: RSS per socket on a paused world, after each socket got its join snapshot, so
+# the figure is what a connected-but-quiet client costs at that world size.
+#
+# Uses from bench.sh: OUT ROOT TARGET_DIR SERVER LOAD PORT SERVER_PID LOAD_PID,
+# stop_pid, cleanup.
+
+LEAN_MANIFEST="${LEAN_MANIFEST:-$ROOT/../shared/peers/lean-broadcaster/Cargo.toml}"
+LEAN_TARGET="$TARGET_DIR/lean-broadcaster"
+LEAN="$LEAN_TARGET/release/lean-broadcaster"
+SCALE="${BENCH_SCALE:-1}"
+WINDOW="${WINDOW:-20}"
+WARMUP=2
+SOURCES=4
+
+# scaled N: N times BENCH_SCALE, at least 1.
+scaled() { awk -v n="$1" -v s="$SCALE" 'BEGIN { v = int(n * s + 0.5); print (v < 1 ? 1 : v) }'; }
+
+# json FILE EXPR: one value from a simcast-load summary (python expression on `r`).
+json() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print($2)" "$1"; }
+
+# loadavg_check: print the load average; warn when the machine is already busy.
+loadavg_check() {
+    local one cores
+    one=$(cut -d' ' -f1 /proc/loadavg)
+    cores=$(nproc)
+    echo "load average (1 5 15 min): $(cut -d' ' -f1-3 /proc/loadavg) on $cores cores" >&2
+    if awk -v l="$one" -v c="$cores" 'BEGIN { exit !(l > c / 2) }'; then
+        echo "warning: the machine is busy (1-min load $one); absolute figures will be low" >&2
+    fi
+}
+
+# nofile_ok N: whether N sockets (plus slack) fit this shell's open-file limit.
+nofile_ok() {
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -gt $(( $1 + 200 )) ]
+}
+
+# sim_config NAME CHARACTERS CLIENTS: a config file with its own data directory.
+sim_config() {
+    local name="$1" chars="$2" clients="$3"
+    local max=$(( clients + 1000 > 20000 ? clients + 1000 : 20000 ))
+    cat > "$OUT/$name.toml" <<TOML
+[auth]
+tokens = [ { token = "bench", role = "viewer" }, { token = "bench-op", role = "operator" } ]
+[pool]
+max_connections = $max
+[broker]
+max_batch_size = 1000
+[sim]
+characters = $chars
+tick_rate = 10.0
+[persistence]
+dir = "$OUT/data/$name"
+TOML
+}
+
+# wait_port PID: until 127.0.0.1:$PORT accepts (10 s at most) and PID still runs.
+wait_port() {
+    for _ in $(seq 1 100); do
+        kill -0 "$1" 2>/dev/null || return 1
+        if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# start_simcast NAME CHARACTERS CLIENTS
+start_simcast() {
+    PORT=$((PORT + 1))
+    sim_config "$1" "$2" "$3"
+    RUST_LOG=warn "$SERVER" --config "$OUT/$1.toml" --bind "127.0.0.1:$PORT" \
+        > "$OUT/$1.server.log" 2>&1 &
+    SERVER_PID=$!
+    wait_port "$SERVER_PID" || { echo "simcast for $1 did not start" >&2; return 1; }
+}
+
+# start_lean NAME EVENTS SIZE BATCH_MS
+start_lean() {
+    PORT=$((PORT + 1))
+    "$LEAN" --port "$PORT" --events "$2" --size "$3" --batch-ms "$4" \
+        > "$OUT/$1.server.log" 2>&1 &
+    SERVER_PID=$!
+    wait_port "$SERVER_PID" || { echo "lean broadcaster for $1 did not start" >&2; return 1; }
+}
+
+# measure NAME CLIENTS DURATION ARGS...: one bounded simcast-load run, in the
+# background so a signal reaches the trap at once.
+measure() {
+    local name="$1" clients="$2" duration="$3"; shift 3
+    echo "== $name: $clients clients, ${duration}s" >&2
+    cut -d' ' -f1-3 /proc/loadavg > "$OUT/$name.loadavg"
+    timeout $(( duration + 60 )) "$LOAD" --url "ws://127.0.0.1:$PORT/ws" --token bench \
+        --server-pid "$SERVER_PID" --clients "$clients" --connect-rate 2000 \
+        --sources "$SOURCES" --duration "$duration" "$@" \
+        > "$OUT/$name.json" 2> "$OUT/$name.progress" &
+    LOAD_PID=$!
+    wait "$LOAD_PID" || echo "simcast-load for $name failed (rc $?)" >&2
+    LOAD_PID=""
+    cut -d' ' -f1-3 /proc/loadavg >> "$OUT/$name.loadavg"
+    tail -n 1 "$OUT/$name.progress" >&2
+}
+
+build_lean() {
+    echo "== building the lean broadcaster ($LEAN_MANIFEST)" >&2
+    timeout 1800 cargo build --release --locked --manifest-path "$LEAN_MANIFEST" \
+        --target-dir "$LEAN_TARGET" >&2
+}
+
+# side_by_side_case CLIENTS CHARACTERS: simcast, then the lean broadcaster fed from it.
+side_by_side_case() {
+    local n="$1" chars="$2" sim="sbs-$1-$2-simcast" lean="sbs-$1-$2-lean"
+    local duration=$(( (n + 1999) / 2000 + WARMUP + WINDOW ))
+    if ! nofile_ok "$n"; then
+        echo "skipping $n clients: open-file limit $(ulimit -n) is too low" >&2
+        return 0
+    fi
+    start_simcast "$sim" "$chars" "$n"
+    measure "$sim" "$n" "$duration" --warmup "$WARMUP"
+    cleanup
+    [ -s "$OUT/$sim.json" ] || return 0
+    # The lean broadcaster's stream, from what simcast delivered per client.
+    local events size batch_ms
+    events=$(json "$OUT/$sim.json" "max(0.1, round(r['per_client']['events_per_s'], 2))")
+    size=$(json "$OUT/$sim.json" "max(1, round(r['per_client']['event_bytes_mean']))")
+    # The same frames per client per second as simcast sent, unless LEAN_BATCH_MS says.
+    batch_ms=${LEAN_BATCH_MS:-$(json "$OUT/$sim.json" \
+        "(lambda f: round(1000 / f) if f > 0.1 else 100)(r['per_client']['frames_per_s'])")}
+    echo "$events $size $batch_ms" > "$OUT/$lean.stream"
+    start_lean "$lean" "$events" "$size" "$batch_ms"
+    measure "$lean" "$n" "$duration" --warmup "$WARMUP" --mode lean
+    cleanup
+}
+
+side_by_side() {
+    loadavg_check
+    build_lean
+    local cases="${SBS_CASES:-1000:1000 5000:1000 10000:1000 19000:200}" c
+    for c in $cases; do
+        side_by_side_case "$(scaled "${c%%:*}")" "${c##*:}"
+    done
+    side_by_side_table > "$OUT/side-by-side.md"
+}
+
+side_by_side_table() {
+    python3 - "$OUT" <<'PY'
+import glob, json, os, re, sys
+out = sys.argv[1]
+def load(p):
+    try: return json.load(open(p))
+    except (OSError, ValueError): return None
+def figures(r):
+    if r is None: return None
+    s, c, l, pc = r.get("server", {}), r["connections"], r["latency_ms"], r["per_client"]
+    return {
+        "p50 ms": l["p50"], "p99 ms": l["p99"],
+        "server cores": s.get("cores_used_measured") or 0.0,
+        "peak RSS/conn KiB": s.get("rss_kib_per_socket_peak") or 0.0,
+        "RSS added/conn KiB": s.get("rss_kib_per_socket_added") or 0.0,
+        "frames/s": r["rates"]["frames_per_s"], "frames/s/client": pc["frames_per_s"],
+        "events delivered": r["totals"]["items_measured"], "events/s/client": pc["events_per_s"],
+        "event bytes": pc["event_bytes_mean"], "seq gaps": r["continuity"]["seq_gaps"],
+        "never connected": c["never_connected"],
+    }
+cols = ["p50 ms", "p99 ms", "server cores", "peak RSS/conn KiB", "RSS added/conn KiB", "frames/s", "frames/s/client",
+        "events delivered", "events/s/client", "event bytes", "seq gaps", "never connected"]
+def cell(v):
+    if v is None: return "-"
+    return f"{v:.0f}" if isinstance(v, int) or abs(v) >= 100 else f"{v:.2f}"
+print("## simcast vs the lean broadcaster, side by side\n")
+print("| clients | characters | server | " + " | ".join(cols) + " |")
+print("|---|---|---|" + "---|" * len(cols))
+cases = sorted({tuple(map(int, re.match(r"sbs-(\d+)-(\d+)-simcast", os.path.basename(p)).groups()))
+                for p in glob.glob(os.path.join(out, "sbs-*-simcast.json"))})
+for n, chars in cases:
+    a = figures(load(os.path.join(out, f"sbs-{n}-{chars}-simcast.json")))
+    b = figures(load(os.path.join(out, f"sbs-{n}-{chars}-lean.json")))
+    for name, f in (("simcast", a), ("lean", b)):
+        if f: print(f"| {n} | {chars} | {name} | " + " | ".join(cell(f[k]) for k in cols) + " |")
+    if a and b:
+        ratio = lambda k: "-" if not isinstance(a[k], (int, float)) or not b[k] else f"{a[k] / b[k]:.2f}"
+        print(f"| {n} | {chars} | **simcast/lean** | " + " | ".join(ratio(k) for k in cols) + " |")
+print("\nThe lean broadcaster gets simcast's events/s per client and mean event bytes, and a "
+      "`--batch-ms` that gives simcast's frames/s per client (`NAME.stream`: events size batch_ms). "
+      "Its latency counts from each event's scheduled time, so it includes up to batch_ms of "
+      "coalescing (about half on average); simcast stamps a tick's items when the tick ran, "
+      "so its latency starts at the tick. Server cores: average over the measured window; "
+      "peak RSS/conn: peak server RSS / connected sockets; RSS added/conn: (peak RSS - RSS "
+      "before the first connect) / connected sockets. Frames/s and events delivered count the "
+      "measured window only; its length is whole progress seconds and may differ by one "
+      "between the two runs, so compare events/s/client rather than events delivered.")
+la = sorted(glob.glob(os.path.join(out, "sbs-*.loadavg")))
+if la:
+    print("\nLoad average (1 min) before → after each run: " + "; ".join(
+        f"{os.path.basename(p)[4:-8]} {' → '.join(l.split()[0] for l in open(p).read().splitlines())}" for p in la))
+PY
+}
+
+# idle_paused_case CHARACTERS SOCKETS: pause the world, connect, read the RSS.
+idle_paused_case() {
+    local chars="$1" n="$2" name="idle-paused-$1-$2"
+    nofile_ok "$n" || { echo "skipping $name: open-file limit too low" >&2; return 0; }
+    start_simcast "$name" "$chars" "$n"
+    curl -sf --max-time 5 -H "Authorization: Bearer bench-op" -H 'Content-Type: application/json' \
+        -d '{"type":"command","id":"1","cmd":"pause","args":{}}' \
+        "http://127.0.0.1:$PORT/api/command" > "$OUT/$name.pause.reply"
+    sleep 1
+    measure "$name" "$n" $(( (n + 1999) / 2000 + 8 )) --warmup 3
+    cleanup
+}
+
+idle_paused() {
+    loadavg_check
+    local n chars
+    n=$(scaled "${IDLE_CLIENTS:-10000}")
+    for chars in 200 1000; do
+        idle_paused_case "$chars" "$n"
+    done
+    python3 - "$OUT" <<'PY' > "$OUT/idle.md"
+import glob, json, os, sys
+print("## Idle sockets after the join snapshot, paused world\n")
+print("| characters | sockets | RSS before connecting MiB | RSS with the sockets MiB | peak MiB | KiB per socket (after) | KiB per socket (peak) |")
+print("|---|---|---|---|---|---|---|")
+rows = []
+for p in glob.glob(os.path.join(sys.argv[1], "idle-paused-*.json")):
+    try: r = json.load(open(p))
+    except (OSError, ValueError): continue
+    s, ok = r.get("server", {}), r["connections"]["ok"]
+    chars = int(os.path.basename(p).split("-")[2])
+    a, e, m = s.get("rss_kib_start") or 0, s.get("rss_kib_end") or 0, s.get("rss_kib_max") or 0
+    rows.append((chars, f"| {chars} | {ok} | {a/1024:.1f} | {e/1024:.1f} | {m/1024:.1f} | {(e-a)/max(ok,1):.1f} | {(m-a)/max(ok,1):.1f} |"))
+for _, row in sorted(rows): print(row)
+PY
+}
