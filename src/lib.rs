@@ -313,6 +313,7 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
         rate_limit_messages: config.session.rate_limit_messages,
         rate_limit_window_ms: config.session.rate_limit_window_ms,
         outbound_queue: config.session.outbound_queue,
+        max_message_bytes: config.server.max_message_bytes,
         broker: broker_addr.clone(),
         sim_commands: sim_addr.clone().recipient(),
         sim_snapshots: sim_addr.clone().recipient(),
@@ -342,6 +343,14 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
     .client_request_timeout(std::time::Duration::from_millis(
         config.server.client_request_timeout_ms,
     ))
+    // No lingering after a response: a WebSocket's request "body" is the connection
+    // itself, never read to its end, so when a session ends actix-http waited up to this
+    // long (default 1 s) for the client's EOF before closing TCP, while clients that
+    // follow RFC 6455 §7.1.1 wait for the server to close first: every close took ~1 s.
+    // Zero: write what is left (the close frame), then FIN at once. Flushes that never
+    // end (a client that stopped reading) are bounded by the session's CLOSE_GRACE
+    // shutdown instead of this timer.
+    .client_disconnect_timeout(std::time::Duration::ZERO)
     // Bounded shutdown: connections still open after this are dropped.
     .shutdown_timeout(3)
     .backlog(4096)

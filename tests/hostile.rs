@@ -311,8 +311,9 @@ async fn oversized_and_fragmented_frames_are_refused_without_buffering() {
     assert_eq!(close_code_in(&bytes), Some(1009));
 
     // A message split into small fragments that add up to far more than the limit:
-    // each fragment is refused on its own (1001) and never reassembled, and the
-    // connection stays usable.
+    // reassembled only up to the limit (RFC 6455 §5.4, `session::fragments`), then
+    // closed with 1009 like one oversized frame. The server stops reading there, so the
+    // rest may reset the socket before the close is read: a drop is accepted.
     let mut s = raw_ws(server.addr).await;
     let chunk = vec![b'a'; 3000];
     let mut frames = frame(0x01, &chunk); // text, not FIN
@@ -320,23 +321,12 @@ async fn oversized_and_fragmented_frames_are_refused_without_buffering() {
         frames.extend_from_slice(&frame(0x00, &chunk)); // continuation, not FIN
     }
     frames.extend_from_slice(&frame(0x80, &chunk)); // the final continuation
-    frames.extend_from_slice(&frame(0x81, br#"{"type":"heartbeat"}"#));
-    s.write_all(&frames).await.expect("fragments");
-    let mut bytes = Vec::new();
-    let mut buf = vec![0u8; 1 << 16];
-    while !String::from_utf8_lossy(&bytes).contains(r#""type":"heartbeat""#) {
-        let n = tokio::time::timeout(WAIT, s.read(&mut buf))
-            .await
-            .expect("heartbeat in time")
-            .expect("read");
-        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&bytes));
-        bytes.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8_lossy(&bytes);
-    assert_eq!(
-        text.matches("fragmented frames are not accepted").count(),
-        42,
-        "every fragment refused on its own"
+    let _ = s.write_all(&frames).await;
+    let (bytes, _) = read_until_closed(&mut s, WAIT).await;
+    assert!(
+        matches!(close_code_in(&bytes), Some(1009) | None),
+        "{:?}",
+        close_code_in(&bytes)
     );
 
     let rss_after = vm_rss_kib();

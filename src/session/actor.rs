@@ -10,7 +10,19 @@
 //! (pongs included) for `client_timeout` is closed here. If the client stopped reading,
 //! this actor is not polled at all (actix-web#2441) and cannot close itself: the broker's
 //! sweep then shuts the socket down from outside (see `broker::pool::ConnHandle`).
+//!
+//! RFC 6455 at this edge: fragmented client messages are joined by [`Reassembler`]
+//! (capped like one frame) and then handled like one text frame; a text message that is
+//! not UTF-8 closes with 1007, a frame that breaks the framing rules with 1002, a message
+//! over the cap with 1009. Large outbound frames go out as a text frame plus
+//! continuations, one [`PIECE_BYTES`] piece per poll ([`FeedPieces`]), so neither
+//! actix-web-actors' encode buffer nor the HTTP/1 dispatcher's write buffer ever holds
+//! (or keeps the capacity of) a whole join snapshot. The TCP connection ends as soon as
+//! the close frame is written: see `client_disconnect_timeout` in `crate::run`.
 
+use super::fragments::{
+    needs_fragments, Assembled, Fragment, Piece, Pieces, Reassembler, ReassemblyError, PIECE_BYTES,
+};
 use super::rate::{RateLimiter, Verdict};
 use super::subscriptions::TopicSet;
 use super::{Registration, SessionShared};
@@ -26,15 +38,27 @@ use crate::protocol::{
 };
 use crate::sim::actor::RunCommand;
 use actix::prelude::*;
+use actix_http::ws::Item;
 use actix_web_actors::ws::{self, CloseCode, CloseReason};
 use serde_json::{json, Value};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
-/// After the server closes a connection, how long the client gets to finish the close
-/// handshake before the socket is shut down regardless.
+/// After a session ends (whoever closed), how long its last frames get to reach the
+/// client before the socket is shut down regardless. Normally the dispatcher has closed
+/// TCP long before (no linger, see `crate::run`); this only catches a client that stopped
+/// reading, whose pending write would otherwise never finish.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Close code for a frame that breaks RFC 6455's framing rules.
+const PROTOCOL_ERROR: u16 = 1002;
+/// Close code for a text message that is not UTF-8 (RFC 6455 §8.1).
+const INVALID_PAYLOAD: u16 = 1007;
+const REASON_PROTOCOL: &str = "Protocol error";
+const REASON_UTF8: &str = "Invalid UTF-8 in text message";
 
 pub struct Session {
     id: SessionId,
@@ -46,6 +70,8 @@ pub struct Session {
     last_seen: Arc<AtomicU64>,
     topics: TopicSet,
     rate: RateLimiter,
+    /// The fragmented client message in progress, if any.
+    reassembler: Reassembler,
     /// Set when the server closed the connection (not the client).
     server_closed: bool,
 }
@@ -63,6 +89,7 @@ impl Session {
         Session {
             id,
             rate: RateLimiter::new(shared.rate_limit_messages, shared.rate_limit_window_ms),
+            reassembler: Reassembler::new(shared.max_message_bytes),
             shared,
             role: None,
             handshake_token,
@@ -421,7 +448,7 @@ impl Actor for Session {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.registration.take();
-        if let (true, Some(conn)) = (self.server_closed, self.conn) {
+        if let Some(conn) = self.conn {
             // A client that never reads would never see our close frame; end the socket
             // after a grace period. ConnHandle checks it is still the same socket.
             actix::spawn(async move {
@@ -444,53 +471,183 @@ impl Handler<Deliver> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        ctx.text(msg.frame);
+        if !needs_fragments(msg.frame.len()) {
+            return ctx.text(msg.frame);
+        }
+        // Waiting (not spawning) keeps the mailbox shut while the pieces go out: no other
+        // data frame can land between two fragments, and a slow client still fills the
+        // bounded mailbox the broker watches.
+        ctx.wait(FeedPieces {
+            pieces: Pieces::new(msg.frame.into_bytes(), PIECE_BYTES),
+            wrote_last_poll: false,
+        });
+    }
+}
+
+/// Writes a large text frame as fragments, at most one piece per poll of the session.
+///
+/// actix-web-actors encodes everything queued on the context into one buffer per poll,
+/// and the HTTP/1 dispatcher copies what it gets into its write buffer: queueing all
+/// pieces at once would rebuild the whole frame in both. Every other poll this writes
+/// nothing, so the body stream reports "pending" and the dispatcher flushes its write
+/// buffer to the socket before it asks for the next piece.
+struct FeedPieces {
+    pieces: Pieces,
+    wrote_last_poll: bool,
+}
+
+impl ActorFuture<Session> for FeedPieces {
+    type Output = ();
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        _: &mut Session,
+        ctx: &mut ws::WebsocketContext<Session>,
+        task: &mut std::task::Context<'_>,
+    ) -> Poll<()> {
+        let this = &mut *self;
+        // Woken either way: the dispatcher polls the body again once it has flushed.
+        task.waker().wake_by_ref();
+        if std::mem::take(&mut this.wrote_last_poll) {
+            return Poll::Pending;
+        }
+        let Some(piece) = this.pieces.next() else {
+            return Poll::Ready(());
+        };
+        let last = matches!(piece, Piece::Last(_));
+        ctx.write_raw(ws::Message::Continuation(match piece {
+            Piece::First(b) => Item::FirstText(b),
+            Piece::Continue(b) => Item::Continue(b),
+            Piece::Last(b) => Item::Last(b),
+        }));
+        if last {
+            return Poll::Ready(());
+        }
+        this.wrote_last_poll = true;
+        Poll::Pending
+    }
+}
+
+/// What a decoder error means for the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InboundFailure {
+    /// A frame over `max_message_bytes`: close 1009.
+    TooBig,
+    /// A text frame that is not UTF-8: close 1007.
+    InvalidUtf8,
+    /// The client broke the framing rules: close 1002.
+    Protocol,
+    /// Reading the socket failed: nobody is left to send a close frame to.
+    Transport,
+}
+
+/// Sorts actix-http's decoder errors by the close code RFC 6455 asks for.
+///
+/// Two cases arrive as `ProtocolError::Io` rather than as a variant of their own:
+/// actix-web-actors turns a text frame's `Utf8Error` into `Io(Other, "<utf8 error>")`
+/// (`WsStream::poll_next`), and actix-http reports reserved bits as `Io(InvalidData)`
+/// (`Parser::parse_metadata`). Any other `Io` is the request payload failing, i.e. the
+/// connection itself. `tests/ws_rfc6455.rs` pins both wordings.
+fn classify(e: &ws::ProtocolError) -> InboundFailure {
+    match e {
+        ws::ProtocolError::Overflow => InboundFailure::TooBig,
+        ws::ProtocolError::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            InboundFailure::Protocol
+        }
+        ws::ProtocolError::Io(io) if io.to_string().contains("utf-8") => {
+            InboundFailure::InvalidUtf8
+        }
+        ws::ProtocolError::Io(_) => InboundFailure::Transport,
+        _ => InboundFailure::Protocol,
+    }
+}
+
+impl Session {
+    fn on_protocol_error(&mut self, e: ws::ProtocolError, ctx: &mut ws::WebsocketContext<Self>) {
+        log::debug!("session {}: protocol error: {e}", self.id);
+        match classify(&e) {
+            InboundFailure::TooBig => self.close_too_big(ctx),
+            InboundFailure::InvalidUtf8 => self.close(ctx, INVALID_PAYLOAD, REASON_UTF8),
+            InboundFailure::Protocol => self.close(ctx, PROTOCOL_ERROR, REASON_PROTOCOL),
+            InboundFailure::Transport => {
+                self.server_closed = true;
+                ctx.stop();
+            }
+        }
+    }
+
+    fn close_too_big(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        self.shared.metrics.messages_received.inc();
+        self.shared
+            .metrics
+            .evictions
+            .with_label_values(&["too_big"])
+            .inc();
+        self.close(ctx, close::TOO_BIG, close::REASON_TOO_BIG);
+    }
+
+    /// A binary message (one frame or reassembled): refused, the connection stays.
+    fn on_binary(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        self.shared.metrics.messages_received.inc();
+        if self.role.is_none() {
+            return self.close(ctx, close::POLICY, close::REASON_INVALID_TOKEN);
+        }
+        if self.rate.check(clock::now_ms()) == Verdict::Disconnect {
+            return self.close(ctx, close::POLICY, close::REASON_RATE);
+        }
+        self.error(
+            ctx,
+            ErrorCode::InvalidMessage,
+            "binary frames are not accepted; send one JSON object per text message",
+            None,
+        );
+    }
+
+    fn on_fragment(&mut self, item: Item, ctx: &mut ws::WebsocketContext<Self>) {
+        let fragment = match &item {
+            Item::FirstText(b) => Fragment::FirstText(b),
+            Item::FirstBinary(b) => Fragment::FirstBinary(b),
+            Item::Continue(b) => Fragment::Continue(b),
+            Item::Last(b) => Fragment::Last(b),
+        };
+        match self.reassembler.push(fragment) {
+            Ok(Assembled::Pending) => {}
+            Ok(Assembled::Text(text)) => {
+                self.shared.metrics.messages_received.inc();
+                self.on_text(&text, ctx);
+            }
+            Ok(Assembled::Binary) => self.on_binary(ctx),
+            Err(ReassemblyError::TooBig { .. }) => self.close_too_big(ctx),
+            Err(ReassemblyError::InvalidUtf8) => self.close(ctx, INVALID_PAYLOAD, REASON_UTF8),
+            Err(ReassemblyError::NotStarted | ReassemblyError::AlreadyStarted) => {
+                self.close(ctx, PROTOCOL_ERROR, REASON_PROTOCOL)
+            }
+        }
     }
 }
 
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_seen.store(clock::now_ms(), Ordering::Release);
+        if self.server_closed {
+            // Closing already: a decoder that failed keeps reporting the same error.
+            return;
+        }
         let msg = match msg {
             Ok(msg) => msg,
-            Err(ws::ProtocolError::Overflow) => {
-                self.shared.metrics.messages_received.inc();
-                self.shared
-                    .metrics
-                    .evictions
-                    .with_label_values(&["too_big"])
-                    .inc();
-                return self.close(ctx, close::TOO_BIG, close::REASON_TOO_BIG);
-            }
-            Err(e) => {
-                log::debug!("session {}: protocol error: {e}", self.id);
-                self.server_closed = true;
-                return ctx.stop();
-            }
+            Err(e) => return self.on_protocol_error(e, ctx),
         };
         match msg {
             ws::Message::Text(text) => {
                 self.shared.metrics.messages_received.inc();
                 self.on_text(&text, ctx);
             }
-            ws::Message::Binary(_) | ws::Message::Continuation(_) => {
-                self.shared.metrics.messages_received.inc();
-                if self.role.is_none() {
-                    return self.close(ctx, close::POLICY, close::REASON_INVALID_TOKEN);
-                }
-                if self.rate.check(clock::now_ms()) == Verdict::Disconnect {
-                    return self.close(ctx, close::POLICY, close::REASON_RATE);
-                }
-                self.error(
-                    ctx,
-                    ErrorCode::InvalidMessage,
-                    "binary and fragmented frames are not accepted; send one JSON object per text frame",
-                    None,
-                );
-            }
+            ws::Message::Binary(_) => self.on_binary(ctx),
+            ws::Message::Continuation(item) => self.on_fragment(item, ctx),
             ws::Message::Ping(payload) => ctx.pong(&payload),
             ws::Message::Pong(_) => {}
             ws::Message::Close(reason) => {
+                // Echo the code (RFC 6455 §5.5.1); the dispatcher then ends TCP at once.
                 ctx.close(reason);
                 ctx.stop();
             }
@@ -500,5 +657,49 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
 
     fn finished(&mut self, ctx: &mut Self::Context) {
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(kind: std::io::ErrorKind, msg: String) -> ws::ProtocolError {
+        ws::ProtocolError::Io(std::io::Error::new(kind, msg))
+    }
+
+    #[test]
+    fn decoder_errors_map_to_rfc6455_close_codes() {
+        // Built at run time: the error text is what `ByteString::try_from` reports.
+        let bad: Vec<u8> = vec![0xC3, 0x28];
+        let utf8 = std::str::from_utf8(&bad).expect_err("invalid");
+        let cut = std::str::from_utf8(&bad[..1]).expect_err("incomplete");
+        let other = std::io::ErrorKind::Other;
+        assert_eq!(
+            classify(&io(other, utf8.to_string())),
+            InboundFailure::InvalidUtf8
+        );
+        assert_eq!(
+            classify(&io(other, cut.to_string())),
+            InboundFailure::InvalidUtf8
+        );
+        let rsv = io(std::io::ErrorKind::InvalidData, "reserved bits".into());
+        assert_eq!(classify(&rsv), InboundFailure::Protocol);
+        let payload = io(other, "A payload reached EOF, but is not complete.".into());
+        assert_eq!(classify(&payload), InboundFailure::Transport);
+        assert_eq!(
+            classify(&ws::ProtocolError::Overflow),
+            InboundFailure::TooBig
+        );
+        for e in [
+            ws::ProtocolError::UnmaskedFrame,
+            ws::ProtocolError::BadOpCode,
+            ws::ProtocolError::InvalidOpcode(3),
+            ws::ProtocolError::InvalidLength(126),
+            ws::ProtocolError::ContinuationNotStarted,
+            ws::ProtocolError::ContinuationStarted,
+        ] {
+            assert_eq!(classify(&e), InboundFailure::Protocol, "{e}");
+        }
     }
 }

@@ -1,11 +1,13 @@
 //! Sessions: one actor per WebSocket, and the plain types it is built from.
 //!
 //! The actor (`actor.rs`) is the only file that knows the transport
-//! (actix-web-actors); authentication ([`auth`]), rate limiting ([`rate`]) and
-//! subscriptions ([`subscriptions`]) are plain types, unit-tested without sockets.
+//! (actix-web-actors); authentication ([`auth`]), rate limiting ([`rate`]),
+//! subscriptions ([`subscriptions`]) and message fragmentation ([`fragments`]) are plain
+//! types, unit-tested without sockets.
 
 pub mod actor;
 pub mod auth;
+pub mod fragments;
 pub mod rate;
 pub mod sse;
 pub mod subscriptions;
@@ -32,6 +34,8 @@ pub struct SessionShared {
     pub rate_limit_messages: u32,
     pub rate_limit_window_ms: u64,
     pub outbound_queue: usize,
+    /// Largest client message (one frame, or the fragments of one message together).
+    pub max_message_bytes: usize,
     pub broker: Addr<Broker>,
     pub sim_commands: Recipient<RunCommand>,
     pub sim_snapshots: Recipient<RequestSnapshot>,
