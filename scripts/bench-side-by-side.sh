@@ -52,8 +52,6 @@ sim_config() {
 tokens = [ { token = "bench", role = "viewer" }, { token = "bench-op", role = "operator" } ]
 [pool]
 max_connections = $max
-[broker]
-max_batch_size = 1000
 [sim]
 characters = $chars
 tick_rate = 10.0
