@@ -79,3 +79,24 @@ test('store: dedupes, applies in seq order, replays resumed batches into the log
   assert.equal(s.logSeq, 2);
   assert.equal(s.tick, 3);
 });
+
+test('store: 1.1 ranges chain by from_seq; a gap asks for one resume and the repair fills it', () => {
+  const s = new Store();
+  const range = (from, seq, tick, to) => ({ ...change(seq, tick, to), from_seq: from });
+  const gaps = [];
+  s.on('gap-detected', (g) => gaps.push(g));
+  s.applySnapshot(snap(5));
+  s.applyBatch(range(6, 8, 11, 'working')); // three broker batches in one frame
+  assert.equal(s.seq, 8);
+  s.applyBatch(range(12, 13, 14, 'eating')); // 9..11 lost
+  s.applyBatch(range(14, 14, 15, 'sleeping')); // still behind the gap: no second resume
+  assert.deepEqual(gaps, [{ from: 9, to: 11, lastSeq: 8 }]);
+  assert.equal(s.seq, 8, 'nothing applied past a gap');
+  s.applyBatch(range(9, 13, 14, 'eating')); // the resume's catch-up
+  assert.equal(s.seq, 14, 'the held frame after the repair applies');
+  assert.equal(s.characters.get(1).state, 'sleeping');
+  assert.equal(s.pending.size, 0, 'the stale held frame was dropped');
+  assert.equal(s.stats.gaps, 1);
+  s.applyBatch(range(12, 14, 15, 'idle')); // a duplicate range
+  assert.equal(s.stats.duplicates, 1);
+});
