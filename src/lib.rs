@@ -351,6 +351,11 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
     // end (a client that stopped reading) are bounded by the session's CLOSE_GRACE
     // shutdown instead of this timer.
     .client_disconnect_timeout(std::time::Duration::ZERO)
+    // Broadcast frames are written as they come, often in several pieces (large frames
+    // go out as fragments): with Nagle's algorithm a piece waits for the ACK of the one
+    // before, and the client's delayed ACK (40 ms on Linux) put 40–80 ms on every frame
+    // of the morning rush (measured: p50 83 ms at 1 000 clients, on 0.16 cores).
+    .tcp_nodelay(true)
     // Bounded shutdown: connections still open after this are dropped.
     .shutdown_timeout(3)
     .backlog(4096)

@@ -291,12 +291,14 @@ async fn client_that_reads_but_never_answers_pings_is_closed_by_heartbeat() {
     config.session.heartbeat_interval_ms = 200;
     config.session.client_timeout_ms = 800;
     let server = TestServer::start(config);
+    // Silence counts from the handshake (the client's last frame): start the clock
+    // before it, or a slow handshake on a loaded machine makes the close look early.
+    let started = Instant::now();
     let sock = raw_ws(server.addr, &format!("/ws?token={VIEWER}"), None);
     let mut stream: std::net::TcpStream = sock.into();
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
-    let started = Instant::now();
     // Drain everything (never sending a pong) until the server ends the connection;
     // look for a close frame with code 1000 in the last bytes.
     let mut all = Vec::new();

@@ -339,6 +339,7 @@ impl World {
                     at: c.location,
                     minute,
                     works_today: rules::works_on(c.id, day),
+                    routine_offset: rules::routine_offset(c.id),
                 };
                 let places = Places {
                     home: c.home,
