@@ -124,10 +124,21 @@ fn encode_len(batch: &Batch, topics: &TopicSet) -> usize {
 /// was handled.
 /// Each iteration is the next batch (its seq one higher), as in the server, so every
 /// member takes the shared frame rather than a relabelled copy.
-fn run_fan_out(groups: &mut Groups, batch: &Batch, handled: &AtomicU64, iters: u64) -> Duration {
+/// `seq` is the last seq delivered to `groups` (kept across criterion's calls: members
+/// skip a batch they already have).
+fn run_fan_out(
+    groups: &mut Groups,
+    batch: &Batch,
+    seq: &mut u64,
+    handled: &AtomicU64,
+    iters: u64,
+) -> Duration {
     let base = handled.load(Ordering::Relaxed);
     let mut out = FanOut::default();
-    let mut batch = Arc::new(batch.clone());
+    let mut batch = Arc::new(Batch {
+        seq: *seq,
+        ..batch.clone()
+    });
     // Deliveries made so far, per iteration: members whose topics pass nothing of the
     // batch get no frame at all (frames are never empty).
     let mut sent = std::collections::VecDeque::new();
@@ -141,6 +152,7 @@ fn run_fan_out(groups: &mut Groups, batch: &Batch, handled: &AtomicU64, iters: u
         out.clear();
         if let Some(b) = Arc::get_mut(&mut batch) {
             b.seq += 1;
+            *seq = b.seq;
         }
         groups.fan_out(std::slice::from_ref(&batch), &mut out);
         assert!(
@@ -150,6 +162,10 @@ fn run_fan_out(groups: &mut Groups, batch: &Batch, handled: &AtomicU64, iters: u
         total += out.sent;
         sent.push_back(total);
     }
+    assert!(
+        total > 0,
+        "the fan-out delivered nothing: a bench that measures no work"
+    );
     wait_until(handled, base + total);
     start.elapsed()
 }
@@ -175,8 +191,11 @@ fn fan_out(c: &mut Criterion) {
             groups.insert(topics.clone(), slot(i, r));
         }
         g.throughput(Throughput::Elements(n as u64));
+        // Criterion calls the routine more than once (warm-up, samples) on the same
+        // groups: the seq must keep rising across calls.
+        let mut seq = 0;
         g.bench_with_input(BenchmarkId::new("batched", n), &n, |b, _| {
-            b.iter_custom(|iters| run_fan_out(&mut groups, &batch, &rx.handled, iters))
+            b.iter_custom(|iters| run_fan_out(&mut groups, &batch, &mut seq, &rx.handled, iters))
         });
     }
     g.finish();
@@ -290,8 +309,11 @@ fn topic_filtering(c: &mut Criterion) {
             groups.insert(sets[i % k].clone(), slot(i, r));
         }
         g.throughput(Throughput::Elements(n as u64));
+        // Criterion calls the routine more than once (warm-up, samples) on the same
+        // groups: the seq must keep rising across calls.
+        let mut seq = 0;
         g.bench_with_input(BenchmarkId::new("topic_sets", k), &k, |b, _| {
-            b.iter_custom(|iters| run_fan_out(&mut groups, &batch, &rx.handled, iters))
+            b.iter_custom(|iters| run_fan_out(&mut groups, &batch, &mut seq, &rx.handled, iters))
         });
     }
     g.finish();
