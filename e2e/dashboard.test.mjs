@@ -207,6 +207,16 @@ describe('dashboard over WebSocket', () => {
     assert.equal(stepped, paused + 7);
     await sleep(1000);
     assert.equal(await shownTick(page), paused + 7, 'step moved the tick by more than N');
+
+    // Paused, the header clock is exactly the server's clock in a fresh snapshot.
+    const res = await fetch(`${server.base}/api/snapshot`, {
+      headers: { Authorization: `Bearer ${OPERATOR_TOKEN}` },
+    });
+    const { clock, tick } = (await res.json()).data;
+    assert.equal(tick, paused + 7);
+    const hh = String(Math.floor(clock.minute_of_day / 60)).padStart(2, '0');
+    const mm = String(clock.minute_of_day % 60).padStart(2, '0');
+    assert.equal(await page.textContent('#clock'), `day ${clock.day}, ${hh}:${mm}`);
   });
 
   test('set state shows in the inspector', async () => {

@@ -100,3 +100,13 @@ test('store: 1.1 ranges chain by from_seq; a gap asks for one resume and the rep
   s.applyBatch(range(12, 14, 15, 'idle')); // a duplicate range
   assert.equal(s.stats.duplicates, 1);
 });
+
+test('header clock: the server clock advanced by ticks, never derived from the tick alone', async () => {
+  const { fmtClock } = await import('../static/js/util.js');
+  const base = { day: 1, minute_of_day: 360, tick: 0 }; // the server's clock at tick 0
+  assert.equal(fmtClock(base, 0), 'day 1, 06:00');
+  assert.equal(fmtClock(base, 180), 'day 1, 09:00', 'the 09:00 shift starts at tick 180');
+  assert.equal(fmtClock(base, 1080), 'day 2, 00:00', 'days roll over at midnight');
+  assert.equal(fmtClock({ day: 3, minute_of_day: 690, tick: 3570 }, 3600), 'day 3, 12:00');
+  assert.equal(fmtClock(null, 5), '–', 'no server clock, no clock');
+});

@@ -405,8 +405,9 @@ async fn watch_once(
                     *last_seq = d["seq"].as_u64();
                 }
                 log::info!(
-                    "snapshot: tick {}, {} characters, seq {}",
+                    "snapshot: tick {} ({}), {} characters, seq {}",
                     d["tick"],
+                    fmt_clock(&d["clock"]),
                     d["characters"].as_array().map(Vec::len).unwrap_or(0),
                     d["seq"]
                 );
@@ -414,6 +415,15 @@ async fn watch_once(
             "error" => log::warn!("server error: {}", v["data"]),
             _ => {}
         }
+    }
+}
+
+/// The server's game clock (`snapshot.data.clock`) as `day D, HH:MM`; `no clock` from a
+/// server that sends none (v1).
+fn fmt_clock(clock: &Value) -> String {
+    match (clock["day"].as_u64(), clock["minute_of_day"].as_u64()) {
+        (Some(day), Some(m)) => format!("day {day}, {:02}:{:02}", m / 60, m % 60),
+        _ => "no clock".to_owned(),
     }
 }
 
@@ -446,6 +456,13 @@ fn follow(last: Option<u64>, batch: &Value, repairing: &mut Option<u64>) -> Cont
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clock_shows_the_servers_day_and_minute() {
+        let c = json!({"day": 3, "minute_of_day": 545});
+        assert_eq!(fmt_clock(&c), "day 3, 09:05");
+        assert_eq!(fmt_clock(&Value::Null), "no clock");
+    }
 
     #[test]
     fn batches_follow_on_by_from_seq() {

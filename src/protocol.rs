@@ -421,10 +421,22 @@ impl ServerInfo {
     }
 }
 
+/// The game clock at a tick (protocol 1.1): clients show this and advance it by the
+/// `tick` of later items (one tick is one game minute); they never derive it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Clock {
+    /// The game day; the first day is 1.
+    pub day: u64,
+    /// Minute of the day, 0–1439.
+    pub minute_of_day: u32,
+}
+
 /// `snapshot` data: the whole world as of batch `seq`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
     pub tick: u64,
+    /// The game clock at `tick`.
+    pub clock: Clock,
     pub paused: bool,
     pub tick_rate: f64,
     pub seed: u64,

@@ -32,6 +32,7 @@ fn world(characters: usize, ticks: u64) -> World {
 fn encoded_snapshot(world: &World) -> String {
     let snapshot = Snapshot {
         tick: world.tick(),
+        clock: simcast::sim::rules::clock_at(world.tick()),
         paused: false,
         tick_rate: 10.0,
         seed: world.seed(),

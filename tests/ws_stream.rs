@@ -301,3 +301,36 @@ impl SendBinary for Ws {
             .expect("send");
     }
 }
+
+/// `clock` as minutes since day 1, 00:00.
+fn clock_minutes(snapshot: &Value) -> u64 {
+    let c = &snapshot["clock"];
+    let day = c["day"].as_u64().expect("clock.day");
+    let minute = c["minute_of_day"].as_u64().expect("clock.minute_of_day");
+    assert!(day >= 1 && minute < 1440, "{c}");
+    (day - 1) * 1440 + minute
+}
+
+#[tokio::test]
+async fn the_snapshot_clock_advances_one_minute_per_tick_across_a_step() {
+    let server = TestServer::start(test_config());
+    let (mut c, _, joined) = server.client(OPERATOR).await;
+    // The world starts on day 1 at 06:00: tick t is minute t + 360 of the calendar.
+    let t = joined["data"]["tick"].as_u64().expect("tick");
+    assert_eq!(clock_minutes(&joined["data"]), t + 360);
+    c.command("p", "pause", json!({})).await;
+    let before = c.command("s0", "snapshot", json!({})).await;
+    c.command("st", "step", json!({"ticks": 1500})).await;
+    let after = c.command("s1", "snapshot", json!({})).await;
+    let (t0, t1) = (
+        before["data"]["tick"].as_u64(),
+        after["data"]["tick"].as_u64(),
+    );
+    assert_eq!(t1, t0.map(|t| t + 1500));
+    assert_eq!(
+        clock_minutes(&after["data"]),
+        clock_minutes(&before["data"]) + 1500,
+        "1 500 ticks are 1 500 game minutes, across midnight"
+    );
+    assert!(after["data"]["clock"]["day"].as_u64() > before["data"]["clock"]["day"].as_u64());
+}

@@ -258,6 +258,7 @@ impl Simulation {
         let world = &self.state.world;
         Snapshot {
             tick: world.tick(),
+            clock: super::rules::clock_at(world.tick()),
             paused: self.state.paused,
             tick_rate: self.state.tick_rate,
             seed: world.seed(),

@@ -72,6 +72,14 @@ pub fn minute_of_day(tick: u64) -> u32 {
     ((tick + START_MINUTE) % TICKS_PER_DAY) as u32
 }
 
+/// The clock clients show at `tick`: days counted from 1, as people do.
+pub fn clock_at(tick: u64) -> crate::protocol::Clock {
+    crate::protocol::Clock {
+        day: day_of(tick) + 1,
+        minute_of_day: minute_of_day(tick),
+    }
+}
+
 /// Hour of the day as a fraction (6.5 = 06:30) at `tick`.
 pub fn hour_of_day(tick: u64) -> f64 {
     f64::from(minute_of_day(tick)) / 60.0
@@ -514,6 +522,14 @@ mod tests {
         assert_eq!(day_of(0), 0);
         assert_eq!(day_of(1079), 0);
         assert_eq!(day_of(1080), 1);
+        let at = |day, minute_of_day| crate::protocol::Clock { day, minute_of_day };
+        assert_eq!(
+            clock_at(0),
+            at(1, 360),
+            "the first day is day 1, from 06:00"
+        );
+        assert_eq!(clock_at(1079), at(1, 1439));
+        assert_eq!(clock_at(1080), at(2, 0), "midnight rolls the day over");
         assert!(is_night(22 * 60) && is_night(0) && is_night(5 * 60 + 59));
         assert!(!is_night(6 * 60) && !is_night(21 * 60 + 59));
         assert!(is_work_hours(9 * 60) && !is_work_hours(17 * 60) && !is_work_hours(8 * 60));

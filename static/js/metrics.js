@@ -61,7 +61,7 @@ export class MetricsStrip {
     this.lastShow = now;
     const { store } = this;
     $('tick').textContent = store.tick ?? '–';
-    $('clock').textContent = store.tick === null ? '–' : fmtClock(store.tick);
+    $('clock').textContent = fmtClock(store.clock, store.tick);
     $('tps').textContent = tps === null ? '–' : fmtNum(tps, 1);
     $('clients').textContent = this.clients ?? '–';
     $('bps').textContent = fmtNum(this.batches.perSecond(now), 1);

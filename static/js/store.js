@@ -24,6 +24,7 @@ export class Store {
     this.locations = [];
     this.locById = new Map();
     this.tick = null;
+    this.clock = null; // { day, minute_of_day, tick }: the server's clock at `tick`
     this.seq = null;
     this.logSeq = null;
     this.paused = false;
@@ -65,6 +66,8 @@ export class Store {
     this.locations = data.locations || [];
     this.locById = new Map(this.locations.map((l) => [l.id, l]));
     this.tick = data.tick;
+    // The server's clock at the snapshot's tick; the header advances it by later ticks.
+    this.clock = data.clock ? { ...data.clock, tick: data.tick } : null;
     this.paused = !!data.paused;
     this.tickRate = data.tick_rate;
     if (data.seed !== undefined) this.seed = data.seed;

@@ -61,10 +61,16 @@ export function fmtTicks(ticks) {
   return `${Math.floor(h / 24)} d ${h % 24} h`;
 }
 
-/** Clock time of day from a tick (tick 0 = day 1, 00:00). */
-export function fmtClock(tick) {
-  const day = Math.floor(tick / 1440) + 1;
-  const mins = tick % 1440;
+/**
+ * The game clock at `tick`, from the server's clock at an earlier tick (the last
+ * snapshot's `clock` and `tick`): one tick is one game minute, so the clock only
+ * advances by the ticks in between. '–' when the server sent no clock.
+ */
+export function fmtClock(base, tick) {
+  if (!base || tick === null || tick === undefined) return '–';
+  const total = (base.day - 1) * 1440 + base.minute_of_day + (tick - base.tick);
+  const day = Math.floor(total / 1440) + 1;
+  const mins = ((total % 1440) + 1440) % 1440;
   const hh = String(Math.floor(mins / 60)).padStart(2, '0');
   const mm = String(mins % 60).padStart(2, '0');
   return `day ${day}, ${hh}:${mm}`;
