@@ -334,3 +334,51 @@ impl NextOrClose for Client {
         }
     }
 }
+
+/// The value of one Prometheus sample line, e.g. `simcast_evictions_total{reason="rate"}`.
+async fn metric(server: &TestServer, sample: &str) -> u64 {
+    let auth = format!("Bearer {OPERATOR}");
+    let (status, body) = http(
+        server.addr,
+        "GET",
+        "/metrics",
+        &[("Authorization", &auth)],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn binary_frames_meet_the_same_auth_and_rate_rules_and_metrics_as_text() {
+    let mut config = test_config();
+    config.session.rate_limit_messages = 3;
+    let server = TestServer::start(config);
+    // Unauthenticated: a binary frame closes with 1008 and counts as an auth rejection.
+    let mut anon = Client::connect(&server.ws_url(None)).await;
+    anon.send_binary(b"\x01\x02").await;
+    assert_eq!(close_code(&anon.ended().await), 1008);
+    let auth_rejected = r#"simcast_connections_rejected_total{reason="auth"}"#;
+    assert_eq!(metric(&server, auth_rejected).await, 1);
+
+    // Authenticated: refused with 1001 within the budget, 1003 over it, and closed with
+    // 1008 (counted as a rate eviction) past twice the budget.
+    let (mut c, _, _) = server.client(VIEWER).await;
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        c.send_binary(b"{}").await;
+        codes.push(c.next_of("error").await["data"]["code"].as_u64());
+    }
+    let expected: Vec<Option<u64>> = [1001, 1001, 1001, 1003, 1003, 1003]
+        .into_iter()
+        .map(Some)
+        .collect();
+    assert_eq!(codes, expected);
+    c.send_binary(b"{}").await;
+    assert_eq!(close_code(&c.ended().await), 1008);
+    let rate = r#"simcast_evictions_total{reason="rate"}"#;
+    assert_eq!(metric(&server, rate).await, 1);
+}

@@ -187,31 +187,14 @@ impl Session {
         if self.role.is_none() {
             return self.on_text_unauthenticated(text, ctx);
         }
-        match self.rate.check(clock::now_ms()) {
-            Verdict::Allow => {}
-            Verdict::Refuse => {
-                let id = parse_client_message(text).ok().and_then(|m| match m {
-                    ClientMessage::Command { id, .. } => id,
-                    _ => None,
-                });
-                return self.error(
-                    ctx,
-                    ErrorCode::RateLimit,
-                    format!(
-                        "rate limit: at most {} messages per {} ms; message dropped",
-                        self.shared.rate_limit_messages, self.shared.rate_limit_window_ms
-                    ),
-                    id.as_ref(),
-                );
-            }
-            Verdict::Disconnect => {
-                self.shared
-                    .metrics
-                    .evictions
-                    .with_label_values(&["rate"])
-                    .inc();
-                return self.close(ctx, close::POLICY, close::REASON_RATE);
-            }
+        let id = || {
+            parse_client_message(text).ok().and_then(|m| match m {
+                ClientMessage::Command { id, .. } => id,
+                _ => None,
+            })
+        };
+        if !self.admit(id, ctx) {
+            return;
         }
         if text == "ping" {
             self.shared.metrics.messages_sent.inc();
@@ -242,13 +225,46 @@ impl Session {
         }
         match parse_client_message(text) {
             Ok(ClientMessage::Auth { token }) => self.authenticate(&token, ctx),
-            _ => {
+            _ => self.reject_unauthenticated(ctx),
+        }
+    }
+
+    /// Anything but `auth` before authentication: counted, then closed with 1008.
+    fn reject_unauthenticated(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        self.shared
+            .metrics
+            .connections_rejected
+            .with_label_values(&["auth"])
+            .inc();
+        self.close(ctx, close::POLICY, close::REASON_INVALID_TOKEN);
+    }
+
+    /// The rate limit, for every message an authenticated client sends (text or
+    /// binary): over budget, error 1003 (with the command's `id`, computed only then)
+    /// and the message is dropped; past twice the budget, counted and closed with 1008.
+    fn admit(
+        &mut self,
+        id: impl FnOnce() -> Option<Value>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) -> bool {
+        match self.rate.check(clock::now_ms()) {
+            Verdict::Allow => true,
+            Verdict::Refuse => {
+                let message = format!(
+                    "rate limit: at most {} messages per {} ms; message dropped",
+                    self.shared.rate_limit_messages, self.shared.rate_limit_window_ms
+                );
+                self.error(ctx, ErrorCode::RateLimit, message, id().as_ref());
+                false
+            }
+            Verdict::Disconnect => {
                 self.shared
                     .metrics
-                    .connections_rejected
-                    .with_label_values(&["auth"])
+                    .evictions
+                    .with_label_values(&["rate"])
                     .inc();
-                self.close(ctx, close::POLICY, close::REASON_INVALID_TOKEN);
+                self.close(ctx, close::POLICY, close::REASON_RATE);
+                false
             }
         }
     }
@@ -590,10 +606,10 @@ impl Session {
     fn on_binary(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         self.shared.metrics.messages_received.inc();
         if self.role.is_none() {
-            return self.close(ctx, close::POLICY, close::REASON_INVALID_TOKEN);
+            return self.reject_unauthenticated(ctx);
         }
-        if self.rate.check(clock::now_ms()) == Verdict::Disconnect {
-            return self.close(ctx, close::POLICY, close::REASON_RATE);
+        if !self.admit(|| None, ctx) {
+            return;
         }
         self.error(
             ctx,

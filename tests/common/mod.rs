@@ -177,6 +177,13 @@ impl Client {
             .expect("send");
     }
 
+    pub async fn send_binary(&mut self, bytes: &[u8]) {
+        self.ws
+            .send(Message::Binary(bytes.to_vec()))
+            .await
+            .expect("send");
+    }
+
     pub async fn send_json(&mut self, v: Value) {
         self.send_text(&v.to_string()).await;
     }
