@@ -188,6 +188,15 @@ fn restore_world(config: &Config) -> Result<RestoredWorld, RunError> {
                 r.replayed,
                 if r.state.paused { ", paused" } else { "" }
             );
+            let sim = &config.sim;
+            let kept = r.state.differences(sim.seed, sim.characters, sim.tick_rate);
+            if !kept.is_empty() {
+                log::warn!(
+                    "the restored world keeps {}; start with --fresh to begin a new world \
+                     with the asked values (the old data is moved aside, not deleted)",
+                    kept.join(", ")
+                );
+            }
             (r.state, r.next_journal_id)
         }
         None => {

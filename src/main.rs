@@ -24,10 +24,12 @@ struct Cli {
     /// Address to listen on (overrides server.bind).
     #[arg(long)]
     bind: Option<String>,
-    /// Simulation seed (overrides sim.seed).
+    /// Simulation seed (overrides sim.seed). A world restored from the data directory
+    /// keeps its own; a warning names the difference (use --fresh to apply it).
     #[arg(long)]
     seed: Option<u64>,
-    /// Number of characters (overrides sim.characters).
+    /// Number of characters (overrides sim.characters). A restored world keeps its own,
+    /// with a warning, as for --seed.
     #[arg(long)]
     characters: Option<usize>,
     /// Move the data directory's world aside and start a new one.

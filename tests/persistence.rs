@@ -236,3 +236,31 @@ async fn a_second_server_on_the_same_data_dir_runs_without_persistence() {
     // The first still owns (and writes) the world.
     assert!(!first.log().contains("WITHOUT persistence"));
 }
+
+#[tokio::test]
+async fn a_restored_world_names_the_flags_it_does_not_apply() {
+    let dir = temp_dir("persist-flags");
+    let mut server = start(&dir, &[]).expect("starts");
+    server.signal(libc::SIGTERM);
+    server.wait_exit(Duration::from_secs(15));
+    drop(server);
+    let server = start(&dir, &["--characters", "40", "--seed", "9"]).expect("restarts");
+    let (_c, snap) = connect(&server.addr).await;
+    assert_eq!(
+        snap["data"]["characters"].as_array().map(Vec::len),
+        Some(150)
+    );
+    assert_eq!(snap["data"]["seed"], 42, "the saved world's seed is kept");
+    let log = server.log();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("the restored world keeps"))
+        .unwrap_or_else(|| panic!("no restore warning in:\n{log}"));
+    assert!(warning.contains("seed 42 (asked 9)"), "{warning}");
+    assert!(warning.contains("characters 150 (asked 40)"), "{warning}");
+    assert!(warning.contains("--fresh"), "{warning}");
+    assert!(
+        !warning.contains("tick_rate"),
+        "the tick rate was not changed: {warning}"
+    );
+}

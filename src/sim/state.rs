@@ -56,6 +56,26 @@ impl SimState {
         )
     }
 
+    /// What a restored world keeps that differs from the asked-for `seed`, `characters`
+    /// and `tick_rate` (config and flags), one `name: restored (asked)` entry each: a
+    /// saved world wins over them, and the server says so rather than dropping them.
+    pub fn differences(&self, seed: u64, characters: usize, tick_rate: f64) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.world.seed() != seed {
+            out.push(format!("seed {} (asked {seed})", self.world.seed()));
+        }
+        if self.characters != characters {
+            out.push(format!(
+                "characters {} (asked {characters})",
+                self.characters
+            ));
+        }
+        if self.tick_rate != tick_rate {
+            out.push(format!("tick_rate {} (asked {tick_rate})", self.tick_rate));
+        }
+        out
+    }
+
     /// Advances `n` ticks.
     pub fn step(&mut self, n: u64, now: f64, out: &mut Vec<Item>) {
         for _ in 0..n {
@@ -168,6 +188,20 @@ impl SimState {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn differences_name_what_a_restored_world_keeps() {
+        let state = super::SimState::new(42, 200, 10.0);
+        assert!(state.differences(42, 200, 10.0).is_empty());
+        assert_eq!(
+            state.differences(7, 1000, 10.0),
+            vec!["seed 42 (asked 7)", "characters 200 (asked 1000)"]
+        );
+        assert_eq!(
+            state.differences(42, 200, 20.0),
+            vec!["tick_rate 10 (asked 20)"]
+        );
+    }
+
     use super::*;
     use crate::protocol::CharState;
 
