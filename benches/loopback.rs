@@ -37,6 +37,7 @@ fn config(dir: &std::path::Path) -> Config {
     c.auth.tokens = vec![TokenConfig {
         token: TOKEN.into(),
         role: Role::Operator,
+        name: None,
     }];
     c.pool.max_connections = 2_000;
     c.sim.characters = 200;
@@ -76,7 +77,8 @@ impl Server {
     }
 
     fn command(&self, rt: &tokio::runtime::Runtime, command: Command) {
-        let reply = rt.block_on(self.sim.send(RunCommand { command }));
+        let by = "bench".to_owned();
+        let reply = rt.block_on(self.sim.send(RunCommand { command, by }));
         assert!(matches!(reply, Ok(Ok(_))), "command failed: {reply:?}");
     }
 }

@@ -307,6 +307,27 @@ describe('dashboard over WebSocket', () => {
     }
   });
 
+  test('two dashboards: a pause on one shows on the other within 1 s, with who did it', async () => {
+    const other = await openDashboard(server.base, VIEWER_TOKEN);
+    try {
+      await waitLive(other.page, 'ws');
+      await other.page.waitForFunction(() => window.__simcast.info().paused === false, null, { timeout: 5000 });
+      await page.click('#btn-pause');
+      const t0 = Date.now();
+      await other.page.waitForFunction(() => window.__simcast.info().paused === true, null, { timeout: 1000 });
+      await other.page.waitForFunction(
+        () => [...document.querySelectorAll('#event-log li')].some((li) => /operator-1 paused/.test(li.textContent)),
+        null,
+        { timeout: 1000 - Math.min(999, Date.now() - t0) },
+      );
+      await page.click('#btn-pause'); // resume, for the tests that follow
+      await page.waitForSelector('#btn-pause[data-paused=false]', { timeout: 5000 });
+      assertNoProblems(other.problems);
+    } finally {
+      await other.context.close();
+    }
+  });
+
   test('no console errors so far', () => {
     assertNoProblems(problems);
   });

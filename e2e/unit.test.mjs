@@ -110,3 +110,24 @@ test('header clock: the server clock advanced by ticks, never derived from the t
   assert.equal(fmtClock({ day: 3, minute_of_day: 690, tick: 3570 }, 3600), 'day 3, 12:00');
   assert.equal(fmtClock(null, 5), '–', 'no server clock, no clock');
 });
+
+test('control items: the store follows paused, speed and seed; the log says who did what', async () => {
+  const { describeControl } = await import('../static/js/util.js');
+  const s = new Store();
+  s.applySnapshot(snap(5));
+  const control = (seq, command, args) => ({
+    type: 'batch', from_seq: seq, seq,
+    data: [{ type: 'event_notification', data: { event_type: 'control', tick: 10, data: { command, by: 'alice', args } } }],
+  });
+  s.applyBatch(control(6, 'pause', {}));
+  assert.equal(s.paused, true);
+  s.applyBatch(control(7, 'set_speed', { tick_rate: 5 }));
+  assert.equal(s.tickRate, 5);
+  s.applyBatch(control(8, 'resume', {}));
+  assert.equal(s.paused, false);
+  s.applyBatch(control(9, 'reset', { seed: 7 }));
+  assert.equal(s.seed, 7);
+  assert.equal(describeControl({ command: 'pause', by: 'alice', args: {} }), 'alice paused');
+  assert.equal(describeControl({ command: 'set_speed', by: 'bob', args: { tick_rate: 5 } }), 'bob set speed 5');
+  assert.equal(describeControl({ command: 'step', by: 'bob', args: { ticks: 1 } }), 'bob stepped 1 tick');
+});

@@ -267,6 +267,15 @@ pub fn format_item(item: &Value) -> String {
             d["new_state"].as_str().unwrap_or("?"),
             d["location"].as_str().unwrap_or("?"),
         ),
+        "event_notification" if d["event_type"] == "control" => {
+            let c = &d["data"];
+            format!(
+                "[tick {tick}] control: {} {} {}",
+                c["by"].as_str().unwrap_or("?"),
+                c["command"].as_str().unwrap_or("?"),
+                c["args"]
+            )
+        }
         "event_notification" => {
             let id = d["event_id"]
                 .as_u64()
@@ -456,6 +465,16 @@ fn follow(last: Option<u64>, batch: &Value, repairing: &mut Option<u64>) -> Cont
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_items_say_who_did_what() {
+        let item = json!({"type": "event_notification", "data": {"event_type": "control",
+            "tick": 12, "data": {"command": "set_speed", "by": "bob", "args": {"tick_rate": 5.0}}}});
+        assert_eq!(
+            format_item(&item),
+            r#"[tick 12] control: bob set_speed {"tick_rate":5.0}"#
+        );
+    }
 
     #[test]
     fn clock_shows_the_servers_day_and_minute() {

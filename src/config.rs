@@ -111,6 +111,10 @@ pub struct AuthConfig {
 pub struct TokenConfig {
     pub token: String,
     pub role: Role,
+    /// The label others see for what this token does (control items, presence); never
+    /// the token itself. Absent: `<role>-<n>`, n counting that role's tokens from 1.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -10,7 +10,7 @@ use crate::broker::{RequestSnapshot, SnapshotRoute};
 use crate::protocol::Topic;
 use crate::protocol::{Command, Envelope, ErrorCode, ErrorData, Role, OPERATOR_COMMANDS};
 use crate::session::actor::metrics_reply;
-use crate::session::auth::token_from_request;
+use crate::session::auth::{token_from_request, Identity};
 use crate::session::sse::SseSession;
 use crate::session::subscriptions::TopicSet;
 use crate::session::{Session, SessionShared};
@@ -87,9 +87,9 @@ fn bad_request(state: &AppState, message: &str, id: Option<&Value>) -> HttpRespo
 }
 
 /// The role of the request's token, or the 401 response to send.
-fn authorize(req: &HttpRequest, state: &AppState) -> Result<Role, Box<HttpResponse>> {
+fn authorize(req: &HttpRequest, state: &AppState) -> Result<Identity, Box<HttpResponse>> {
     token_from_request(req)
-        .and_then(|t| state.shared.tokens.role_of(&t))
+        .and_then(|t| state.shared.tokens.identify(&t))
         .ok_or_else(|| {
             state.shared.metrics.error(ErrorCode::AuthFailed.as_u16());
             Box::new(error_response(
@@ -151,7 +151,7 @@ struct EventsQuery {
 /// `GET /events`: the SSE fallback (see `session::sse`).
 async fn events_route(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let role = match authorize(&req, &state) {
-        Ok(role) => role,
+        Ok(who) => who.role,
         Err(resp) => return *resp,
     };
     let bad = |message: String| bad_request(&state, &message, None);
@@ -223,10 +223,11 @@ async fn command_route(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let role = match authorize(&req, &state) {
-        Ok(role) => role,
+    let who = match authorize(&req, &state) {
+        Ok(who) => who,
         Err(resp) => return *resp,
     };
+    let role = who.role;
     state.shared.metrics.messages_received.inc();
     let forbidden = |cmd: &str, id: Option<&Value>| {
         state.shared.metrics.error(ErrorCode::AuthFailed.as_u16());
@@ -285,7 +286,15 @@ async fn command_route(
             }
             Err(resp) => resp,
         },
-        command => match state.shared.sim_commands.send(RunCommand { command }).await {
+        command => match state
+            .shared
+            .sim_commands
+            .send(RunCommand {
+                command,
+                by: who.label,
+            })
+            .await
+        {
             Ok(Ok(data)) => json_ok(data),
             Ok(Err(e)) => {
                 state.shared.metrics.error(e.code.as_u16());

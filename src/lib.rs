@@ -265,6 +265,7 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
         tokens.push(TokenConfig {
             token: generate_token(),
             role: Role::Operator,
+            name: None,
         });
         // Printed once, as part of the dashboard URL (`Running::dashboard_url`): that
         // is the only way to learn it.

@@ -93,9 +93,12 @@ fn items(frames: &[Value]) -> Vec<Value> {
         .collect()
 }
 
+/// Ticks of the simulation's items; `control` items (stamped with the tick the command
+/// ran at, before what it caused) are left out.
 fn item_ticks(frames: &[Value]) -> Vec<u64> {
     items(frames)
         .iter()
+        .filter(|i| i["data"]["event_type"] != "control")
         .filter_map(|i| i["data"]["tick"].as_u64())
         .collect()
 }

@@ -64,6 +64,8 @@ pub struct Session {
     id: SessionId,
     shared: Arc<SessionShared>,
     role: Option<Role>,
+    /// The token's label (see `auth::Identity`), once authenticated.
+    label: String,
     handshake_token: Option<String>,
     registration: Option<Registration>,
     conn: Option<ConnHandle>,
@@ -92,6 +94,7 @@ impl Session {
             reassembler: Reassembler::new(shared.max_message_bytes),
             shared,
             role: None,
+            label: String::new(),
             handshake_token,
             registration,
             conn,
@@ -138,7 +141,7 @@ impl Session {
     }
 
     fn authenticate(&mut self, token: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        let Some(role) = self.shared.tokens.role_of(token) else {
+        let Some(who) = self.shared.tokens.identify(token) else {
             self.shared
                 .metrics
                 .connections_rejected
@@ -147,7 +150,9 @@ impl Session {
             self.close(ctx, close::POLICY, close::REASON_INVALID_TOKEN);
             return;
         };
+        let role = who.role;
         self.role = Some(role);
+        self.label = who.label;
         let welcome = self.shared.welcome_json(self.id, role);
         self.send_text(ctx, welcome);
         // The snapshot travels simulation → broker, which stamps its seq and from then
@@ -363,7 +368,8 @@ impl Session {
                 self.reply(ctx, id.as_ref(), data);
             }
             command => {
-                let fut = self.shared.sim_commands.send(RunCommand { command });
+                let by = self.label.clone();
+                let fut = self.shared.sim_commands.send(RunCommand { command, by });
                 ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
                     Ok(Ok(data)) => act.reply(ctx, id.as_ref(), data),
                     Ok(Err(e)) => act.error(ctx, e.code, e.message, id.as_ref()),

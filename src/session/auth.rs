@@ -5,6 +5,13 @@ use crate::protocol::Role;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::HttpRequest;
 
+/// Who a token belongs to, as others may see it: its role and label, never the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub role: Role,
+    pub label: String,
+}
+
 /// The configured tokens, shared by every route and session and replaceable at run time
 /// (SIGHUP): clones share one list. Lookup compares against every token in constant
 /// time per byte, so response timing does not reveal how much of a guess was right.
@@ -41,10 +48,26 @@ impl Tokens {
     }
 
     pub fn role_of(&self, token: &str) -> Option<Role> {
+        self.identify(token).map(|id| id.role)
+    }
+
+    /// The role and label of `token`. Every entry is compared (in constant time), so
+    /// the time taken says nothing about which one matched.
+    pub fn identify(&self, token: &str) -> Option<Identity> {
         let mut found = None;
+        let mut per_role = [0usize; 2];
         for entry in self.entries.read().iter() {
+            let n = &mut per_role[usize::from(entry.role == Role::Operator)];
+            *n += 1;
             if ct_eq(entry.token.as_bytes(), token.as_bytes()) {
-                found = Some(entry.role);
+                let label = entry
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("{}-{n}", entry.role.as_str()));
+                found = Some(Identity {
+                    role: entry.role,
+                    label,
+                });
             }
         }
         found
@@ -88,10 +111,12 @@ mod tests {
             TokenConfig {
                 token: "op".into(),
                 role: Role::Operator,
+                name: None,
             },
             TokenConfig {
                 token: "view".into(),
                 role: Role::Viewer,
+                name: None,
             },
         ])
     }
@@ -112,6 +137,7 @@ mod tests {
         t.replace(vec![TokenConfig {
             token: "new".into(),
             role: Role::Viewer,
+            name: None,
         }]);
         assert_eq!(shared.role_of("op"), None);
         assert_eq!(shared.role_of("new"), Some(Role::Viewer));

@@ -30,6 +30,9 @@ pub const OUTBOX_LIMIT: usize = 4096;
 #[rtype(result = "Result<Value, CommandError>")]
 pub struct RunCommand {
     pub command: Command,
+    /// The label of the token that sent it (`auth::Identity::label`), shown to everyone
+    /// in the `control` item a state-changing command is broadcast as.
+    pub by: String,
 }
 
 /// Shutdown → simulation: write a snapshot now and answer when it is on disk.
@@ -271,7 +274,12 @@ impl Simulation {
     }
 
     /// Runs a command; `Ok(None)` means the answer comes later (`save`).
-    fn run(&mut self, command: Command, ctx: &mut Context<Self>) -> Result<Value, CommandError> {
+    fn run(
+        &mut self,
+        command: Command,
+        by: &str,
+        ctx: &mut Context<Self>,
+    ) -> Result<Value, CommandError> {
         if self.outbox.len() >= OUTBOX_LIMIT {
             return Err(server_error("the broker is behind; try again shortly"));
         }
@@ -303,6 +311,16 @@ impl Simulation {
             }
             Command::Step { ticks } => {
                 let ticks = *ticks;
+                // The control item first: it is broadcast in order with what it caused.
+                let tick = self.state.world.tick();
+                let control = SimState::control_item(&command, by, tick, now);
+                self.publish(
+                    ctx,
+                    Publish::Items {
+                        items: control.into_iter().collect(),
+                        end_of_tick: false,
+                    },
+                );
                 let stepped = self.advance(ticks);
                 self.publish(
                     ctx,
@@ -316,13 +334,25 @@ impl Simulation {
                 serde_json::json!({ "stepped": ticks, "tick": w.tick(), "paused": self.state.paused })
             }
             state_changing => {
+                let tick = self.state.world.tick();
                 let value = self.state.apply(state_changing, now, &mut items)?;
+                items.splice(0..0, SimState::control_item(state_changing, by, tick, now));
                 self.journal(JournalEntry::Command {
                     cmd: state_changing.clone(),
                 });
                 value
             }
         };
+        // Before a reset's resync snapshot: the control item comes first.
+        if !items.is_empty() {
+            self.publish(
+                ctx,
+                Publish::Items {
+                    items,
+                    end_of_tick: false,
+                },
+            );
+        }
         match &command {
             Command::Pause {} => {
                 if let Some(h) = self.next_tick.take() {
@@ -350,15 +380,6 @@ impl Simulation {
                 );
             }
             _ => {}
-        }
-        if !items.is_empty() {
-            self.publish(
-                ctx,
-                Publish::Items {
-                    items,
-                    end_of_tick: false,
-                },
-            );
         }
         if let Value::Object(map) = &mut result {
             map.insert("ok".into(), Value::Bool(true));
@@ -408,7 +429,7 @@ impl Handler<RunCommand> for Simulation {
             return self.save();
         }
         let name = msg.command.name();
-        let result = self.run(msg.command, ctx);
+        let result = self.run(msg.command, &msg.by, ctx);
         if let Err(e) = &result {
             log::debug!("command {name} refused: {e}");
         }

@@ -6,7 +6,7 @@
 //! replayed world *is* the live world (same state hash), not a re-implementation of it.
 
 use super::{SimError, World};
-use crate::protocol::{Command, Item};
+use crate::protocol::{Command, EventNotification, Item, ItemData};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -39,7 +39,26 @@ impl SimState {
         }
     }
 
-    /// Whether a command changes the state (and so goes into the journal).
+    /// The `control` item everyone gets for a state-changing command (protocol 1.1):
+    /// `event_notification` with `data: {command, by, args}`; `None` for the others.
+    pub fn control_item(command: &Command, by: &str, tick: u64, now: f64) -> Option<Item> {
+        if !Self::changes_state(command) {
+            return None;
+        }
+        let wire = serde_json::to_value(command).unwrap_or(Value::Null);
+        let args = wire.get("args").cloned().unwrap_or_else(|| json!({}));
+        let data = ItemData::EventNotification(EventNotification {
+            event_type: "control".into(),
+            tick,
+            data: json!({ "command": command.name(), "by": by, "args": args }),
+            event_id: None,
+            characters: Vec::new(),
+        });
+        Some(Item::new(data, now))
+    }
+
+    /// Whether a command changes the state (and so goes into the journal, and is
+    /// broadcast as a `control` item).
     pub fn changes_state(command: &Command) -> bool {
         matches!(
             command,

@@ -5,7 +5,7 @@
 // only counted ("↓ 12 new events"), the DOM is left alone so nothing jumps under
 // their eyes, and scrolling back to the bottom (or the button) catches up.
 
-import { fmtNum, Pacer } from './util.js';
+import { describeControl, fmtNum, Pacer } from './util.js';
 
 const MAX_ENTRIES = 5000; // kept in memory, for re-filtering
 const MAX_ROWS = 250; // in the DOM
@@ -106,6 +106,9 @@ export class EventLog {
       if (t === 'characters_met' && Array.isArray(data.characters) && data.characters.length === 2) {
         const [a, b] = data.characters;
         return { ...base, chars: [a, b], parts: [{ t: 'met ', cls: 'ev' }, who(a), { t: ' and ' }, who(b), { t: ' at ' }, place(data.location)] };
+      }
+      if (t === 'control') {
+        return { ...base, parts: [{ t: describeControl(data), cls: 'ev' }] };
       }
       if (t === 'shift_ended') {
         return { ...base, chars: [data.character_id], parts: [{ t: 'shift ended ', cls: 'ev' }, who(data.character_id), { t: ' at ' }, place(data.workplace)] };

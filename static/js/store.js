@@ -82,6 +82,14 @@ export class Store {
     this.emit('snapshot', data, { restarted });
   }
 
+  /** Another client's (or our own) control change: paused, speed and seed follow it. */
+  applyControl({ command, args = {} }) {
+    if (command === 'pause') this.paused = true;
+    else if (command === 'resume') this.paused = false;
+    else if (command === 'set_speed' && typeof args.tick_rate === 'number') this.tickRate = args.tick_rate;
+    else if (command === 'reset' && typeof args.seed === 'number') this.seed = args.seed;
+  }
+
   recount() {
     for (const s of STATES) this.counts[s] = 0;
     for (const c of this.characters.values()) this.counts[c.state] = (this.counts[c.state] || 0) + 1;
@@ -209,7 +217,9 @@ export class Store {
       }
       case 'event_notification': {
         const data = d.data || {};
-        if (d.event_type === 'character_spawned' && data.character_id !== undefined) {
+        if (d.event_type === 'control') {
+          this.applyControl(data);
+        } else if (d.event_type === 'character_spawned' && data.character_id !== undefined) {
           this.ensure(data.character_id, { name: data.name, location: data.location, tick: d.tick });
         } else if (d.event_type === 'character_removed' && data.character_id !== undefined) {
           const c = this.characters.get(data.character_id);

@@ -149,3 +149,23 @@ export class Pacer {
     this.next = t0 + Math.max(this.minMs, this.cost / this.share);
   }
 }
+
+/**
+ * A `control` item (who changed the simulation, and how) in words: "alice paused",
+ * "bob set speed 5". One wording for the event log and anything else that shows it.
+ */
+export function describeControl({ command, by, args = {} }) {
+  const what = {
+    pause: () => 'paused',
+    resume: () => 'resumed',
+    step: () => `stepped ${args.ticks} tick${args.ticks === 1 ? '' : 's'}`,
+    set_speed: () => `set speed ${args.tick_rate}`,
+    set_state: () => `set #${args.character_id} to ${args.state}`,
+    spawn: () => `spawned ${args.name ?? 'a character'}`,
+    remove: () => `removed #${args.character_id}`,
+    schedule: () => `scheduled ${args.event_type} in ${args.in_ticks} ticks`,
+    cancel: () => `cancelled event #${args.event_id}`,
+    reset: () => (args.seed !== undefined ? `reset the world (seed ${args.seed})` : 'reset the world'),
+  }[command];
+  return `${by ?? 'someone'} ${what ? what() : command}`;
+}

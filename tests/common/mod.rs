@@ -28,10 +28,12 @@ pub fn test_config() -> Config {
         TokenConfig {
             token: OPERATOR.into(),
             role: Role::Operator,
+            name: None,
         },
         TokenConfig {
             token: VIEWER.into(),
             role: Role::Viewer,
+            name: None,
         },
     ];
     c.sim.characters = 30;
