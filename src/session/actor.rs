@@ -142,13 +142,7 @@ impl Session {
 
     fn authenticate(&mut self, token: &str, ctx: &mut ws::WebsocketContext<Self>) {
         let Some(who) = self.shared.tokens.identify(token) else {
-            self.shared
-                .metrics
-                .connections_rejected
-                .with_label_values(&["auth"])
-                .inc();
-            self.close(ctx, close::POLICY, close::REASON_INVALID_TOKEN);
-            return;
+            return self.reject_unauthenticated(ctx);
         };
         let role = who.role;
         self.role = Some(role);
@@ -234,7 +228,8 @@ impl Session {
         }
     }
 
-    /// Anything but `auth` before authentication: counted, then closed with 1008.
+    /// A wrong token, or anything but `auth` before authentication: counted, then
+    /// closed with 1008.
     fn reject_unauthenticated(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         self.shared
             .metrics
