@@ -43,16 +43,8 @@ async fn control_items_from_websocket_and_http_carry_the_label() {
         json!({"command": "pause", "by": "alice", "args": {}})
     );
 
-    let auth = format!("Bearer {OPERATOR}");
-    let body = json!({"cmd": "set_speed", "args": {"tick_rate": 5.0}}).to_string();
-    let (status, reply) = http(
-        server.addr,
-        "POST",
-        "/api/command",
-        &[("Authorization", auth.as_str())],
-        &body,
-    )
-    .await;
+    let body = json!({"cmd": "set_speed", "args": {"tick_rate": 5.0}});
+    let (status, reply) = post_command(server.addr, OPERATOR, &body).await;
     assert_eq!(status, 200, "{reply}");
     let (control, _) = next_control(&mut watcher, "set_speed").await;
     assert_eq!(control["by"], "alice");

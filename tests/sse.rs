@@ -212,19 +212,8 @@ async fn keep_alive_comments_while_paused_and_commands_over_post() {
     let path = format!("/events?token={OPERATOR}&topics=character_update");
     let mut sse = SseClient::open(&server, &path, &[]).await;
     sse.next_of("snapshot").await;
-    let body = json!({"type": "command", "id": "p", "cmd": "pause", "args": {}}).to_string();
-    let auth = format!("Bearer {OPERATOR}");
-    let (status, reply) = http(
-        server.addr,
-        "POST",
-        "/api/command",
-        &[
-            ("Authorization", auth.as_str()),
-            ("Content-Type", "application/json"),
-        ],
-        &body,
-    )
-    .await;
+    let body = json!({"type": "command", "id": "p", "cmd": "pause", "args": {}});
+    let (status, reply) = post_command(server.addr, OPERATOR, &body).await;
     assert_eq!(status, 200, "{reply}");
     // Paused: nothing to deliver, but comments keep coming, and the stream outlives
     // client_timeout because the client keeps reading.
@@ -237,16 +226,8 @@ async fn keep_alive_comments_while_paused_and_commands_over_post() {
         }
     }
     assert!(comments >= 4, "{comments} keep-alives");
-    let body =
-        json!({"type": "command", "id": "s", "cmd": "step", "args": {"ticks": 10}}).to_string();
-    let (status, reply) = http(
-        server.addr,
-        "POST",
-        "/api/command",
-        &[("Authorization", auth.as_str())],
-        &body,
-    )
-    .await;
+    let body = json!({"type": "command", "id": "s", "cmd": "step", "args": {"ticks": 10}});
+    let (status, reply) = post_command(server.addr, OPERATOR, &body).await;
     assert_eq!(status, 200, "{reply}");
     let (_, batch) = sse.next_of("batch").await;
     assert!(batch["seq"].as_u64().is_some());

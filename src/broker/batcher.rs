@@ -71,7 +71,7 @@ impl RangeFrame {
     /// is never sent (its range folds into the next one the connection gets).
     pub fn encode(batches: &[Arc<Batch>], from_seq: u64, topics: &TopicSet) -> Option<Self> {
         let last = batches.last()?;
-        if count_for(batches, topics) == 0 {
+        if !any_for(batches, topics) {
             return None;
         }
         let frame = BatchFrame {
@@ -115,6 +115,13 @@ impl RangeFrame {
 
 fn decimal_len(n: u64) -> usize {
     n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+/// Whether any item of `batches` passes `topics`: stops at the first, since this runs
+/// once per group per delivery before the group's frame is serialized.
+fn any_for(batches: &[Arc<Batch>], topics: &TopicSet) -> bool {
+    let mut items = batches.iter().flat_map(|b| b.items.iter());
+    items.any(|i| topics.matches(i))
 }
 
 /// Number of items of `batches` that `topics` passes.

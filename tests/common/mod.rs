@@ -317,6 +317,17 @@ pub async fn http_full(
 }
 
 /// [`http_full`] without the head.
+/// `POST /api/command` with `body` (a command object) and a Bearer `token`; returns the
+/// status and the body of the answer.
+pub async fn post_command(addr: SocketAddr, token: &str, body: &Value) -> (u16, String) {
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    http(addr, "POST", "/api/command", &headers, &body.to_string()).await
+}
+
 pub async fn http(
     addr: SocketAddr,
     method: &str,
