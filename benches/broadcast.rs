@@ -1,12 +1,14 @@
 //! Broadcast benches: broker fan-out, batch serialization, topic filtering, and the
 //! simulation tick, with a naive per-client/per-item variant alongside for the ratio.
 //!
-//! Fan-out measures the server's real delivery path: `Groups::fan_out` (the function the
-//! broker actor calls) `try_send`s each frame into the bounded mailbox (capacity 256, the
-//! default `session.outbound_queue`) of a receiving actor running on its own arbiter
-//! thread, as sessions run on HTTP worker threads. A delivery counts once the receiving
-//! actor has handled it: every measured iteration waits until all its deliveries were
-//! handled (with up to `IN_FLIGHT` batches pipelined), so nothing is left in queues.
+//! Fan-out measures the server's real delivery path: `Groups::fan_out` and
+//! `FanOut::dispatch` (the functions the broker actor calls) send one message per
+//! delivery to the hub of an arbiter thread (as sessions run on HTTP worker threads),
+//! which pushes each frame into the bounded outbox (capacity 256, the default
+//! `session.outbound_queue`) of a receiving actor on that thread. A delivery counts once
+//! the receiving actor has handled it: every measured iteration waits until all its
+//! deliveries were handled (with up to `IN_FLIGHT` batches pipelined), so nothing is left
+//! in queues.
 //!
 //! Run: `cargo bench --bench broadcast` (or `scripts/bench.sh`); numbers in BENCHMARKS.md.
 
@@ -21,6 +23,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use simcast::broker::batcher::{Batch, Batcher, RangeFrame};
 use simcast::broker::fanout::{FanOut, Groups, Slot};
+use simcast::broker::hub::{DeliverFrames, HubRoute, LocalHub, Overflowed};
 use simcast::broker::{Deliver, SessionId};
 use simcast::protocol::{Envelope, Item, Topic};
 use simcast::session::subscriptions::TopicSet;
@@ -29,14 +32,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Mailbox bound of each receiver, as the server's default `session.outbound_queue`.
+/// Outbox bound of each receiver, as the server's default `session.outbound_queue`.
 const MAILBOX: usize = 256;
 /// Batches in flight before the producer waits for receivers (< MAILBOX: no drops).
 const IN_FLIGHT: u64 = 64;
 const WIDTHS: [usize; 4] = [10, 100, 1_000, 10_000];
 
-/// Stands in for a session: handles `Deliver` (the session writes the frame to its
-/// socket; here we only touch its length) and counts it.
+/// Stands in for a session: handles each `Deliver` from its outbox (the session writes
+/// the frame to its socket; here we only touch its length) and counts it.
 struct Sink {
     handled: Arc<AtomicU64>,
     bytes: u64,
@@ -46,38 +49,64 @@ impl Actor for Sink {
     type Context = Context<Self>;
 }
 
-impl Handler<Deliver> for Sink {
-    type Result = ();
+impl StreamHandler<Deliver> for Sink {
     fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
         self.bytes += msg.frame.len() as u64;
         self.handled.fetch_add(1, Ordering::Relaxed);
     }
 }
 
+/// Counts outboxes that overflowed (the bench asserts none did).
+struct Reports(Arc<AtomicU64>);
+
+impl Actor for Reports {
+    type Context = Context<Self>;
+}
+
+impl Handler<Overflowed> for Reports {
+    type Result = ();
+    fn handle(&mut self, msg: Overflowed, _: &mut Context<Self>) {
+        self.0
+            .fetch_add(msg.sessions.len() as u64, Ordering::Relaxed);
+    }
+}
+
 struct Receivers {
-    recipients: Vec<Recipient<Deliver>>,
+    route: HubRoute,
+    n: usize,
     handled: Arc<AtomicU64>,
+    overflows: Arc<AtomicU64>,
+    overflowed: Recipient<Overflowed>,
     _arbiter: Arbiter,
 }
 
-/// `n` receiving actors on one arbiter thread (the second core; the bench thread is the
-/// broker).
+/// A hub and `n` receiving actors on one arbiter thread (the second core; the bench
+/// thread is the broker).
 fn receivers(n: usize) -> Receivers {
     let arbiter = Arbiter::new();
     let handled = Arc::new(AtomicU64::new(0));
-    let recipients = (0..n)
-        .map(|_| {
-            let handled = Arc::clone(&handled);
-            Sink::start_in_arbiter(&arbiter.handle(), move |ctx| {
-                ctx.set_mailbox_capacity(MAILBOX);
+    let overflows = Arc::new(AtomicU64::new(0));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (h, o) = (Arc::clone(&handled), Arc::clone(&overflows));
+    arbiter.spawn(async move {
+        let hub = LocalHub::start();
+        for i in 0..n {
+            let outbox = hub.open(i as SessionId, MAILBOX);
+            let handled = Arc::clone(&h);
+            Sink::create(move |ctx| {
+                ctx.add_stream(outbox);
                 Sink { handled, bytes: 0 }
-            })
-            .recipient()
-        })
-        .collect();
+            });
+        }
+        let _ = tx.send((hub.route(), Reports(o).start().recipient()));
+    });
+    let (route, overflowed) = rx.recv().expect("receivers started");
     Receivers {
-        recipients,
+        route,
+        n,
         handled,
+        overflows,
+        overflowed,
         _arbiter: arbiter,
     }
 }
@@ -106,10 +135,10 @@ fn sample_batch(characters: usize) -> Batch {
 }
 
 /// A live member of a fan-out group whose next frame starts at seq 1.
-fn slot(i: usize, deliver: &Recipient<Deliver>) -> Slot {
+fn slot(i: usize, rx: &Receivers) -> Slot {
     Slot {
         id: i as SessionId,
-        deliver: deliver.clone(),
+        route: rx.route.clone(),
         next_from: 1,
         held: false,
     }
@@ -130,9 +159,10 @@ fn run_fan_out(
     groups: &mut Groups,
     batch: &Batch,
     seq: &mut u64,
-    handled: &AtomicU64,
+    rx: &Receivers,
     iters: u64,
 ) -> Duration {
+    let handled = &*rx.handled;
     let base = handled.load(Ordering::Relaxed);
     let mut out = FanOut::default();
     let mut batch = Arc::new(Batch {
@@ -155,6 +185,7 @@ fn run_fan_out(
             *seq = b.seq;
         }
         groups.fan_out(std::slice::from_ref(&batch), &mut out);
+        out.dispatch(&rx.overflowed);
         assert!(
             out.full.is_empty() && out.closed.is_empty(),
             "a delivery failed"
@@ -167,7 +198,13 @@ fn run_fan_out(
         "the fan-out delivered nothing: a bench that measures no work"
     );
     wait_until(handled, base + total);
-    start.elapsed()
+    let elapsed = start.elapsed();
+    assert_eq!(
+        rx.overflows.load(Ordering::Relaxed),
+        0,
+        "an outbox overflowed"
+    );
+    elapsed
 }
 
 fn fan_out(c: &mut Criterion) {
@@ -187,21 +224,21 @@ fn fan_out(c: &mut Criterion) {
     for &n in &WIDTHS {
         let rx = receivers(n);
         let mut groups = Groups::new();
-        for (i, r) in rx.recipients.iter().enumerate() {
-            groups.insert(topics.clone(), slot(i, r));
+        for i in 0..rx.n {
+            groups.insert(topics.clone(), slot(i, &rx));
         }
         g.throughput(Throughput::Elements(n as u64));
         // Criterion calls the routine more than once (warm-up, samples) on the same
         // groups: the seq must keep rising across calls.
         let mut seq = 0;
         g.bench_with_input(BenchmarkId::new("batched", n), &n, |b, _| {
-            b.iter_custom(|iters| run_fan_out(&mut groups, &batch, &mut seq, &rx.handled, iters))
+            b.iter_custom(|iters| run_fan_out(&mut groups, &batch, &mut seq, &rx, iters))
         });
     }
     g.finish();
 
     // Naive: no batching and no shared serialization. Every item is its own frame,
-    // serialized for every client. Same receivers, same mailbox path; an element is
+    // serialized for every client. Same receivers, same hub and outboxes; an element is
     // still one batch's content reaching one client, so the ratio is like for like.
     let mut g = c.benchmark_group("fan_out");
     g.sample_size(10)
@@ -223,16 +260,22 @@ fn fan_out(c: &mut Criterion) {
                     if i >= window {
                         wait_until(&rx.handled, base + (i - window) * per_batch);
                     }
-                    for r in &rx.recipients {
+                    let mut frames = Vec::new();
+                    for r in 0..rx.n {
                         for item in &items {
                             let frame = Envelope::new("item", item).with_seq(batch.seq).to_json();
-                            let sent = r.try_send(Deliver {
+                            let deliver = Deliver {
                                 frame: frame.into(),
                                 seq: Some(batch.seq),
-                            });
-                            assert!(sent.is_ok(), "a delivery failed");
+                            };
+                            frames.push((r as SessionId, deliver));
                         }
                     }
+                    let msg = DeliverFrames {
+                        frames,
+                        overflowed: rx.overflowed.clone(),
+                    };
+                    assert!(rx.route.addr.try_send(msg).is_ok(), "a delivery failed");
                 }
                 wait_until(&rx.handled, base + iters * per_batch);
                 start.elapsed()
@@ -305,15 +348,15 @@ fn topic_filtering(c: &mut Criterion) {
             })
             .collect();
         let mut groups = Groups::new();
-        for (i, r) in rx.recipients.iter().enumerate() {
-            groups.insert(sets[i % k].clone(), slot(i, r));
+        for i in 0..rx.n {
+            groups.insert(sets[i % k].clone(), slot(i, &rx));
         }
         g.throughput(Throughput::Elements(n as u64));
         // Criterion calls the routine more than once (warm-up, samples) on the same
         // groups: the seq must keep rising across calls.
         let mut seq = 0;
         g.bench_with_input(BenchmarkId::new("topic_sets", k), &k, |b, _| {
-            b.iter_custom(|iters| run_fan_out(&mut groups, &batch, &mut seq, &rx.handled, iters))
+            b.iter_custom(|iters| run_fan_out(&mut groups, &batch, &mut seq, &rx, iters))
         });
     }
     g.finish();

@@ -4,14 +4,17 @@
 //! holds its own outbox when the broker is behind (so the producer slows down instead of
 //! items being lost); sessions' `Leave` uses `do_send`, bounded by one per session.
 //!
-//! Fan-out uses `try_send` to each session's bounded mailbox (`session.outbound_queue`).
-//! Slow-consumer policy: a session whose mailbox is full is evicted (its socket shut down,
-//! its slot freed); it may reconnect and `resume` from history. Nobody is ever buffered
-//! without bound, and one slow client never delays the others.
+//! Every frame for a session goes through the hub of its worker thread (one message per
+//! hub per delivery, see [`super::hub`]) into the session's bounded outbox
+//! (`session.outbound_queue` frames). Slow-consumer policy: a session whose outbox (or
+//! hub mailbox) is full is evicted (its socket shut down, its slot freed); it may
+//! reconnect and `resume` from history. Nobody is ever buffered without bound, and one
+//! slow client never delays the others.
 
 use super::batcher::{fold, Batch, Batcher};
 use super::fanout::{FanOut, Groups, Slot};
 use super::history::{History, Lookup};
+use super::hub::{DeliverFrames, Overflowed};
 use super::pool::ConnHandle;
 use super::{
     CloseAll, CloseSession, Deliver, JoinSession, Leave, Publish, RequestSnapshot, ResumeFrom,
@@ -113,6 +116,8 @@ pub struct Broker {
     seq_mark: Option<crate::persistence::SeqMark>,
     /// The last join snapshot's identity and encoding (see `join_frame`).
     join_cache: Option<(SnapshotKey, ByteString)>,
+    /// This actor's address for hubs' overflow reports (set when it starts).
+    overflowed: Option<Recipient<Overflowed>>,
 }
 
 /// What makes two snapshots the same world state.
@@ -150,6 +155,7 @@ impl Broker {
             latest_seq,
             seq_mark: None,
             join_cache: None,
+            overflowed: None,
         }
     }
 
@@ -195,6 +201,9 @@ impl Broker {
         let mut out = std::mem::take(&mut self.fan_out);
         out.clear();
         self.groups.fan_out(&self.undelivered, &mut out);
+        if let Some(overflowed) = &self.overflowed {
+            out.dispatch(overflowed);
+        }
         self.undelivered.clear();
         self.metrics.messages_sent.inc_by(out.sent);
         for &id in &out.full {
@@ -234,16 +243,21 @@ impl Broker {
         self.groups.get_mut(topics, id)
     }
 
-    /// Sends one frame of the member's own (snapshot, catch-up); a full mailbox evicts it
-    /// as slow, like a full mailbox in the fan-out.
-    fn send_to(&mut self, id: SessionId, frame: ByteString, seq: u64) -> bool {
+    /// Sends one frame of the member's own (snapshot, catch-up, reply) through its hub; a
+    /// full hub evicts it as slow, like a full hub in the fan-out (a full outbox is
+    /// reported back by the hub, as for any frame).
+    fn send_to(&mut self, id: SessionId, frame: ByteString, seq: Option<u64>) -> bool {
+        let Some(overflowed) = self.overflowed.clone() else {
+            return false;
+        };
         let Some(slot) = self.slot(id) else {
             return false;
         };
-        match slot.deliver.try_send(Deliver {
-            frame,
-            seq: Some(seq),
-        }) {
+        let msg = DeliverFrames {
+            frames: vec![(id, Deliver { frame, seq })],
+            overflowed,
+        };
+        match slot.route.addr.try_send(msg) {
             Ok(()) => {
                 self.metrics.messages_sent.inc();
                 true
@@ -262,7 +276,7 @@ impl Broker {
     /// Sends a snapshot that reflects every batch up to `seq`: the member's next frame
     /// starts at `seq + 1`, and it is live from here on.
     fn send_snapshot(&mut self, id: SessionId, frame: ByteString, seq: u64) {
-        if self.send_to(id, frame, seq) {
+        if self.send_to(id, frame, Some(seq)) {
             self.set_live(id, seq + 1);
         }
     }
@@ -285,7 +299,7 @@ impl Broker {
     ) {
         let JoinSession {
             session,
-            deliver,
+            route,
             close,
             conn,
             last_seen,
@@ -294,7 +308,7 @@ impl Broker {
         let topics = self.early_topics.remove(&session).unwrap_or(topics);
         let slot = Slot {
             id: session,
-            deliver,
+            route,
             next_from: seq + 1,
             held: true,
         };
@@ -307,7 +321,7 @@ impl Broker {
             awaiting_resync: false,
         };
         self.members.insert(session, member);
-        if !self.send_to(session, snapshot_frame, seq) {
+        if !self.send_to(session, snapshot_frame, Some(seq)) {
             return;
         }
         if let Some(last_seq) = self.early_resume.remove(&session) {
@@ -353,7 +367,7 @@ impl Broker {
         let (more, next_from) = fold(new, next_from, &topics, CATCH_UP_ITEMS);
         frames.extend(more);
         for frame in frames {
-            if !self.send_to(id, frame.frame, frame.seq) {
+            if !self.send_to(id, frame.frame, Some(frame.seq)) {
                 return;
             }
         }
@@ -422,11 +436,7 @@ impl Broker {
                 let frame = self.join_frame(&snapshot);
                 self.join(join, frame, seq, ctx);
             }
-            SnapshotRoute::Reply {
-                session,
-                deliver,
-                id,
-            } => {
+            SnapshotRoute::Reply { session, id } => {
                 self.release(session);
                 let mut result = serde_json::to_value(&snapshot).unwrap_or(Value::Null);
                 if let Value::Object(map) = &mut result {
@@ -439,12 +449,8 @@ impl Broker {
                     .with_id(id.as_ref())
                     .to_json();
                 for (frame, seq) in [(reply, None), (snap, Some(seq))] {
-                    let msg = Deliver {
-                        frame: frame.into(),
-                        seq,
-                    };
-                    if deliver.try_send(msg).is_ok() {
-                        self.metrics.messages_sent.inc();
+                    if !self.send_to(session, frame.into(), seq) {
+                        return;
                     }
                 }
                 self.set_live(session, seq + 1);
@@ -493,6 +499,7 @@ impl Actor for Broker {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        self.overflowed = Some(ctx.address().recipient());
         let every = (self.settings.client_timeout / 8)
             .clamp(Duration::from_millis(50), Duration::from_millis(1000));
         ctx.run_interval(every, |this, _| this.sweep());
@@ -571,6 +578,16 @@ impl Handler<Leave> for Broker {
 
     fn handle(&mut self, msg: Leave, _: &mut Self::Context) {
         self.remove(msg.session, None);
+    }
+}
+
+impl Handler<Overflowed> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Overflowed, _: &mut Self::Context) {
+        for id in msg.sessions {
+            self.remove(id, Some(Eviction::Slow));
+        }
     }
 }
 

@@ -1,9 +1,9 @@
 //! Fan-out: the batches of one delivery to every member, serialized once per topic set.
 //!
-//! Plain data plus actix `Recipient`s, no actor context: the broker actor owns a
-//! [`Groups`] and calls [`Groups::fan_out`] per delivery; `benches/broadcast.rs` calls the
-//! very same function against real receiving actors, so what the bench measures is the
-//! delivery path the server runs.
+//! Plain data plus hub addresses, no actor context: the broker actor owns a [`Groups`]
+//! and calls [`Groups::fan_out`] then [`FanOut::dispatch`] per delivery;
+//! `benches/broadcast.rs` calls the very same functions against real hubs and outboxes,
+//! so what the bench measures is the delivery path the server runs.
 //!
 //! Each member carries the `from_seq` its next frame must have (protocol 1.1 ranges).
 //! Members of a group almost always share it; one that joined, resumed or was resynced
@@ -11,14 +11,17 @@
 //! A group whose topics pass none of a delivery's items sends nothing: its members'
 //! `from_seq` stays, and the skipped batches fold into their next frame.
 //!
-//! Why this shape (measured, see BENCHMARKS.md): the cost of a delivery is dominated by
-//! actix's `try_send` (one boxed envelope, one queue node, one wake of the receiving
-//! task), so the loop around it must add nothing per delivery: members of a group are a
-//! contiguous `Vec` (not a tree), each group's frame is encoded once and shared by
-//! reference count, failures go into caller-owned vectors reused across batches, and
-//! counters are bumped once per batch, not per delivery.
+//! Why this shape (measured, see BENCHMARKS.md): a per-session actix `try_send` (one boxed
+//! envelope, one queue node, one cross-thread wake) used to dominate a delivery. Now the
+//! frames are sorted by the member's [`hub`](super::hub) (one per worker thread) and each
+//! hub gets one message per delivery; the loop adds nothing per member beyond a
+//! reference-count increment and a push into a vector that is sent whole: members of a
+//! group are a contiguous `Vec` (not a tree), each group's frame is encoded once, failures
+//! go into caller-owned vectors reused across batches, and counters are bumped once per
+//! batch, not per delivery.
 
 use super::batcher::{Batch, RangeFrame};
+use super::hub::{DeliverFrames, HubRoute, Overflowed};
 use super::{Deliver, SessionId};
 use crate::session::subscriptions::TopicSet;
 use actix::prelude::*;
@@ -29,7 +32,8 @@ use std::sync::Arc;
 /// One member of a group.
 pub struct Slot {
     pub id: SessionId,
-    pub deliver: Recipient<Deliver>,
+    /// The hub of the member's thread.
+    pub route: HubRoute,
     /// The `from_seq` of the next frame this member gets.
     pub next_from: u64,
     /// Not in live delivery: just joined (catching up from the history first) or waiting
@@ -93,12 +97,15 @@ pub struct Groups {
 /// their allocation).
 #[derive(Debug, Default)]
 pub struct FanOut {
-    /// Frames accepted by a session mailbox.
+    /// Frames handed to hubs.
     pub sent: u64,
-    /// Sessions whose mailbox (outbound queue) was full: to evict as slow.
+    /// Sessions whose hub's mailbox was full: to evict as slow. (Full outboxes come back
+    /// later, from the hub, as [`Overflowed`].)
     pub full: Vec<SessionId>,
-    /// Sessions whose actor is gone: to forget.
+    /// Sessions whose hub is gone (its worker stopped): to forget.
     pub closed: Vec<SessionId>,
+    /// Frames gathered per hub, sent by [`FanOut::dispatch`].
+    hubs: Vec<HubFrames>,
     /// Distinct serializations made (one per group with something to send).
     pub encodings: u64,
     /// Bytes serialized (not bytes delivered: each encoding counts once).
@@ -112,6 +119,59 @@ impl FanOut {
         self.closed.clear();
         self.encodings = 0;
         self.encoded_bytes = 0;
+        self.hubs
+            .retain(|h| !h.frames.is_empty() || h.route.addr.connected());
+    }
+
+    /// Queues a frame for `slot`'s session in its hub's message.
+    fn push(&mut self, route: &HubRoute, session: SessionId, frame: Deliver) {
+        let at = match self.hubs.iter().position(|h| h.route.id == route.id) {
+            Some(at) => at,
+            None => {
+                self.hubs.push(HubFrames::new(route.clone()));
+                self.hubs.len() - 1
+            }
+        };
+        self.hubs[at].frames.push((session, frame));
+    }
+
+    /// Sends each hub its frames, one message per hub. A hub whose mailbox is full or
+    /// gone puts its sessions into `full` or `closed`.
+    pub fn dispatch(&mut self, overflowed: &Recipient<Overflowed>) {
+        for hub in &mut self.hubs {
+            if hub.frames.is_empty() {
+                continue;
+            }
+            let room = Vec::with_capacity(hub.frames.len());
+            let frames = std::mem::replace(&mut hub.frames, room);
+            let msg = DeliverFrames {
+                frames,
+                overflowed: overflowed.clone(),
+            };
+            let (failed, into) = match hub.route.addr.try_send(msg) {
+                Ok(()) => continue,
+                Err(SendError::Full(m)) => (m, &mut self.full),
+                Err(SendError::Closed(m)) => (m, &mut self.closed),
+            };
+            self.sent -= failed.frames.len() as u64;
+            into.extend(failed.frames.iter().map(|(id, _)| *id));
+        }
+    }
+}
+
+/// The frames of one delivery for one hub.
+#[derive(Debug)]
+struct HubFrames {
+    route: HubRoute,
+    frames: Vec<(SessionId, Deliver)>,
+}
+
+impl HubFrames {
+    fn new(route: HubRoute) -> Self {
+        HubFrames {
+            route,
+            frames: Vec::new(),
+        }
     }
 }
 
@@ -160,11 +220,10 @@ impl Groups {
         self.groups.len()
     }
 
-    /// Delivers `batches` (consecutive, oldest first: everything issued since the last
-    /// delivery) to every live member: one [`RangeFrame::encode`] per group with matching
-    /// items, then a `try_send` of the shared frame to each member's bounded mailbox.
-    /// Never blocks and never queues beyond a mailbox bound (`do_send` would): a full
-    /// mailbox is reported in `out.full` for the caller's slow-consumer policy.
+    /// Prepares the delivery of `batches` (consecutive, oldest first: everything issued
+    /// since the last delivery) to every live member: one [`RangeFrame::encode`] per
+    /// group with matching items, the shared frame queued in `out` for each member's hub.
+    /// [`FanOut::dispatch`] then sends them.
     pub fn fan_out(&mut self, batches: &[Arc<Batch>], out: &mut FanOut) {
         for (topics, group) in &mut self.groups {
             let Some(frame) = group.encode(batches, topics) else {
@@ -177,8 +236,9 @@ impl Groups {
     }
 }
 
-/// `try_send`s `frame` to each live slot, relabelled where its range starts elsewhere,
-/// recording the outcome in `out` and moving each slot's `next_from` past the frame.
+/// Queues `frame` for each live slot, relabelled where its range starts elsewhere, and
+/// moves each slot's `next_from` past the frame. (A frame the hub cannot queue gets its
+/// session evicted, so no member goes on with a gap.)
 pub fn deliver_all(slots: &mut [Slot], frame: &RangeFrame, out: &mut FanOut) {
     let mut sent = 0u64;
     for slot in slots
@@ -186,17 +246,13 @@ pub fn deliver_all(slots: &mut [Slot], frame: &RangeFrame, out: &mut FanOut) {
         .filter(|s| !s.held && s.next_from <= frame.seq)
     {
         let bytes: ByteString = frame.with_from(slot.next_from);
-        match slot.deliver.try_send(Deliver {
+        let deliver = Deliver {
             frame: bytes,
             seq: Some(frame.seq),
-        }) {
-            Ok(()) => {
-                sent += 1;
-                slot.next_from = frame.seq + 1;
-            }
-            Err(SendError::Full(_)) => out.full.push(slot.id),
-            Err(SendError::Closed(_)) => out.closed.push(slot.id),
-        }
+        };
+        out.push(&slot.route, slot.id, deliver);
+        sent += 1;
+        slot.next_from = frame.seq + 1;
     }
     out.sent += sent;
 }
@@ -204,20 +260,20 @@ pub fn deliver_all(slots: &mut [Slot], frame: &RangeFrame, out: &mut FanOut) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::hub::{LocalHub, Outbox};
     use crate::protocol::{EventNotification, Item, ItemData, ItemKind, Topic};
-    use parking_lot::Mutex;
+    use futures_util::{FutureExt, StreamExt};
     use serde_json::Value;
 
-    /// Records every frame it is handed.
-    struct Sink(Arc<Mutex<Vec<Value>>>);
-    impl Actor for Sink {
+    /// Takes no overflow reports (none are expected here).
+    struct NoReports;
+    impl Actor for NoReports {
         type Context = Context<Self>;
     }
-    impl Handler<Deliver> for Sink {
+    impl Handler<Overflowed> for NoReports {
         type Result = ();
-        fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
-            let v = serde_json::from_str(&msg.frame).unwrap_or(Value::Null);
-            self.0.lock().push(v);
+        fn handle(&mut self, msg: Overflowed, _: &mut Context<Self>) {
+            panic!("unexpected overflow: {msg:?}");
         }
     }
 
@@ -247,38 +303,43 @@ mod tests {
         t
     }
 
-    fn ranges(log: &Mutex<Vec<Value>>) -> Vec<(u64, u64)> {
-        let log = log.lock();
-        let range = |v: &Value| (v["from_seq"].as_u64(), v["seq"].as_u64());
-        log.iter()
-            .map(|v| match range(v) {
-                (Some(f), Some(s)) => (f, s),
-                _ => (0, 0),
-            })
-            .collect()
+    /// The `(from_seq, seq)` of every frame waiting in `outbox`.
+    fn ranges(outbox: &mut Outbox) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        while let Some(Some(d)) = outbox.next().now_or_never() {
+            let v: Value = serde_json::from_str(&d.frame).unwrap_or(Value::Null);
+            out.push((
+                v["from_seq"].as_u64().unwrap_or(0),
+                v["seq"].as_u64().unwrap_or(0),
+            ));
+        }
+        out
     }
 
     #[test]
     fn members_get_chained_ranges_and_never_an_empty_frame() {
         let sys = System::new();
         sys.block_on(async {
-            let (a_log, b_log, c_log) = Default::default();
-            let slot = |id, log: &Arc<Mutex<Vec<Value>>>, next_from, held| Slot {
+            let hub = LocalHub::start();
+            let reports = NoReports.start().recipient();
+            let (mut a, mut b, mut c) = (hub.open(1, 16), hub.open(2, 16), hub.open(3, 16));
+            let slot = |id, next_from, held| Slot {
                 id,
-                deliver: Sink(Arc::clone(log)).start().recipient(),
+                route: hub.route(),
                 next_from,
                 held,
             };
             let mut g = Groups::new();
-            g.insert(TopicSet::default_topics(), slot(1, &a_log, 1, false));
-            g.insert(updates_only(), slot(2, &b_log, 1, false));
-            g.insert(TopicSet::default_topics(), slot(3, &c_log, 1, true));
+            g.insert(TopicSet::default_topics(), slot(1, 1, false));
+            g.insert(updates_only(), slot(2, 1, false));
+            g.insert(TopicSet::default_topics(), slot(3, 1, true));
             assert_eq!((g.len(), g.group_count()), (3, 2));
             let mut out = FanOut::default();
             g.fan_out(
                 &[batch(1, vec![event(1)]), batch(2, vec![event(2)])],
                 &mut out,
             );
+            out.dispatch(&reports);
             assert_eq!(
                 (out.sent, out.encodings),
                 (1, 1),
@@ -291,22 +352,52 @@ mod tests {
             }
             out.clear();
             g.fan_out(&[batch(6, vec![event(6)])], &mut out);
+            out.dispatch(&reports);
             assert_eq!(out.sent, 2);
             actix::clock::sleep(std::time::Duration::from_millis(20)).await;
             assert_eq!(
-                ranges(&a_log),
+                ranges(&mut a),
                 vec![(1, 2), (3, 6)],
                 "3 folded into the next"
             );
             assert_eq!(
-                ranges(&c_log),
+                ranges(&mut c),
                 vec![(6, 6)],
                 "relabelled from its own start"
             );
-            assert!(b_log.lock().is_empty(), "no empty frames");
+            assert!(ranges(&mut b).is_empty(), "no empty frames");
             assert!(g.remove(&updates_only(), 2).is_some());
             assert!(g.remove(&updates_only(), 2).is_none());
             assert_eq!((g.len(), g.group_count()), (2, 1));
+        });
+    }
+
+    #[test]
+    fn a_gone_hub_reports_its_sessions_closed() {
+        let sys = System::new();
+        sys.block_on(async {
+            let arbiter = Arbiter::new();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            arbiter.spawn(async move {
+                let _ = tx.send(LocalHub::start().route());
+            });
+            let route = rx.await.expect("hub started");
+            arbiter.stop();
+            let _ = arbiter.join();
+            let mut g = Groups::new();
+            g.insert(
+                TopicSet::default_topics(),
+                Slot {
+                    id: 7,
+                    route,
+                    next_from: 1,
+                    held: false,
+                },
+            );
+            let mut out = FanOut::default();
+            g.fan_out(&[batch(1, vec![event(1)])], &mut out);
+            out.dispatch(&NoReports.start().recipient());
+            assert_eq!((out.sent, out.closed.clone()), (0, vec![7]));
         });
     }
 }

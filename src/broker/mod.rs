@@ -5,8 +5,9 @@
 //!   the [`batcher`] cuts batches and stamps `seq`, the [`history`] keeps them for
 //!   `resume`;
 //! - *deliver* — the [`actor`] serializes each batch once per distinct topic set and
-//!   hands the shared bytes to every session ([`fanout`], actix-free so benches call
-//!   it directly) through the bounded [`pool`].
+//!   hands the shared bytes to every session ([`fanout`], free of actor context so
+//!   benches call it directly) through one [`hub`] per worker thread; the bounded
+//!   [`pool`] caps how many sessions there are.
 //!
 //! A future gateway node is the deliver half fed from a NATS subscription of the same
 //! `Publish` stream instead of a local simulation.
@@ -15,6 +16,7 @@ pub mod actor;
 pub mod batcher;
 pub mod fanout;
 pub mod history;
+pub mod hub;
 pub mod pool;
 
 pub use actor::{Broker, BrokerSettings};
@@ -55,7 +57,6 @@ pub enum SnapshotRoute {
     /// on), so it ends the session's join hold.
     Reply {
         session: SessionId,
-        deliver: Recipient<Deliver>,
         id: Option<Value>,
     },
     /// A session whose `resume` seq is older than the history.
@@ -72,7 +73,8 @@ pub enum SnapshotRoute {
 #[derive(Debug)]
 pub struct JoinSession {
     pub session: SessionId,
-    pub deliver: Recipient<Deliver>,
+    /// The hub of the session's thread, where its [`hub::Outbox`] is open.
+    pub route: hub::HubRoute,
     pub close: Recipient<CloseSession>,
     pub conn: Option<ConnHandle>,
     /// Milliseconds (see [`crate::clock`]) of the session's last inbound frame.
@@ -80,10 +82,10 @@ pub struct JoinSession {
     pub topics: TopicSet,
 }
 
-/// Broker → session: one serialized frame to write as-is. Cloning the bytes is a
-/// reference-count increment, so one serialization serves every receiver.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
+/// Broker → session (through its hub's [`hub::Outbox`]): one serialized frame to write
+/// as-is. Cloning the bytes is a reference-count increment, so one serialization serves
+/// every receiver.
+#[derive(Debug, Clone)]
 pub struct Deliver {
     pub frame: ByteString,
     /// The `seq` the object carries (batches; snapshots: the seq they reflect), for

@@ -1,9 +1,10 @@
 //! The session actor: one per WebSocket (actix-web-actors), the transport edge.
 //!
 //! It authenticates, keeps the heartbeat, rate-limits, validates and dispatches client
-//! messages, and writes the frames the broker delivers. Its mailbox is the bounded
-//! outbound queue (`session.outbound_queue` frames); the broker evicts a session whose
-//! queue is full. Logic lives in plain types ([`RateLimiter`], [`TopicSet`], [`Tokens`],
+//! messages, and writes the frames the broker delivers. Those arrive through the
+//! session's outbox on its thread's delivery hub (`broker::hub`), the bounded outbound
+//! queue (`session.outbound_queue` frames); the broker evicts a session whose outbox is
+//! full. Logic lives in plain types ([`RateLimiter`], [`TopicSet`], [`Tokens`],
 //! `protocol::parse_client_message`); this file only moves messages.
 //!
 //! Heartbeat: every `heartbeat_interval` the server pings; a client that sends nothing
@@ -151,9 +152,11 @@ impl Session {
         self.send_text(ctx, welcome);
         // The snapshot travels simulation → broker, which stamps its seq and from then
         // on delivers every batch to this session: nothing falls between the two.
+        let (outbox, route) = self.shared.open_outbox(self.id);
+        ctx.add_stream(outbox);
         let join = JoinSession {
             session: self.id,
-            deliver: ctx.address().recipient(),
+            route,
             close: ctx.address().recipient(),
             conn: self.conn,
             last_seen: Arc::clone(&self.last_seen),
@@ -353,7 +356,6 @@ impl Session {
             Command::Snapshot {} => {
                 let route = SnapshotRoute::Reply {
                     session: self.id,
-                    deliver: ctx.address().recipient(),
                     id: id.clone(),
                 };
                 self.request_snapshot(route, id, ctx);
@@ -434,7 +436,6 @@ impl Actor for Session {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.shared.outbound_queue);
         if self.registration.is_none() {
             self.shared
                 .metrics
@@ -484,9 +485,7 @@ impl Handler<CloseSession> for Session {
     }
 }
 
-impl Handler<Deliver> for Session {
-    type Result = ();
-
+impl StreamHandler<Deliver> for Session {
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         if !needs_fragments(msg.frame.len()) {
             return ctx.text(msg.frame);

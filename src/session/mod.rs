@@ -14,6 +14,7 @@ pub mod subscriptions;
 
 pub use actor::Session;
 
+use crate::broker::hub::{HubRoute, LocalHub, Outbox};
 use crate::broker::pool::PoolPermit;
 use crate::broker::{Broker, Leave, RequestSnapshot, SessionId};
 use crate::metrics::Metrics;
@@ -58,6 +59,16 @@ impl SessionShared {
             protocol: crate::protocol::PROTOCOL_VERSION,
         };
         crate::protocol::Envelope::new("welcome", welcome).to_json()
+    }
+}
+
+impl SessionShared {
+    /// Opens `session`'s outbox on the delivery hub of the calling (worker) thread: the
+    /// stream of every frame the broker sends it, and the route the broker needs. The
+    /// one place both transports get their delivery from.
+    pub fn open_outbox(&self, session: SessionId) -> (Outbox, HubRoute) {
+        let hub = LocalHub::this_thread();
+        (hub.open(session, self.outbound_queue), hub.route())
     }
 }
 

@@ -112,13 +112,14 @@ impl Actor for SseSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.shared.outbound_queue);
         self.push(Bytes::from(format!("retry: {RETRY_MS}\n\n")), ctx);
         let json = self.shared.welcome_json(self.id, self.role);
         self.push(Self::event(&json, None), ctx);
+        let (outbox, route) = self.shared.open_outbox(self.id);
+        ctx.add_stream(outbox);
         let join = JoinSession {
             session: self.id,
-            deliver: ctx.address().recipient(),
+            route,
             close: ctx.address().recipient(),
             conn: self.conn,
             last_seen: Arc::clone(&self.last_seen),
@@ -161,9 +162,7 @@ impl Handler<CloseSession> for SseSession {
     }
 }
 
-impl Handler<Deliver> for SseSession {
-    type Result = ();
-
+impl StreamHandler<Deliver> for SseSession {
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         let event = Self::event(&msg.frame, msg.seq);
         self.push(event, ctx);
