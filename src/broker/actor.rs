@@ -2,20 +2,24 @@
 //!
 //! Mailbox: bounded at [`MAILBOX_CAPACITY`]. The simulation sends with `try_send` and
 //! holds its own outbox when the broker is behind (so the producer slows down instead of
-//! items being lost); sessions' `Leave` uses `do_send`, bounded by one per session.
+//! items being lost); sessions' `Leave` uses `do_send`, bounded by one per session, and
+//! hubs' `Overflowed` too (each session is reported once).
 //!
 //! Every frame for a session goes through the hub of its worker thread (one message per
 //! hub per delivery, see [`super::hub`]) into the session's bounded outbox
-//! (`session.outbound_queue` frames). Slow-consumer policy: a session whose outbox (or
-//! hub mailbox) is full is evicted (its socket shut down, its slot freed); it may
-//! reconnect and `resume` from history. Nobody is ever buffered without bound, and one
-//! slow client never delays the others.
+//! (`session.outbound_queue` frames). Slow-consumer policy, the same for every route
+//! (live batches, snapshots, catch-ups, replies): a session whose outbox (or hub
+//! mailbox) is full is evicted (its socket shut down, its slot freed); it may reconnect
+//! and `resume` from history. Nobody is ever buffered without bound, and one slow client
+//! never delays the others. Who is joined and where each stands is the [`Roster`]'s
+//! (plain, unit-tested); this actor moves messages, keeps time and evicts.
 
-use super::batcher::{fold, Batch, Batcher};
-use super::fanout::{FanOut, Groups, Slot};
-use super::history::{History, Lookup};
-use super::hub::{DeliverFrames, Overflowed};
+use super::batcher::{Batch, Batcher};
+use super::fanout::FanOut;
+use super::history::History;
+use super::hub::{DeliverFrames, HubRoute, Overflowed};
 use super::pool::ConnHandle;
+use super::roster::{Outlet, Roster, JOIN_HOLD};
 use super::{
     CloseAll, CloseSession, Deliver, JoinSession, Leave, Publish, RequestSnapshot, ResumeFrom,
     SessionId, SetTopics, SnapshotRoute,
@@ -23,7 +27,6 @@ use super::{
 use crate::clock;
 use crate::metrics::Metrics;
 use crate::protocol::{Envelope, Snapshot};
-use crate::session::subscriptions::TopicSet;
 use actix::prelude::*;
 use bytestring::ByteString;
 use serde_json::{json, Value};
@@ -35,16 +38,6 @@ use std::time::Duration;
 /// Broker mailbox bound: about 100 s of ticks at 10 Hz plus control messages. When full,
 /// the simulation holds its items in its outbox and pauses ticking (see `sim::actor`).
 pub const MAILBOX_CAPACITY: usize = 1024;
-
-/// How long a newly joined session waits for a `resume` before live batches start.
-/// A client that resumes sends it right after the snapshot; holding live delivery that
-/// long lets the missed batches and the live ones arrive as one ordered run. Nothing is
-/// lost by holding: on release, the batches since the snapshot come from the history.
-pub const JOIN_HOLD: Duration = Duration::from_millis(100);
-
-/// Items per frame at most when a member catches up from the history (a resume): the
-/// catch-up is cut into chained frames rather than one frame the size of the history.
-const CATCH_UP_ITEMS: usize = 1000;
 
 /// Longest grace, past `client_timeout`, before the sweep evicts a silent session.
 const SWEEP_GRACE_MS: u64 = 500;
@@ -60,14 +53,11 @@ pub struct BrokerSettings {
     pub client_timeout: Duration,
 }
 
-struct Member {
+/// How to reach a joined session outside its frames, watch it, and evict it.
+struct Contact {
     close: Recipient<CloseSession>,
     conn: Option<ConnHandle>,
     last_seen: Arc<AtomicU64>,
-    topics: TopicSet,
-    /// A resync snapshot has been asked for; the member is held (out of live delivery)
-    /// until it arrives, since that snapshot covers everything it would have been sent.
-    awaiting_resync: bool,
 }
 
 /// Why a session is removed by the broker (metric label).
@@ -93,9 +83,9 @@ pub struct Broker {
     settings: BrokerSettings,
     batcher: Batcher,
     history: History,
-    members: BTreeMap<SessionId, Member>,
-    /// Sessions grouped by equal topic sets: one serialization per group per batch.
-    groups: Groups,
+    /// Who is joined, on which topics, and where each stands (plain rules).
+    roster: Roster,
+    contacts: BTreeMap<SessionId, Contact>,
     /// Scratch outcome of the last fan-out, kept so its vectors are reused.
     fan_out: FanOut,
     /// Batches issued (numbered, in the history) but not yet delivered: delivery waits
@@ -103,10 +93,6 @@ pub struct Broker {
     /// reaches each connection as one frame. Bounded by one tick's items, or by
     /// `max_batch_wait` for commands' items.
     undelivered: Vec<Arc<Batch>>,
-    /// Topics or resume requests that arrived before the session's join was processed
-    /// (the join travels through the simulation, the others come directly).
-    early_topics: BTreeMap<SessionId, TopicSet>,
-    early_resume: BTreeMap<SessionId, u64>,
     flush_timer: Option<SpawnHandle>,
     sim: Recipient<RequestSnapshot>,
     metrics: Arc<Metrics>,
@@ -143,12 +129,10 @@ impl Broker {
             batcher: Batcher::new(settings.max_batch_size, last_seq),
             history: History::new(settings.history_size, last_seq),
             settings,
-            members: BTreeMap::new(),
-            groups: Groups::new(),
+            roster: Roster::new(),
+            contacts: BTreeMap::new(),
             fan_out: FanOut::default(),
             undelivered: Vec::new(),
-            early_topics: BTreeMap::new(),
-            early_resume: BTreeMap::new(),
             flush_timer: None,
             sim,
             metrics,
@@ -200,7 +184,7 @@ impl Broker {
         }
         let mut out = std::mem::take(&mut self.fan_out);
         out.clear();
-        self.groups.fan_out(&self.undelivered, &mut out);
+        self.roster.fan_out(&self.undelivered, &mut out);
         if let Some(overflowed) = &self.overflowed {
             out.dispatch(overflowed);
         }
@@ -218,14 +202,12 @@ impl Broker {
     /// Removes a member; with a reason, also shuts its socket down so that a frozen
     /// session (actix-web#2441) ends and frees its pool slot.
     fn remove(&mut self, id: SessionId, why: Option<Eviction>) {
-        self.early_topics.remove(&id);
-        self.early_resume.remove(&id);
-        let Some(member) = self.members.remove(&id) else {
+        self.roster.remove(id);
+        let Some(contact) = self.contacts.remove(&id) else {
             return;
         };
-        self.groups.remove(&member.topics, id);
         if let Some(why) = why {
-            let shut = member.conn.map(|c| c.shutdown()).unwrap_or(false);
+            let shut = contact.conn.map(|c| c.shutdown()).unwrap_or(false);
             log::info!(
                 "session {id} evicted ({}); socket shut down: {shut}",
                 why.label()
@@ -237,66 +219,23 @@ impl Broker {
         }
     }
 
-    /// A member's delivery slot.
-    fn slot(&mut self, id: SessionId) -> Option<&mut Slot> {
-        let topics = &self.members.get(&id)?.topics;
-        self.groups.get_mut(topics, id)
-    }
-
-    /// Sends one frame of the member's own (snapshot, catch-up, reply) through its hub; a
-    /// full hub evicts it as slow, like a full hub in the fan-out (a full outbox is
-    /// reported back by the hub, as for any frame).
-    fn send_to(&mut self, id: SessionId, frame: ByteString, seq: Option<u64>) -> bool {
-        let Some(overflowed) = self.overflowed.clone() else {
-            return false;
+    /// Runs a roster step with this broker as its [`Outlet`], then evicts the members
+    /// whose frames could not be queued.
+    fn with_roster<R>(&mut self, step: impl FnOnce(&mut Roster, &History, &mut Hands) -> R) -> R {
+        let mut hands = Hands {
+            overflowed: self.overflowed.as_ref(),
+            sim: &self.sim,
+            metrics: &self.metrics,
+            failed: Vec::new(),
         };
-        let Some(slot) = self.slot(id) else {
-            return false;
-        };
-        let msg = DeliverFrames {
-            frames: vec![(id, Deliver { frame, seq })],
-            overflowed,
-        };
-        match slot.route.addr.try_send(msg) {
-            Ok(()) => {
-                self.metrics.messages_sent.inc();
-                true
-            }
-            Err(SendError::Full(_)) => {
-                self.remove(id, Some(Eviction::Slow));
-                false
-            }
-            Err(SendError::Closed(_)) => {
-                self.remove(id, None);
-                false
-            }
+        let result = step(&mut self.roster, &self.history, &mut hands);
+        for (id, why) in hands.failed {
+            self.remove(id, why);
         }
+        result
     }
 
-    /// Sends a snapshot that reflects every batch up to `seq`: the member's next frame
-    /// starts at `seq + 1`, and it is live from here on.
-    fn send_snapshot(&mut self, id: SessionId, frame: ByteString, seq: u64) {
-        if self.send_to(id, frame, Some(seq)) {
-            self.set_live(id, seq + 1);
-        }
-    }
-
-    fn set_live(&mut self, id: SessionId, next_from: u64) {
-        if let Some(member) = self.members.get_mut(&id) {
-            member.awaiting_resync = false;
-        }
-        if let Some(slot) = self.slot(id) {
-            (slot.next_from, slot.held) = (next_from, false);
-        }
-    }
-
-    fn join(
-        &mut self,
-        join: JoinSession,
-        snapshot_frame: ByteString,
-        seq: u64,
-        ctx: &mut Context<Self>,
-    ) {
+    fn join(&mut self, join: JoinSession, frame: ByteString, seq: u64, ctx: &mut Context<Self>) {
         let JoinSession {
             session,
             route,
@@ -305,97 +244,26 @@ impl Broker {
             last_seen,
             topics,
         } = join;
-        let topics = self.early_topics.remove(&session).unwrap_or(topics);
-        let slot = Slot {
-            id: session,
-            route,
-            next_from: seq + 1,
-            held: true,
-        };
-        self.groups.insert(topics.clone(), slot);
-        let member = Member {
+        let contact = Contact {
             close,
             conn,
             last_seen,
-            topics,
-            awaiting_resync: false,
         };
-        self.members.insert(session, member);
-        if !self.send_to(session, snapshot_frame, Some(seq)) {
-            return;
-        }
-        if let Some(last_seq) = self.early_resume.remove(&session) {
-            self.resume(session, last_seq);
-        } else {
-            ctx.run_later(JOIN_HOLD, move |this, _| this.release(session));
-        }
+        self.contacts.insert(session, contact);
+        let now = tokio::time::Instant::now();
+        self.with_roster(|r, h, out| r.join(session, route, topics, (frame, seq), now, h, out));
+        ctx.run_later(JOIN_HOLD, |this, _| this.release_due());
     }
 
-    /// Ends a session's join hold (unless it waits for a resync): it catches up from the
-    /// history on what was issued since its snapshot, then follows live.
-    fn release(&mut self, id: SessionId) {
-        if self.members.get(&id).is_none_or(|m| m.awaiting_resync) {
-            return;
-        }
-        if let Some(slot) = self.slot(id).filter(|s| s.held) {
-            let after = slot.next_from - 1;
-            self.catch_up(id, after);
-        }
-    }
-
-    /// Sends the member everything after `after` from the history, folded into chained
-    /// frames, and makes it live; or, when some of it is gone, asks for a resync.
-    fn catch_up(&mut self, id: SessionId, after: u64) {
+    /// Ends the join holds that are due: those members catch up and go live.
+    fn release_due(&mut self) {
         self.deliver();
-        let latest = self.history.last_seq();
-        let batches = match self.history.range(after, latest) {
-            Lookup::Batches(batches) => batches,
-            Lookup::Resync => return self.request_resync(id),
-        };
-        let Some(topics) = self.members.get(&id).map(|m| m.topics.clone()) else {
-            return;
-        };
-        // A member still held at its join snapshot (seq `joined`) resuming from before
-        // it gets the batches up to `joined` (already in its snapshot) in frames of their
-        // own, so no frame mixes items it has with items it has not.
-        let joined = self.slot(id).filter(|s| s.held).map(|s| s.next_from - 1);
-        let (old, new) = match joined {
-            Some(joined) => batches.split_at(batches.partition_point(|b| b.seq <= joined)),
-            None => (&batches[..0], &batches[..]),
-        };
-        let (mut frames, next_from) = fold(old, after + 1, &topics, CATCH_UP_ITEMS);
-        let (more, next_from) = fold(new, next_from, &topics, CATCH_UP_ITEMS);
-        frames.extend(more);
-        for frame in frames {
-            if !self.send_to(id, frame.frame, Some(frame.seq)) {
-                return;
-            }
-        }
-        self.set_live(id, next_from);
+        let now = tokio::time::Instant::now();
+        self.with_roster(|r, h, out| r.release_due(now, h, out));
     }
 
-    /// Holds the member out of live delivery and asks the simulation for a snapshot with
-    /// `resync: true`; if the request cannot be queued, the member stays live instead.
-    fn request_resync(&mut self, id: SessionId) {
-        let route = SnapshotRoute::Resync { session: id };
-        if let Err(e) = self.sim.try_send(RequestSnapshot { route }) {
-            log::warn!("resync for session {id} not requested: {e}");
-            return;
-        }
-        if let Some(member) = self.members.get_mut(&id) {
-            member.awaiting_resync = true;
-        }
-        if let Some(slot) = self.slot(id) {
-            slot.held = true;
-        }
-    }
-
-    /// `resume {last_seq}`: the next frame starts at `last_seq + 1`.
-    fn resume(&mut self, id: SessionId, last_seq: u64) {
-        if last_seq > self.history.last_seq() {
-            return self.request_resync(id);
-        }
-        self.catch_up(id, last_seq);
+    fn send_snapshot(&mut self, id: SessionId, frames: Vec<Deliver>, seq: u64) {
+        self.with_roster(|r, _, out| r.send_snapshot(id, frames, seq, out));
     }
 
     /// The join snapshot, serialized once per world state: clients joining in a burst
@@ -437,7 +305,7 @@ impl Broker {
                 self.join(join, frame, seq, ctx);
             }
             SnapshotRoute::Reply { session, id } => {
-                self.release(session);
+                self.with_roster(|r, h, out| r.release(session, h, out));
                 let mut result = serde_json::to_value(&snapshot).unwrap_or(Value::Null);
                 if let Value::Object(map) = &mut result {
                     map.insert("ok".into(), json!(true));
@@ -448,24 +316,32 @@ impl Broker {
                 let snap = Envelope::new("snapshot", &snapshot)
                     .with_id(id.as_ref())
                     .to_json();
-                for (frame, seq) in [(reply, None), (snap, Some(seq))] {
-                    if !self.send_to(session, frame.into(), seq) {
-                        return;
-                    }
-                }
-                self.set_live(session, seq + 1);
+                let frames = [(reply, None), (snap, Some(seq))]
+                    .map(|(frame, seq)| Deliver {
+                        frame: frame.into(),
+                        seq,
+                    })
+                    .to_vec();
+                self.send_snapshot(session, frames, seq);
             }
             SnapshotRoute::Resync { session } => {
                 snapshot.resync = true;
                 let frame = Self::encode_snapshot(&snapshot);
-                self.send_snapshot(session, frame, seq);
+                let frames = vec![Deliver {
+                    frame,
+                    seq: Some(seq),
+                }];
+                self.send_snapshot(session, frames, seq);
             }
             SnapshotRoute::Everyone => {
                 snapshot.resync = true;
                 let frame = Self::encode_snapshot(&snapshot);
-                let ids: Vec<SessionId> = self.members.keys().copied().collect();
-                for id in ids {
-                    self.send_snapshot(id, frame.clone(), seq);
+                for id in self.roster.ids() {
+                    let frames = vec![Deliver {
+                        frame: frame.clone(),
+                        seq: Some(seq),
+                    }];
+                    self.send_snapshot(id, frames, seq);
                 }
             }
             SnapshotRoute::Http { reply } => {
@@ -483,7 +359,7 @@ impl Broker {
         let timeout = self.settings.client_timeout.as_millis() as u64;
         let limit = timeout + (timeout / 4).min(SWEEP_GRACE_MS);
         let stale: Vec<SessionId> = self
-            .members
+            .contacts
             .iter()
             .filter(|(_, m)| now.saturating_sub(m.last_seen.load(Ordering::Acquire)) > limit)
             .map(|(id, _)| *id)
@@ -543,21 +419,10 @@ impl Handler<SetTopics> for Broker {
     /// delivered under the old ones first, so a range spanning the change holds, for
     /// each batch, the items on the topics in force when it was issued.
     fn handle(&mut self, msg: SetTopics, _: &mut Self::Context) {
-        if !self.members.contains_key(&msg.session) {
-            self.early_topics.insert(msg.session, msg.topics);
-            return;
+        if self.roster.contains(msg.session) {
+            self.deliver();
         }
-        self.deliver();
-        let Some(member) = self.members.get_mut(&msg.session) else {
-            return; // evicted by that delivery
-        };
-        if member.topics == msg.topics {
-            return;
-        }
-        let old = std::mem::replace(&mut member.topics, msg.topics.clone());
-        if let Some(slot) = self.groups.remove(&old, msg.session) {
-            self.groups.insert(msg.topics, slot);
-        }
+        self.roster.set_topics(msg.session, msg.topics);
     }
 }
 
@@ -565,11 +430,11 @@ impl Handler<ResumeFrom> for Broker {
     type Result = ();
 
     fn handle(&mut self, msg: ResumeFrom, _: &mut Self::Context) {
-        if self.members.contains_key(&msg.session) {
-            self.resume(msg.session, msg.last_seq);
-        } else {
-            self.early_resume.insert(msg.session, msg.last_seq);
+        if self.roster.contains(msg.session) {
+            self.deliver();
         }
+        let ResumeFrom { session, last_seq } = msg;
+        self.with_roster(|r, h, out| r.resume(session, last_seq, h, out));
     }
 }
 
@@ -599,19 +464,15 @@ impl Handler<CloseAll> for Broker {
             code: crate::protocol::close::GOING_AWAY,
             reason: crate::protocol::close::REASON_SHUTDOWN,
         };
-        let ids: Vec<SessionId> = self.members.keys().copied().collect();
-        for id in &ids {
-            let Some(member) = self.members.get(id) else {
-                continue;
-            };
-            if member.close.try_send(close.clone()).is_err() {
+        for contact in self.contacts.values() {
+            if contact.close.try_send(close.clone()).is_err() {
                 // Jammed or gone: it cannot take a close frame; end the socket.
-                if let Some(conn) = member.conn {
+                if let Some(conn) = contact.conn {
                     conn.shutdown();
                 }
             }
         }
-        ids.len()
+        self.contacts.len()
     }
 }
 
@@ -624,6 +485,48 @@ impl Handler<CountMembers> for Broker {
     type Result = usize;
 
     fn handle(&mut self, _: CountMembers, _: &mut Self::Context) -> usize {
-        self.members.len()
+        self.roster.len()
+    }
+}
+
+/// The broker's side of the roster's effects: frames go to hubs (one-frame messages),
+/// resyncs to the simulation; what fails is evicted after the step.
+struct Hands<'a> {
+    overflowed: Option<&'a Recipient<Overflowed>>,
+    sim: &'a Recipient<RequestSnapshot>,
+    metrics: &'a Metrics,
+    failed: Vec<(SessionId, Option<Eviction>)>,
+}
+
+impl Outlet for Hands<'_> {
+    fn send(&mut self, route: &HubRoute, session: SessionId, frame: Deliver) -> bool {
+        let Some(overflowed) = self.overflowed else {
+            return false;
+        };
+        let msg = DeliverFrames {
+            frames: vec![(session, frame)],
+            overflowed: overflowed.clone(),
+        };
+        let why = match route.addr.try_send(msg) {
+            Ok(()) => {
+                self.metrics.messages_sent.inc();
+                return true;
+            }
+            Err(SendError::Full(_)) => Some(Eviction::Slow),
+            Err(SendError::Closed(_)) => None,
+        };
+        self.failed.push((session, why));
+        false
+    }
+
+    fn request_resync(&mut self, session: SessionId) -> bool {
+        let route = SnapshotRoute::Resync { session };
+        match self.sim.try_send(RequestSnapshot { route }) {
+            Ok(()) => true,
+            Err(e) => {
+                log::warn!("resync for session {session} not requested: {e}");
+                false
+            }
+        }
     }
 }

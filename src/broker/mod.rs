@@ -18,6 +18,7 @@ pub mod fanout;
 pub mod history;
 pub mod hub;
 pub mod pool;
+pub mod roster;
 
 pub use actor::{Broker, BrokerSettings};
 

@@ -1,0 +1,522 @@
+//! The roster: who is joined, on which topics, and where each member stands in the seq
+//! stream. The broker's join/resume state machine, as a plain type.
+//!
+//! A member is in one of three standings:
+//! - **held at its join**: it got its join snapshot (seq `s`) and waits up to
+//!   [`JOIN_HOLD`] for a `resume`, so that the batches it missed and the live ones arrive
+//!   as one ordered run. When the hold ends it catches up from the history on what was
+//!   issued since `s`, and is live;
+//! - **live**: it is in the fan-out; each frame starts where the last one ended;
+//! - **awaiting a resync**: its `resume` seq is older than the history (or from the
+//!   future). A snapshot with `resync: true` was asked for; it is out of live delivery
+//!   until that snapshot arrives, since the snapshot covers everything it would be sent.
+//!
+//! Topics and resumes can arrive before the join (the join travels through the
+//! simulation, they come directly): they are kept and applied at the join.
+//!
+//! Effects go through an [`Outlet`] (send a frame, ask for a resync), so the rules are
+//! unit-tested on paused tokio time with a recording outlet. Slow-consumer policy, for
+//! every route (snapshot, catch-up, reply, live): a frame that cannot be queued removes
+//! the member here, and the outlet (the broker) evicts it.
+
+use super::batcher::{fold, Batch};
+use super::fanout::{FanOut, Groups, Slot};
+use super::history::{History, Lookup};
+use super::hub::HubRoute;
+use super::{Deliver, SessionId};
+use crate::session::subscriptions::TopicSet;
+use bytestring::ByteString;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long a newly joined session waits for a `resume` before live batches start.
+/// A client that resumes sends it right after the snapshot; holding live delivery that
+/// long lets the missed batches and the live ones arrive as one ordered run. Nothing is
+/// lost by holding: on release, the batches since the snapshot come from the history.
+pub const JOIN_HOLD: Duration = Duration::from_millis(100);
+
+/// Items per frame at most when a member catches up from the history (a resume): the
+/// catch-up is cut into chained frames rather than one frame the size of the history.
+pub const CATCH_UP_ITEMS: usize = 1000;
+
+/// What the roster needs done outside itself.
+pub trait Outlet {
+    /// Queues one frame of `session`'s own on its route. `false` when it could not be
+    /// queued: the roster then drops the member, and the outlet evicts it.
+    fn send(&mut self, route: &HubRoute, session: SessionId, frame: Deliver) -> bool;
+    /// Asks for a resync snapshot for `session`; `false` when the request could not be
+    /// queued (the member then stays live).
+    fn request_resync(&mut self, session: SessionId) -> bool;
+}
+
+#[derive(Debug)]
+struct Standing {
+    topics: TopicSet,
+    /// A resync snapshot has been asked for (see the module doc).
+    awaiting_resync: bool,
+}
+
+/// Every joined session and its standing.
+#[derive(Default)]
+pub struct Roster {
+    members: BTreeMap<SessionId, Standing>,
+    /// Members grouped by equal topic sets, with their routes and next `from_seq`.
+    groups: Groups,
+    early_topics: BTreeMap<SessionId, TopicSet>,
+    early_resume: BTreeMap<SessionId, u64>,
+    /// Join holds in the order they end (joins come in time order).
+    holds: VecDeque<(Instant, SessionId)>,
+}
+
+impl Roster {
+    pub fn new() -> Self {
+        Roster::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    pub fn contains(&self, id: SessionId) -> bool {
+        self.members.contains_key(&id)
+    }
+
+    pub fn ids(&self) -> Vec<SessionId> {
+        self.members.keys().copied().collect()
+    }
+
+    /// Prepares one live delivery of `batches` (see [`Groups::fan_out`]).
+    pub fn fan_out(&mut self, batches: &[Arc<Batch>], out: &mut FanOut) {
+        self.groups.fan_out(batches, out);
+    }
+
+    /// A new member that gets `snapshot` (which reflects every batch up to `seq`), then
+    /// a hold until `now + JOIN_HOLD`, unless a `resume` came early.
+    #[allow(clippy::too_many_arguments)]
+    pub fn join(
+        &mut self,
+        id: SessionId,
+        route: HubRoute,
+        topics: TopicSet,
+        snapshot: (ByteString, u64),
+        now: Instant,
+        history: &History,
+        out: &mut impl Outlet,
+    ) {
+        let (frame, seq) = snapshot;
+        let topics = self.early_topics.remove(&id).unwrap_or(topics);
+        let slot = Slot {
+            id,
+            route,
+            next_from: seq + 1,
+            held: true,
+        };
+        self.groups.insert(topics.clone(), slot);
+        let standing = Standing {
+            topics,
+            awaiting_resync: false,
+        };
+        self.members.insert(id, standing);
+        if !self.send(id, frame, Some(seq), out) {
+            return;
+        }
+        match self.early_resume.remove(&id) {
+            Some(last_seq) => self.resume(id, last_seq, history, out),
+            None => self.holds.push_back((now + JOIN_HOLD, id)),
+        }
+    }
+
+    /// Ends every join hold due by `now`. The caller delivers what is undelivered first
+    /// (the catch-up reads the history, and must follow every frame the member was due).
+    pub fn release_due(&mut self, now: Instant, history: &History, out: &mut impl Outlet) {
+        while let Some(&(due, id)) = self.holds.front() {
+            if due > now {
+                break;
+            }
+            self.holds.pop_front();
+            self.release(id, history, out);
+        }
+    }
+
+    /// `resume {last_seq}`: the next frame starts at `last_seq + 1`. Before the join it is
+    /// kept for the join. The caller delivers what is undelivered first.
+    pub fn resume(
+        &mut self,
+        id: SessionId,
+        last_seq: u64,
+        history: &History,
+        out: &mut impl Outlet,
+    ) {
+        if !self.contains(id) {
+            self.early_resume.insert(id, last_seq);
+            return;
+        }
+        if last_seq > history.last_seq() {
+            return self.request_resync(id, out);
+        }
+        self.catch_up(id, last_seq, history, out);
+    }
+
+    /// A member's whole topic set. Returns whether anything changed (the caller delivers
+    /// what is undelivered first, under the old topics). Before the join it is kept.
+    pub fn set_topics(&mut self, id: SessionId, topics: TopicSet) -> bool {
+        let Some(standing) = self.members.get_mut(&id) else {
+            self.early_topics.insert(id, topics);
+            return false;
+        };
+        if standing.topics == topics {
+            return false;
+        }
+        let old = std::mem::replace(&mut standing.topics, topics.clone());
+        if let Some(slot) = self.groups.remove(&old, id) {
+            self.groups.insert(topics, slot);
+        }
+        true
+    }
+
+    /// Forgets a member (and anything it sent before its join). Returns whether it was one.
+    pub fn remove(&mut self, id: SessionId) -> bool {
+        self.early_topics.remove(&id);
+        self.early_resume.remove(&id);
+        let Some(standing) = self.members.remove(&id) else {
+            return false;
+        };
+        self.groups.remove(&standing.topics, id);
+        true
+    }
+
+    /// Sends frames that end with a snapshot reflecting every batch up to `seq` (a
+    /// resync, or a `snapshot` reply: its `reply` then its `snapshot`): the member's next
+    /// frame starts at `seq + 1`, and it is live from here on.
+    pub fn send_snapshot(
+        &mut self,
+        id: SessionId,
+        frames: Vec<Deliver>,
+        seq: u64,
+        out: &mut impl Outlet,
+    ) {
+        for frame in frames {
+            if !self.send(id, frame.frame, frame.seq, out) {
+                return;
+            }
+        }
+        self.set_live(id, seq + 1);
+    }
+
+    /// Ends a member's join hold now (unless it waits for a resync): before a `snapshot`
+    /// reply, so that everything published before it reaches the member first. The
+    /// caller delivers what is undelivered first.
+    pub fn release(&mut self, id: SessionId, history: &History, out: &mut impl Outlet) {
+        if self.members.get(&id).is_none_or(|m| m.awaiting_resync) {
+            return;
+        }
+        if let Some(slot) = self.slot(id).filter(|s| s.held) {
+            let after = slot.next_from - 1;
+            self.catch_up(id, after, history, out);
+        }
+    }
+
+    /// Sends the member everything after `after` from the history, folded into chained
+    /// frames, and makes it live; or, when some of it is gone, asks for a resync.
+    fn catch_up(&mut self, id: SessionId, after: u64, history: &History, out: &mut impl Outlet) {
+        let batches = match history.range(after, history.last_seq()) {
+            Lookup::Batches(batches) => batches,
+            Lookup::Resync => return self.request_resync(id, out),
+        };
+        let Some(topics) = self.members.get(&id).map(|m| m.topics.clone()) else {
+            return;
+        };
+        // A member still held at its join snapshot (seq `joined`) resuming from before
+        // it gets the batches up to `joined` (already in its snapshot) in frames of their
+        // own, so no frame mixes items it has with items it has not.
+        let joined = self.slot(id).filter(|s| s.held).map(|s| s.next_from - 1);
+        let (old, new) = match joined {
+            Some(joined) => batches.split_at(batches.partition_point(|b| b.seq <= joined)),
+            None => (&batches[..0], &batches[..]),
+        };
+        let (mut frames, next_from) = fold(old, after + 1, &topics, CATCH_UP_ITEMS);
+        let (more, next_from) = fold(new, next_from, &topics, CATCH_UP_ITEMS);
+        frames.extend(more);
+        for frame in frames {
+            if !self.send(id, frame.frame, Some(frame.seq), out) {
+                return;
+            }
+        }
+        self.set_live(id, next_from);
+    }
+
+    /// Holds the member out of live delivery until its resync snapshot arrives; if the
+    /// request cannot be queued, the member stays live instead.
+    fn request_resync(&mut self, id: SessionId, out: &mut impl Outlet) {
+        if !out.request_resync(id) {
+            return;
+        }
+        if let Some(standing) = self.members.get_mut(&id) {
+            standing.awaiting_resync = true;
+        }
+        if let Some(slot) = self.slot(id) {
+            slot.held = true;
+        }
+    }
+
+    fn set_live(&mut self, id: SessionId, next_from: u64) {
+        if let Some(standing) = self.members.get_mut(&id) {
+            standing.awaiting_resync = false;
+        }
+        if let Some(slot) = self.slot(id) {
+            (slot.next_from, slot.held) = (next_from, false);
+        }
+    }
+
+    /// Sends one frame of the member's own; one that cannot be queued drops the member.
+    fn send(
+        &mut self,
+        id: SessionId,
+        frame: ByteString,
+        seq: Option<u64>,
+        out: &mut impl Outlet,
+    ) -> bool {
+        let Some(route) = self.slot(id).map(|s| s.route.clone()) else {
+            return false;
+        };
+        if out.send(&route, id, Deliver { frame, seq }) {
+            return true;
+        }
+        self.remove(id);
+        false
+    }
+
+    fn slot(&mut self, id: SessionId) -> Option<&mut Slot> {
+        let topics = &self.members.get(&id)?.topics;
+        self.groups.get_mut(topics, id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::hub::LocalHub;
+    use crate::protocol::{EventNotification, Item, ItemData};
+    use actix::System;
+    use serde_json::Value;
+
+    /// Records what the roster asked for.
+    #[derive(Default)]
+    struct Record {
+        frames: Vec<(SessionId, Value)>,
+        resyncs: Vec<SessionId>,
+        /// Sessions whose frames "cannot be queued".
+        jammed: Vec<SessionId>,
+    }
+
+    impl Outlet for Record {
+        fn send(&mut self, _: &HubRoute, session: SessionId, frame: Deliver) -> bool {
+            if self.jammed.contains(&session) {
+                return false;
+            }
+            let v = serde_json::from_str(&frame.frame).unwrap_or(Value::Null);
+            self.frames.push((session, v));
+            true
+        }
+        fn request_resync(&mut self, session: SessionId) -> bool {
+            self.resyncs.push(session);
+            true
+        }
+    }
+
+    impl Record {
+        /// `(from_seq, seq)` of each batch frame, `(0, seq)` for a snapshot.
+        fn ranges(&self, id: SessionId) -> Vec<(u64, u64)> {
+            let seq = |v: &Value, k: &str| v[k].as_u64().unwrap_or(0);
+            self.frames
+                .iter()
+                .filter(|(s, _)| *s == id)
+                .map(|(_, v)| (seq(v, "from_seq"), seq(v, "seq")))
+                .collect()
+        }
+    }
+
+    fn event(n: u64) -> Item {
+        let data = ItemData::EventNotification(EventNotification {
+            event_type: "e".into(),
+            tick: n,
+            data: serde_json::json!({}),
+            event_id: None,
+            characters: vec![],
+        });
+        Item::new(data, 1.0)
+    }
+
+    /// A history holding batches 1..=n, one event each.
+    fn history(n: u64) -> History {
+        let mut h = History::new(100, 0);
+        for seq in 1..=n {
+            h.push(Arc::new(Batch {
+                seq,
+                items: vec![event(seq)],
+                timestamp: 0.0,
+            }));
+        }
+        h
+    }
+
+    fn snapshot(seq: u64) -> (ByteString, u64) {
+        (format!(r#"{{"type":"snapshot","seq":{seq}}}"#).into(), seq)
+    }
+
+    /// Runs `body` on paused tokio time inside an actix system (for a hub route).
+    fn paused<F: std::future::Future<Output = ()>>(body: impl FnOnce(HubRoute) -> F) {
+        System::new().block_on(async {
+            tokio::time::pause();
+            body(LocalHub::start().route()).await;
+        });
+    }
+
+    #[test]
+    fn a_join_is_held_then_catches_up_on_what_came_since_its_snapshot() {
+        paused(|route| async move {
+            let (mut r, mut out) = (Roster::new(), Record::default());
+            let h = history(5);
+            r.join(
+                1,
+                route,
+                TopicSet::default_topics(),
+                snapshot(3),
+                Instant::now(),
+                &h,
+                &mut out,
+            );
+            assert_eq!(out.ranges(1), vec![(0, 3)], "the snapshot only");
+            tokio::time::advance(JOIN_HOLD / 2).await;
+            r.release_due(Instant::now(), &h, &mut out);
+            assert_eq!(out.ranges(1).len(), 1, "still held");
+            tokio::time::advance(JOIN_HOLD / 2).await;
+            r.release_due(Instant::now(), &h, &mut out);
+            assert_eq!(
+                out.ranges(1),
+                vec![(0, 3), (4, 5)],
+                "4..=5 from the history"
+            );
+        });
+    }
+
+    #[test]
+    fn an_early_resume_and_topics_apply_at_the_join() {
+        paused(|route| async move {
+            let (mut r, mut out) = (Roster::new(), Record::default());
+            let h = history(6);
+            r.resume(1, 2, &h, &mut out);
+            assert!(
+                !r.set_topics(1, TopicSet::everything()),
+                "kept for the join"
+            );
+            assert!(out.frames.is_empty());
+            r.join(
+                1,
+                route,
+                TopicSet::default_topics(),
+                snapshot(4),
+                Instant::now(),
+                &h,
+                &mut out,
+            );
+            // 3..=4 are in its snapshot already: a frame of their own, then 5..=6.
+            assert_eq!(out.ranges(1), vec![(0, 4), (3, 4), (5, 6)]);
+            tokio::time::advance(JOIN_HOLD).await;
+            r.release_due(Instant::now(), &h, &mut out);
+            assert_eq!(out.ranges(1).len(), 3, "no hold after a resume");
+            assert!(
+                !r.set_topics(1, TopicSet::everything()),
+                "already those topics"
+            );
+        });
+    }
+
+    #[test]
+    fn a_resume_older_than_the_history_waits_for_a_resync() {
+        paused(|route| async move {
+            let (mut r, mut out) = (Roster::new(), Record::default());
+            let mut h = History::new(2, 0);
+            for seq in 1..=5 {
+                h.push(Arc::new(Batch {
+                    seq,
+                    items: vec![event(seq)],
+                    timestamp: 0.0,
+                }));
+            }
+            r.join(
+                1,
+                route,
+                TopicSet::default_topics(),
+                snapshot(5),
+                Instant::now(),
+                &h,
+                &mut out,
+            );
+            r.resume(1, 1, &h, &mut out);
+            assert_eq!(out.resyncs, vec![1]);
+            // Held: the hold's end does not make it live, live batches skip it.
+            tokio::time::advance(JOIN_HOLD).await;
+            r.release_due(Instant::now(), &h, &mut out);
+            let mut fan = FanOut::default();
+            r.fan_out(
+                &[Arc::new(Batch {
+                    seq: 6,
+                    items: vec![event(6)],
+                    timestamp: 0.0,
+                })],
+                &mut fan,
+            );
+            assert_eq!(fan.sent, 0);
+            let resync = Deliver {
+                frame: snapshot(6).0,
+                seq: Some(6),
+            };
+            r.send_snapshot(1, vec![resync], 6, &mut out);
+            r.fan_out(
+                &[Arc::new(Batch {
+                    seq: 7,
+                    items: vec![event(7)],
+                    timestamp: 0.0,
+                })],
+                &mut fan,
+            );
+            assert_eq!(fan.sent, 1, "live after its resync snapshot");
+        });
+    }
+
+    #[test]
+    fn a_member_whose_frame_cannot_be_queued_is_dropped() {
+        paused(|route| async move {
+            let (mut r, mut out) = (Roster::new(), Record::default());
+            out.jammed.push(2);
+            let h = history(1);
+            r.join(
+                1,
+                route.clone(),
+                TopicSet::default_topics(),
+                snapshot(1),
+                Instant::now(),
+                &h,
+                &mut out,
+            );
+            r.join(
+                2,
+                route,
+                TopicSet::default_topics(),
+                snapshot(1),
+                Instant::now(),
+                &h,
+                &mut out,
+            );
+            assert_eq!((r.len(), r.contains(2)), (1, false));
+            assert!(r.remove(1) && !r.remove(1) && r.is_empty());
+        });
+    }
+}
