@@ -171,25 +171,11 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
 
 /// Raises the open-file soft limit to the hard limit: each client is one descriptor,
 /// and the soft default (often 1024) would cap the server far below `max_connections`.
-#[cfg(unix)]
 fn raise_fd_limit() {
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                log::warn!("could not raise the open-file limit");
-            }
-        }
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        log::warn!("could not raise the open-file limit: {e}");
     }
 }
-
-#[cfg(not(unix))]
-fn raise_fd_limit() {}
 
 /// `simcast replay`: rebuilds the world offline and prints `{tick, state_hash, ...}`.
 fn replay(cli: &Cli, until: Option<u64>, data_dir: Option<PathBuf>) -> ExitCode {

@@ -296,16 +296,14 @@ impl Store {
             .write(true)
             .open(&path)
             .map_err(io("opening", &path))?;
-        #[cfg(unix)]
-        {
-            use std::os::fd::AsRawFd;
-            // SAFETY: flock on a descriptor we own; no memory is involved.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-            if rc != 0 {
-                return Err(PersistenceError::InUse(self.dir.display().to_string()));
+        // std's exclusive, non-blocking file lock (flock on Unix), released on close.
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(fs::TryLockError::WouldBlock) => {
+                Err(PersistenceError::InUse(self.dir.display().to_string()))
             }
+            Err(fs::TryLockError::Error(e)) => Err(io("locking", &path)(e)),
         }
-        Ok(file)
     }
 
     /// The `seq` high-water mark (0 when none was written).
