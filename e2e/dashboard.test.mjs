@@ -386,6 +386,51 @@ describe('dashboard over WebSocket', () => {
   });
 });
 
+describe('limits come from the server', () => {
+  let cfg;
+  let server;
+
+  before(async () => {
+    cfg = makeConfig({ characters: 20, extra: '[session]\nrate_limit_messages = 30\nrate_limit_window_ms = 20000' });
+    server = await startServer({ config: cfg.config, port: await freePort() });
+  });
+
+  after(async () => {
+    if (server) await stopServer(server);
+    cfg?.cleanup();
+  });
+
+  test('the rate budget, step and speed bounds and town size are the server\'s', async () => {
+    const { context, page, problems } = await openDashboard(server.base, OPERATOR_TOKEN);
+    try {
+      await waitLive(page, 'ws');
+      const limits = await page.evaluate(() => window.__simcast.store.limits);
+      assert.deepEqual(limits.rate, { messages: 30, window_ms: 20000 });
+      assert.deepEqual(await page.evaluate(() => window.__simcast.transport.rate), limits.rate);
+      assert.equal(await page.getAttribute('#step-n', 'max'), String(limits.step_ticks.max));
+      assert.equal(await page.getAttribute('#step-n', 'min'), String(limits.step_ticks.min));
+      assert.equal(await page.evaluate(() => window.__simcast.views.map.world), limits.town_size);
+      // The slider's ends are the server's bounds: dragged to the left end, the speed
+      // asked for is the server's minimum (the old hard-coded slider stopped at 0.5).
+      for (const [pos, want] of [['0', limits.tick_rate.min], ['1000', limits.tick_rate.max]]) {
+        await page.evaluate((v) => {
+          const r = document.querySelector('#speed-range');
+          r.value = v;
+          r.dispatchEvent(new Event('input'));
+          r.dispatchEvent(new Event('change'));
+        }, pos);
+        await page.waitForFunction((w) => window.__simcast.store.tickRate === w, want, { timeout: 5000 });
+      }
+      const help = await consoleRun(page, 'help');
+      assert.match(help, new RegExp(`${limits.step_ticks.min}–${limits.step_ticks.max}`));
+      assert.match(help, new RegExp(`${limits.tick_rate.min}–${limits.tick_rate.max}`));
+      assertNoProblems(problems);
+    } finally {
+      await context.close();
+    }
+  });
+});
+
 describe('SSE fallback when WebSocket is blocked', () => {
   let cfg;
   let server;

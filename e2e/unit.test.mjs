@@ -131,3 +131,25 @@ test('control items: the store follows paused, speed and seed; the log says who 
   assert.equal(describeControl({ command: 'set_speed', by: 'bob', args: { tick_rate: 5 } }), 'bob set speed 5');
   assert.equal(describeControl({ command: 'step', by: 'bob', args: { ticks: 1 } }), 'bob stepped 1 tick');
 });
+
+test('limits: the slider, the background budget and the help text use the server\'s bounds', async () => {
+  const { toRate, toPos } = await import('../static/js/controls.js');
+  const { backgroundBudget } = await import('../static/js/transport.js');
+  const { helpText } = await import('../static/js/console.js');
+  const rates = { min: 0.1, max: 1000 };
+  assert.equal(toRate(0, rates), 0.1);
+  assert.equal(toRate(1000, rates), 1000);
+  assert.equal(toPos(0.1, rates), 0);
+  assert.equal(toPos(1000, rates), 1000);
+  assert.equal(toPos(5000, rates), 1000, 'clamped to the bounds');
+  const narrow = { min: 2, max: 8 };
+  assert.equal(toRate(0, narrow), 2);
+  assert.equal(toRate(500, narrow), 4);
+  assert.equal(toRate(1000, narrow), 8);
+  assert.equal(backgroundBudget({ messages: 100, window_ms: 60000 }), 40);
+  assert.equal(backgroundBudget({ messages: 10, window_ms: 1000 }), 4);
+  assert.equal(backgroundBudget(null), 0, 'no budget known: nothing in the background over WS');
+  const help = helpText({ step_ticks: { min: 1, max: 50 }, tick_rate: { min: 2, max: 8 } });
+  assert.match(help, /1–50/);
+  assert.match(help, /ticks per second, 2–8/);
+});

@@ -136,12 +136,17 @@ impl ShutdownHandle {
     }
 }
 
-/// A random operator token for servers started without configured tokens.
-fn generate_token() -> String {
+/// `n` random bytes from the OS, in hex: tokens made at start, and `boot_id`.
+fn random_hex(n: usize) -> String {
     use rand::RngCore;
-    let mut bytes = [0u8; 16];
+    let mut bytes = vec![0u8; n];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A random operator token for servers started without configured tokens.
+fn generate_token() -> String {
+    random_hex(16)
 }
 
 /// Restores the world from the data directory (or makes a new one), writes the base
@@ -331,6 +336,7 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
         latest_seq,
         pool: Arc::clone(&pool),
         next_id: Arc::new(AtomicU64::new(0)),
+        boot_id: random_hex(8),
     });
     let state = actix_web::web::Data::new(http::AppState {
         shared,

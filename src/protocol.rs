@@ -404,6 +404,41 @@ pub struct Welcome {
     pub heartbeat_interval_ms: u64,
     pub seq: u64,
     pub protocol: u32,
+    /// What this server allows (protocol 1.1): clients read these, never copies.
+    pub limits: Limits,
+    /// Random per server start: a client that sees it change knows the server restarted
+    /// (its `seq` may have restarted too).
+    pub boot_id: String,
+}
+
+/// `welcome.data.limits`: every bound a client must stay within, taken from the
+/// server's own config and rules (nothing here is a second copy of them).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Limits {
+    /// The per-connection message budget (`session.rate_limit_*`).
+    pub rate: RateBudget,
+    /// Largest client message (`server.max_message_bytes`); bigger closes with 1009.
+    pub max_message_bytes: usize,
+    /// `step {ticks}` accepts `min..=max`.
+    pub step_ticks: Bounds<u64>,
+    /// `set_speed {tick_rate}` accepts `min..=max` ticks per second.
+    pub tick_rate: Bounds<f64>,
+    /// Positions lie in `0..=town_size` on both axes.
+    pub town_size: f64,
+}
+
+/// Messages per window, counted after authentication (see `session::rate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RateBudget {
+    pub messages: u32,
+    pub window_ms: u64,
+}
+
+/// An inclusive range of accepted values.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Bounds<T> {
+    pub min: T,
+    pub max: T,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -564,6 +599,8 @@ pub enum Command {
     },
 }
 
+/// Smallest `step`: zero ticks would be a no-op that still broadcasts a control item.
+pub const MIN_STEP_TICKS: u64 = 1;
 /// Largest `step` a single command may ask for, so one command cannot stall the tick.
 pub const MAX_STEP_TICKS: u64 = 10_000;
 /// Tick-rate bounds accepted by `set_speed` (ticks per second).
@@ -618,9 +655,11 @@ impl Command {
     /// Range checks serde cannot express.
     fn check(&self) -> Result<(), String> {
         match self {
-            Command::Step { ticks } if *ticks == 0 || *ticks > MAX_STEP_TICKS => Err(format!(
-                "`ticks` must be between 1 and {MAX_STEP_TICKS}, got {ticks}"
-            )),
+            Command::Step { ticks } if !(MIN_STEP_TICKS..=MAX_STEP_TICKS).contains(ticks) => {
+                Err(format!(
+                    "`ticks` must be between {MIN_STEP_TICKS} and {MAX_STEP_TICKS}, got {ticks}"
+                ))
+            }
             Command::SetSpeed { tick_rate }
                 if !tick_rate.is_finite()
                     || *tick_rate < MIN_TICK_RATE

@@ -180,3 +180,50 @@ async fn foreign_origin_is_refused_when_origins_are_configured() {
     let mut c = Client::connect_with(req).await;
     assert_eq!(c.next_json().await["type"], "welcome");
 }
+
+/// `welcome.data.limits` carries the values the server enforces, from its config and
+/// rules (protocol 1.1), and `boot_id` names the server start.
+#[tokio::test]
+async fn welcome_carries_limits_and_boot_id() {
+    use simcast::protocol::{MAX_STEP_TICKS, MAX_TICK_RATE, MIN_STEP_TICKS, MIN_TICK_RATE};
+    let mut config = test_config();
+    config.session.rate_limit_messages = 37;
+    config.session.rate_limit_window_ms = 9000;
+    config.server.max_message_bytes = 4096;
+    let server = TestServer::start(config.clone());
+    let (_a, welcome, _) = server.client(VIEWER).await;
+    let w = &welcome["data"];
+    assert_eq!(w["protocol"], 1, "1.1 is not complete yet: {w}");
+    let limits = &w["limits"];
+    assert_eq!(
+        limits["rate"],
+        json!({"messages": config.session.rate_limit_messages, "window_ms": config.session.rate_limit_window_ms})
+    );
+    assert_eq!(limits["max_message_bytes"], config.server.max_message_bytes);
+    assert_eq!(
+        limits["step_ticks"],
+        json!({"min": MIN_STEP_TICKS, "max": MAX_STEP_TICKS})
+    );
+    assert_eq!(
+        limits["tick_rate"],
+        json!({"min": MIN_TICK_RATE, "max": MAX_TICK_RATE})
+    );
+    assert_eq!(limits["town_size"], simcast::sim::town::TOWN_SIZE);
+
+    let boot = w["boot_id"].as_str().expect("boot_id").to_owned();
+    assert!(
+        boot.len() == 16 && boot.chars().all(|c| c.is_ascii_hexdigit()),
+        "{boot}"
+    );
+    let (_b, again, _) = server.client(OPERATOR).await;
+    assert_eq!(
+        again["data"]["boot_id"], boot,
+        "one boot_id per server start"
+    );
+    let other = TestServer::start(test_config());
+    let (_c, elsewhere, _) = other.client(VIEWER).await;
+    assert_ne!(
+        elsewhere["data"]["boot_id"], boot,
+        "a new start, a new boot_id"
+    );
+}

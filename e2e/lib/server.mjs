@@ -40,8 +40,11 @@ export function freePort() {
   });
 }
 
-/** A temp dir with config.toml (and the data dir the config points at). */
-export function makeConfig({ websocketEnabled = true, characters = 60, tickRate = 10 } = {}) {
+/**
+ * A temp dir with config.toml (and the data dir the config points at). `extra` is TOML
+ * appended at the end (whole sections, e.g. "[session]\nrate_limit_messages = 30").
+ */
+export function makeConfig({ websocketEnabled = true, characters = 60, tickRate = 10, extra = '' } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'simcast-e2e-'));
   const config = join(dir, 'config.toml');
   writeFileSync(config, `
@@ -58,6 +61,7 @@ tick_rate = ${tickRate}
 dir = "${join(dir, 'data')}"
 [server]
 websocket_enabled = ${websocketEnabled}
+${extra}
 `);
   return { dir, config, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }

@@ -18,6 +18,7 @@ use crate::broker::hub::{HubRoute, LocalHub, Outbox};
 use crate::broker::pool::PoolPermit;
 use crate::broker::{Broker, Leave, RequestSnapshot, SessionId};
 use crate::metrics::Metrics;
+use crate::protocol::{self, Bounds, Limits, RateBudget};
 use crate::sim::actor::RunCommand;
 use actix::prelude::*;
 use auth::Tokens;
@@ -45,6 +46,8 @@ pub struct SessionShared {
     pub pool: Arc<crate::broker::pool::Pool>,
     /// Source of session ids (a counter, never reused in one run).
     pub next_id: Arc<AtomicU64>,
+    /// Random per server start (`welcome.data.boot_id`).
+    pub boot_id: String,
 }
 
 impl SessionShared {
@@ -57,8 +60,31 @@ impl SessionShared {
             heartbeat_interval_ms: self.heartbeat_interval.as_millis() as u64,
             seq: self.latest_seq.load(std::sync::atomic::Ordering::Acquire),
             protocol: crate::protocol::PROTOCOL_VERSION,
+            limits: self.limits(),
+            boot_id: self.boot_id.clone(),
         };
         crate::protocol::Envelope::new("welcome", welcome).to_json()
+    }
+
+    /// `welcome.data.limits`, from the config values sessions enforce and the
+    /// protocol's and the town's constants.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            rate: RateBudget {
+                messages: self.rate_limit_messages,
+                window_ms: self.rate_limit_window_ms,
+            },
+            max_message_bytes: self.max_message_bytes,
+            step_ticks: Bounds {
+                min: protocol::MIN_STEP_TICKS,
+                max: protocol::MAX_STEP_TICKS,
+            },
+            tick_rate: Bounds {
+                min: protocol::MIN_TICK_RATE,
+                max: protocol::MAX_TICK_RATE,
+            },
+            town_size: crate::sim::town::TOWN_SIZE,
+        }
     }
 }
 

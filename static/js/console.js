@@ -7,12 +7,15 @@ import { describeError } from './toast.js';
 
 export const VIEWER_COMMANDS = ['inspect', 'snapshot', 'metrics'];
 
-const HELP = `Commands (operator-only marked *):
+/** The help text, with the server's bounds (welcome.data.limits) where it has them. */
+export function helpText(limits) {
+  const range = (b) => (b ? `${b.min}–${b.max}` : 'see the server');
+  return `Commands (operator-only marked *):
   inspect ID                     a character in detail
   snapshot | metrics             the world / server counters
   pause* | resume*               stop / restart the clock
-  step* [N]                      advance N ticks (default 1)
-  speed* RATE                    ticks per second, 0.1–1000 (alias set_speed)
+  step* [N]                      advance N ticks (default 1; ${range(limits?.step_ticks)})
+  speed* RATE                    ticks per second, ${range(limits?.tick_rate)} (alias set_speed)
   set_state* ID STATE            ${STATES.join(', ')}
   spawn* [NAME [LOCATION]]       add a character
   remove* ID                     remove a character
@@ -23,6 +26,7 @@ const HELP = `Commands (operator-only marked *):
   debug_log* on|off
   {"cmd":"…","args":{…}}         any command as JSON
   clear                          clear this output; ↑/↓ recall history`;
+}
 
 const int = (s, what) => {
   if (s === undefined || !/^\d+$/.test(s)) throw new Error(`${what} must be a whole number`);
@@ -202,7 +206,7 @@ export class Console {
       return;
     }
     if (!parsed) return;
-    if (parsed.local === 'help') return this.print(HELP, 'info');
+    if (parsed.local === 'help') return this.print(helpText(this.store.limits), 'info');
     if (parsed.local === 'clear') {
       this.output.textContent = '';
       return;

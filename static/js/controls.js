@@ -4,15 +4,15 @@
 
 import { $ } from './util.js';
 
-// The slider is logarithmic: 0..1000 maps to 0.5..500 ticks/s, so both "slow enough
-// to watch one character" and "fast-forward a day" are a short drag away.
-const MIN_RATE = 0.5;
-const MAX_RATE = 500;
-const toRate = (p) => {
-  const r = MIN_RATE * (MAX_RATE / MIN_RATE) ** (p / 1000);
-  return r < 10 ? Math.round(r * 10) / 10 : Math.round(r);
+// The slider is logarithmic: 0..1000 maps to the server's tick-rate bounds
+// (`welcome.data.limits.tick_rate`), so both "slow enough to watch one character" and
+// "fast-forward a day" are a short drag away.
+export const toRate = (p, { min, max }) => {
+  const r = min * (max / min) ** (p / 1000);
+  const rounded = r < 10 ? Math.round(r * 10) / 10 : Math.round(r);
+  return Math.max(min, Math.min(max, rounded));
 };
-const toPos = (r) => Math.round((1000 * Math.log(Math.max(MIN_RATE, Math.min(MAX_RATE, r)) / MIN_RATE)) / Math.log(MAX_RATE / MIN_RATE));
+export const toPos = (r, { min, max }) => Math.round((1000 * Math.log(Math.max(min, Math.min(max, r)) / min)) / Math.log(max / min));
 const fmtRate = (r) => (r === null || r === undefined ? '–' : `${r < 10 ? r.toFixed(1) : Math.round(r)} ticks/s`);
 
 export class Controls {
@@ -24,12 +24,16 @@ export class Controls {
     this.shownRate = null;
     this.shownSeed = null;
     this.dragging = false;
+    this.rates = null; // limits.tick_rate, from welcome
+    this.steps = null; // limits.step_ticks, from welcome
+    store.on('welcome', ({ limits }) => this.applyLimits(limits));
 
     $('btn-pause').addEventListener('click', () => this.busy('btn-pause', () => this.run(this.store.paused ? 'resume' : 'pause', {})));
     $('btn-step').addEventListener('click', () => {
       const n = Number($('step-n').value);
-      if (!Number.isInteger(n) || n < 1 || n > 10000) {
-        this.notify('Step: N must be a whole number from 1 to 10000', 'error');
+      const { min, max } = this.steps ?? {};
+      if (!Number.isInteger(n) || !(n >= min && n <= max)) {
+        this.notify(`Step: N must be a whole number from ${min} to ${max}`, 'error');
         return;
       }
       this.busy('btn-step', () => this.run('step', { ticks: n }));
@@ -41,11 +45,12 @@ export class Controls {
     const range = $('speed-range');
     range.addEventListener('input', () => {
       this.dragging = true;
-      $('speed-value').textContent = fmtRate(toRate(Number(range.value)));
+      if (this.rates) $('speed-value').textContent = fmtRate(toRate(Number(range.value), this.rates));
     });
     range.addEventListener('change', async () => {
       this.dragging = false;
-      const rate = toRate(Number(range.value));
+      if (!this.rates) return;
+      const rate = toRate(Number(range.value), this.rates);
       try {
         await this.run('set_speed', { tick_rate: rate });
       } catch {
@@ -106,6 +111,22 @@ export class Controls {
     });
   }
 
+  /** The server's bounds for `step` and `set_speed` (welcome.data.limits). */
+  applyLimits(limits) {
+    if (!limits) return;
+    this.rates = limits.tick_rate;
+    this.steps = limits.step_ticks;
+    const step = $('step-n');
+    if (!step) return; // a viewer's page has no controls
+    step.min = String(this.steps.min);
+    step.max = String(this.steps.max);
+    const range = $('speed-range');
+    range.title = `${fmtRate(this.rates.min)} to ${fmtRate(this.rates.max)}`;
+    range.dataset.min = String(this.rates.min);
+    range.dataset.max = String(this.rates.max);
+    this.shownRate = null; // re-place the thumb on the new scale
+  }
+
   async busy(id, fn) {
     const btn = $(id);
     btn.disabled = true;
@@ -142,9 +163,9 @@ export class Controls {
       b.textContent = paused ? 'Resume' : 'Pause';
       b.dataset.paused = String(paused);
     }
-    if (tickRate !== this.shownRate && !this.dragging) {
+    if (tickRate !== this.shownRate && !this.dragging && this.rates) {
       this.shownRate = tickRate;
-      if (tickRate !== null) $('speed-range').value = String(toPos(tickRate));
+      if (tickRate !== null) $('speed-range').value = String(toPos(tickRate, this.rates));
       $('speed-value').textContent = fmtRate(tickRate);
     }
     if (seed !== this.shownSeed) {

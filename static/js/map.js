@@ -4,7 +4,6 @@
 
 import { STATES, STATE_COLORS, KIND_COLORS, Pacer } from './util.js';
 
-const WORLD = 1000; // the plane is 0..1000 on both axes
 const PIXEL_THRESHOLD = 1500; // above this many characters, dots are stamped as pixels
 
 /** '#rrggbb' → the Uint32 of an opaque RGBA pixel (little-endian: 0xAABBGGRR). */
@@ -46,8 +45,13 @@ export class MapView {
     this.pacer = new Pacer(0, 0.35);
     this.drawnCount = 0;
     this.scale = 1;
+    this.world = null; // the plane is 0..world on both axes (welcome.data.limits.town_size)
     this.ox = 0;
     this.oy = 0;
+    store.on('welcome', ({ limits }) => {
+      this.world = limits?.town_size ?? null;
+      this.resize();
+    });
     new ResizeObserver(() => this.resize()).observe(canvas.parentElement);
     canvas.addEventListener('click', (e) => {
       const hit = this.hitTest(e);
@@ -73,7 +77,7 @@ export class MapView {
     this.dpr = dpr;
     // Keep the square plane square, centred.
     const side = Math.max(1, Math.min(w, h) - 2 * PAD);
-    this.scale = side / WORLD;
+    this.scale = this.world ? side / this.world : 0;
     this.ox = (w - side) / 2;
     this.oy = (h - side) / 2;
     this.dirty = true;
@@ -186,7 +190,8 @@ export class MapView {
    */
   ensureBackground() {
     const { canvas, store } = this;
-    if (this.bg && this.bgLocations === store.locations && this.bg.width === canvas.width && this.bg.height === canvas.height) return;
+    if (this.bg && this.bgLocations === store.locations && this.bgScale === this.scale
+      && this.bg.width === canvas.width && this.bg.height === canvas.height) return;
     this.bg = this.bg || document.createElement('canvas');
     this.bg.width = canvas.width;
     this.bg.height = canvas.height;
@@ -194,15 +199,15 @@ export class MapView {
     bctx.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
     bctx.fillStyle = '#10161e';
     bctx.fillRect(0, 0, this.cssW, this.cssH);
-    const side = WORLD * this.scale;
-    // Plane and a faint grid every 100 units.
+    const side = this.world * this.scale;
+    // Plane and a faint grid in tenths.
     bctx.fillStyle = '#121a23';
     bctx.fillRect(this.ox, this.oy, side, side);
     bctx.strokeStyle = '#1a2430';
     bctx.lineWidth = 1;
     bctx.beginPath();
     for (let i = 0; i <= 10; i++) {
-      const p = Math.round(i * 100 * this.scale) + 0.5;
+      const p = Math.round((i * side) / 10) + 0.5;
       bctx.moveTo(this.ox + p, this.oy);
       bctx.lineTo(this.ox + p, this.oy + side);
       bctx.moveTo(this.ox, this.oy + p);
@@ -213,6 +218,7 @@ export class MapView {
     this.bgPixels = new Uint32Array(bctx.getImageData(0, 0, canvas.width, canvas.height).data.buffer);
     this.frameImage = null;
     this.bgLocations = store.locations;
+    this.bgScale = this.scale;
   }
 
   drawLocations(ctx) {

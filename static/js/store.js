@@ -32,6 +32,8 @@ export class Store {
     this.seed = null;
     this.role = null;
     this.sessionId = null;
+    this.limits = null; // welcome.data.limits: the server's bounds (rate, step, tick rate, town size)
+    this.bootId = null;
     this.epoch = 0; // bumps on every snapshot; late replies from an older epoch are ignored
     this.version = 0; // bumps on any character change (map, table)
     this.structVersion = 0; // bumps when characters come or go (or a snapshot replaces them)
@@ -53,6 +55,8 @@ export class Store {
   welcome(data) {
     this.role = data.role;
     this.sessionId = data.session_id;
+    this.limits = data.limits ?? null;
+    this.bootId = data.boot_id ?? null;
     this.emit('welcome', data);
   }
 

@@ -12,8 +12,8 @@
 //   down does not count: we stay on WebSocket and back off.
 // - Commands go over the WebSocket when it is live; otherwise (SSE, or between
 //   reconnects) through POST /api/command. Background polls also go over HTTP when the
-//   per-connection message budget (default 100 / 60 s) is getting used up, so they never
-//   crowd out what the person types.
+//   per-connection message budget (`welcome.data.limits.rate`) is getting used up, so
+//   they never crowd out what the person types.
 
 const BASE_MS = 500;
 const CAP_MS = 30000;
@@ -21,8 +21,16 @@ const WS_FAILURES_BEFORE_SSE = 2;
 const WS_RETRY_FROM_SSE_MS = 30000;
 const COMMAND_TIMEOUT_MS = 15000;
 const SSE_TOPICS = 'state_change,event_notification,character_update';
-/** Messages per 60 s we allow ourselves over WS for background work (server default: 100). */
-const BACKGROUND_BUDGET = 40;
+/** The share of the server's message budget we allow ourselves over WS for background work. */
+const BACKGROUND_SHARE = 0.4;
+
+/**
+ * How many background messages per window may go over the WebSocket, for the server's
+ * `limits.rate` ({messages, window_ms}); 0 when it is not known yet.
+ */
+export function backgroundBudget(rate) {
+  return rate ? Math.floor(rate.messages * BACKGROUND_SHARE) : 0;
+}
 
 const CLOSE_REASONS = {
   1000: 'normal closure',
@@ -78,6 +86,7 @@ export class Transport {
     this.wsRetryTimer = null;
     this.watchdog = null;
     this.heartbeatMs = 5000;
+    this.rate = null; // welcome.data.limits.rate: {messages, window_ms}
     this.lastRecv = 0;
     this.stopped = false;
     this.stats = { connects: 0, reconnects: 0, wsOpenFailures: 0, fallbacks: 0 };
@@ -197,6 +206,7 @@ export class Transport {
     this.attempt = 0;
     this.wsOpenFailures = 0;
     this.heartbeatMs = msg.data?.heartbeat_interval_ms || 5000;
+    this.rate = msg.data?.limits?.rate ?? null;
     // Positions need character_update, which is not a default topic.
     this.send({ type: 'subscribe', topics: ['character_update'] });
     const last = this.lastSeq();
@@ -275,9 +285,9 @@ export class Transport {
     return true;
   }
 
-  /** Messages sent over the current WebSocket in the last 60 s. */
+  /** Messages sent over the current WebSocket in the server's last rate window. */
   recentSends() {
-    const cutoff = Date.now() - 60000;
+    const cutoff = Date.now() - (this.rate?.window_ms ?? 0);
     while (this.sentTimes.length && this.sentTimes[0] < cutoff) this.sentTimes.shift();
     return this.sentTimes.length;
   }
@@ -390,12 +400,12 @@ export class Transport {
 
   /**
    * Runs a command; resolves with the reply's data, rejects with a CommandError.
-   * background: a poll the person did not ask for; sent over HTTP when the WS budget
-   * is half used.
+   * background: a poll the person did not ask for; sent over HTTP once it would take
+   * more than its share of the server's message budget.
    */
   command(cmd, args = {}, { background = false } = {}) {
     const wsLive = this.mode === 'ws' && this.live && this.ws && this.ws.readyState === WebSocket.OPEN;
-    if (wsLive && (!background || this.recentSends() < BACKGROUND_BUDGET)) {
+    if (wsLive && (!background || this.recentSends() < backgroundBudget(this.rate))) {
       const id = `c${++this.nextId}`;
       return new Promise((resolve, reject) => {
         const timer = setTimeout(() => {
