@@ -5,16 +5,16 @@
 //! `Authorization: Bearer`). Static files are embedded in the binary at build time, so
 //! the server needs no files on disk and no build step to serve the dashboard.
 
-use crate::broker::pool::ConnHandle;
 use crate::broker::{RequestSnapshot, SnapshotRoute};
+use crate::conn::ConnHandle;
 use crate::protocol::Topic;
 use crate::protocol::{Command, Envelope, ErrorCode, ErrorData, Role, OPERATOR_COMMANDS};
 use crate::session::actor::metrics_reply;
 use crate::session::auth::{token_from_request, Identity};
 use crate::session::sse::SseSession;
-use crate::session::subscriptions::TopicSet;
 use crate::session::{Session, SessionShared};
 use crate::sim::actor::RunCommand;
+use crate::topics::TopicSet;
 use actix::Actor;
 use actix_web::http::header::{self, ContentType};
 use actix_web::http::StatusCode;
@@ -128,7 +128,7 @@ async fn ws_route(
         }
     }
     let permit = state.shared.pool.try_acquire();
-    let conn = req.conn_data::<ConnHandle>().copied();
+    let conn = req.conn_data::<ConnHandle>().cloned();
     let session = Session::new(
         Arc::clone(&state.shared),
         permit,
@@ -196,7 +196,7 @@ async fn events_route(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
             None,
         );
     };
-    let conn = req.conn_data::<ConnHandle>().copied();
+    let conn = req.conn_data::<ConnHandle>().cloned();
     let (session, rx) = SseSession::new(
         Arc::clone(&state.shared),
         permit,

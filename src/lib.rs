@@ -4,7 +4,10 @@
 //! - [`protocol`]: every wire type of protocol v1 and the client-message parser.
 //! - [`config`]: the TOML configuration, its embedded default and its validation.
 //! - [`sim`]: the world, its pure state-machine rules, and the simulation actor.
-//! - [`broker`]: batching, `seq`, history, fan-out, the bounded connection pool.
+//! - [`topics`]: a connection's topic set and the matching of items (a leaf the broker
+//!   and the sessions share, so the broker imports nothing of the sessions).
+//! - [`broker`]: batching, `seq`, history, roster, fan-out through per-worker hubs.
+//! - [`conn`]: the bounded connection pool and the handle that shuts a socket down.
 //! - [`session`]: one actor per WebSocket: auth, heartbeat, rate limit, subscriptions.
 //! - [`http`]: routes and static files.
 //! - [`metrics`]: counters and the Prometheus exposition.
@@ -19,6 +22,7 @@ pub mod broker;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod conn;
 pub mod frame_guard;
 pub mod http;
 pub mod metrics;
@@ -27,6 +31,7 @@ pub mod protocol;
 pub mod session;
 pub mod sim;
 pub mod tls;
+pub mod topics;
 
 use actix::prelude::*;
 use broker::{Broker, BrokerSettings};
@@ -65,7 +70,7 @@ pub struct Running {
     pub token_list: Tokens,
     pub sim: Addr<Simulation>,
     pub broker: Addr<Broker>,
-    pub pool: Arc<broker::pool::Pool>,
+    pub pool: Arc<conn::Pool>,
     /// The simulation's and the broker's threads; stopped with the System.
     pub arbiters: Vec<Arbiter>,
     /// Whether the listener speaks TLS (`https://`, `wss://`).
@@ -109,7 +114,7 @@ pub struct ShutdownHandle {
     server: actix_web::dev::ServerHandle,
     broker: Addr<Broker>,
     sim: Addr<Simulation>,
-    pool: Arc<broker::pool::Pool>,
+    pool: Arc<conn::Pool>,
 }
 
 impl ShutdownHandle {
@@ -263,7 +268,7 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
     };
     let metrics = Arc::new(Metrics::new()?);
     let latest_seq = Arc::new(AtomicU64::new(0));
-    let pool = broker::pool::Pool::new(config.pool.max_connections);
+    let pool = conn::Pool::new(config.pool.max_connections);
 
     let mut tokens = config.auth.tokens.clone();
     if tokens.is_empty() {

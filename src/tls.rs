@@ -130,7 +130,7 @@ pub fn on_connect(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions
     use actix_tls::accept::rustls_0_23::TlsStream;
     if let Some(stream) = conn.downcast_ref::<TlsStream<actix_web::rt::net::TcpStream>>() {
         let (tcp, _) = stream.get_ref();
-        if let Some(handle) = crate::broker::pool::ConnHandle::from_stream(tcp) {
+        if let Some(handle) = crate::conn::ConnHandle::from_stream(tcp) {
             ext.insert(handle);
         }
     } else {

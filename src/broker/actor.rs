@@ -18,13 +18,13 @@ use super::batcher::{Batch, Batcher};
 use super::fanout::FanOut;
 use super::history::History;
 use super::hub::{DeliverFrames, HubRoute, Overflowed};
-use super::pool::ConnHandle;
 use super::roster::{Outlet, Roster, JOIN_HOLD};
 use super::{
     CloseAll, CloseSession, Deliver, JoinSession, Leave, Publish, RequestSnapshot, ResumeFrom,
     SessionId, SetTopics, SnapshotRoute,
 };
 use crate::clock;
+use crate::conn::ConnHandle;
 use crate::metrics::Metrics;
 use crate::protocol::{Envelope, Snapshot};
 use actix::prelude::*;
@@ -207,7 +207,7 @@ impl Broker {
             return;
         };
         if let Some(why) = why {
-            let shut = contact.conn.map(|c| c.shutdown()).unwrap_or(false);
+            let shut = contact.conn.is_some_and(|c| c.shutdown());
             log::info!(
                 "session {id} evicted ({}); socket shut down: {shut}",
                 why.label()
@@ -467,7 +467,7 @@ impl Handler<CloseAll> for Broker {
         for contact in self.contacts.values() {
             if contact.close.try_send(close.clone()).is_err() {
                 // Jammed or gone: it cannot take a close frame; end the socket.
-                if let Some(conn) = contact.conn {
+                if let Some(conn) = &contact.conn {
                     conn.shutdown();
                 }
             }

@@ -7,7 +7,7 @@
 //! an empty frame, and a tick cut into several broker batches still reaches it as one.
 
 use crate::protocol::{now_ts, Item};
-use crate::session::subscriptions::TopicSet;
+use crate::topics::TopicSet;
 use bytestring::ByteString;
 use serde::ser::{SerializeSeq, Serializer};
 use serde::Serialize;

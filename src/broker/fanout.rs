@@ -23,7 +23,7 @@
 use super::batcher::{Batch, RangeFrame};
 use super::hub::{DeliverFrames, HubRoute, Overflowed};
 use super::{Deliver, SessionId};
-use crate::session::subscriptions::TopicSet;
+use crate::topics::TopicSet;
 use actix::prelude::*;
 use bytestring::ByteString;
 use std::collections::HashMap;

@@ -6,8 +6,8 @@
 //!   `resume`;
 //! - *deliver* — the [`actor`] serializes each batch once per distinct topic set and
 //!   hands the shared bytes to every session ([`fanout`], free of actor context so
-//!   benches call it directly) through one [`hub`] per worker thread; the bounded
-//!   [`pool`] caps how many sessions there are.
+//!   benches call it directly) through one [`hub`] per worker thread; the [`roster`]
+//!   keeps who is joined and where each stands in the seq stream.
 //!
 //! A future gateway node is the deliver half fed from a NATS subscription of the same
 //! `Publish` stream instead of a local simulation.
@@ -17,16 +17,15 @@ pub mod batcher;
 pub mod fanout;
 pub mod history;
 pub mod hub;
-pub mod pool;
 pub mod roster;
 
 pub use actor::{Broker, BrokerSettings};
 
+use crate::conn::ConnHandle;
 use crate::protocol::{Item, Snapshot};
-use crate::session::subscriptions::TopicSet;
+use crate::topics::TopicSet;
 use actix::prelude::*;
 use bytestring::ByteString;
-use pool::ConnHandle;
 use serde_json::Value;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;

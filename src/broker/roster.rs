@@ -24,7 +24,7 @@ use super::fanout::{FanOut, Groups, Slot};
 use super::history::{History, Lookup};
 use super::hub::HubRoute;
 use super::{Deliver, SessionId};
-use crate::session::subscriptions::TopicSet;
+use crate::topics::TopicSet;
 use bytestring::ByteString;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;

@@ -10,7 +10,7 @@
 //! Heartbeat: every `heartbeat_interval` the server pings; a client that sends nothing
 //! (pongs included) for `client_timeout` is closed here. If the client stopped reading,
 //! this actor is not polled at all (actix-web#2441) and cannot close itself: the broker's
-//! sweep then shuts the socket down from outside (see `broker::pool::ConnHandle`).
+//! sweep then shuts the socket down from outside (see `crate::conn::ConnHandle`).
 //!
 //! RFC 6455 at this edge: fragmented client messages are joined by [`Reassembler`]
 //! (capped like one frame) and then handled like one text frame; a text message that is
@@ -25,19 +25,19 @@ use super::fragments::{
     needs_fragments, Assembled, Fragment, Piece, Pieces, Reassembler, ReassemblyError, PIECE_BYTES,
 };
 use super::rate::{RateLimiter, Verdict};
-use super::subscriptions::TopicSet;
 use super::{Registration, SessionShared};
-use crate::broker::pool::{ConnHandle, PoolPermit};
 use crate::broker::{
     CloseSession, Deliver, JoinSession, RequestSnapshot, ResumeFrom, SessionId, SetTopics,
     SnapshotRoute,
 };
 use crate::clock;
+use crate::conn::{ConnHandle, PoolPermit};
 use crate::protocol::{
     close, now_ts, parse_client_message, ClientMessage, Command, Envelope, ErrorCode, ErrorData,
     HeartbeatData, Role, OPERATOR_COMMANDS,
 };
 use crate::sim::actor::RunCommand;
+use crate::topics::TopicSet;
 use actix::prelude::*;
 use actix_http::ws::Item;
 use actix_web_actors::ws::{self, CloseCode, CloseReason};
@@ -158,7 +158,7 @@ impl Session {
             session: self.id,
             route,
             close: ctx.address().recipient(),
-            conn: self.conn,
+            conn: self.conn.clone(),
             last_seen: Arc::clone(&self.last_seen),
             topics: self.topics.clone(),
         };
@@ -466,7 +466,7 @@ impl Actor for Session {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.registration.take();
-        if let Some(conn) = self.conn {
+        if let Some(conn) = self.conn.take() {
             // A client that never reads would never see our close frame; end the socket
             // after a grace period. ConnHandle checks it is still the same socket.
             actix::spawn(async move {

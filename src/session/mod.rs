@@ -2,7 +2,7 @@
 //!
 //! The actor (`actor.rs`) is the only file that knows the transport
 //! (actix-web-actors); authentication ([`auth`]), rate limiting ([`rate`]),
-//! subscriptions ([`subscriptions`]) and message fragmentation ([`fragments`]) are plain
+//! topic sets ([`crate::topics`]) and message fragmentation ([`fragments`]) are plain
 //! types, unit-tested without sockets.
 
 pub mod actor;
@@ -10,13 +10,12 @@ pub mod auth;
 pub mod fragments;
 pub mod rate;
 pub mod sse;
-pub mod subscriptions;
 
 pub use actor::Session;
 
 use crate::broker::hub::{HubRoute, LocalHub, Outbox};
-use crate::broker::pool::PoolPermit;
 use crate::broker::{Broker, Leave, RequestSnapshot, SessionId};
+use crate::conn::PoolPermit;
 use crate::metrics::Metrics;
 use crate::protocol::{self, Bounds, Limits, RateBudget};
 use crate::sim::actor::RunCommand;
@@ -43,7 +42,7 @@ pub struct SessionShared {
     pub sim_snapshots: Recipient<RequestSnapshot>,
     pub metrics: Arc<Metrics>,
     pub latest_seq: Arc<AtomicU64>,
-    pub pool: Arc<crate::broker::pool::Pool>,
+    pub pool: Arc<crate::conn::Pool>,
     /// Source of session ids (a counter, never reused in one run).
     pub next_id: Arc<AtomicU64>,
     /// Random per server start (`welcome.data.boot_id`).

@@ -15,14 +15,14 @@
 //! client whose channel stays full (a client that stopped reading) like a jammed
 //! WebSocket.
 
-use super::subscriptions::TopicSet;
 use super::{Registration, SessionShared};
-use crate::broker::pool::{ConnHandle, PoolPermit};
 use crate::broker::{
     CloseSession, Deliver, JoinSession, RequestSnapshot, ResumeFrom, SessionId, SnapshotRoute,
 };
 use crate::clock;
+use crate::conn::{ConnHandle, PoolPermit};
 use crate::protocol::Role;
+use crate::topics::TopicSet;
 use actix::prelude::*;
 use actix_web::web::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,7 +121,7 @@ impl Actor for SseSession {
             session: self.id,
             route,
             close: ctx.address().recipient(),
-            conn: self.conn,
+            conn: self.conn.clone(),
             last_seen: Arc::clone(&self.last_seen),
             topics: self.topics.clone(),
         };

@@ -78,7 +78,10 @@ impl Drop for PoolPermit {
 }
 
 /// Identifies one accepted TCP socket so it can be shut down from another actor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Deliberately not `Copy`: it names a descriptor it does not own, so each copy is
+/// made on purpose (the session's, the broker's), and every use goes through
+/// [`ConnHandle::shutdown`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnHandle {
     #[cfg(unix)]
     fd: std::os::fd::RawFd,
@@ -105,14 +108,7 @@ impl ConnHandle {
     /// was made for. Returns whether it did.
     #[cfg(unix)]
     pub fn shutdown(&self) -> bool {
-        // SAFETY: the fd number may have been closed, or reused by another socket or
-        // file, since the handle was made. Borrowing a raw fd is only used for two
-        // syscalls that never close it: getsockopt (fails harmlessly on a closed fd or a
-        // non-socket) and shutdown, which we only issue when the socket cookie proves it
-        // is the same socket. A race in which the fd is closed and reused between those
-        // two syscalls would need another thread to close and accept within nanoseconds;
-        // we accept that window and write it down here.
-        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.fd) };
+        let fd = borrow_unowned(self.fd);
         if socket_cookie(fd) != Some(self.cookie) {
             return false;
         }
@@ -125,6 +121,24 @@ impl ConnHandle {
     pub fn shutdown(&self) -> bool {
         false
     }
+}
+
+/// The one unsafe step: a `BorrowedFd` for a descriptor this process may no longer
+/// hold as the socket the handle was made for.
+///
+/// The hazard: `BorrowedFd::borrow_raw` requires the fd to stay open for the borrow's
+/// lifetime, which nothing here guarantees: the connection may have closed it, and
+/// another socket or file may have reused the number. What keeps it sound in practice:
+/// the borrow lives for two syscalls that never close or read memory through it,
+/// `getsockopt(SO_COOKIE)` (which fails harmlessly on a closed fd or a non-socket) and
+/// `shutdown`, issued only when the cookie proves it is the same socket. The window
+/// left, a close and a reuse of the number between those two syscalls, would need
+/// another thread to close and accept within nanoseconds; we accept it and say so here.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn borrow_unowned(fd: std::os::fd::RawFd) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: see above: used only for the cookie check and `shutdown`.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
 }
 
 #[cfg(target_os = "linux")]
