@@ -434,10 +434,20 @@ mod tests {
         let dir = temp_dir("reopen");
         let total = 2 * MAX_ENTRIES + 10;
         {
-            let log = AuditLog::open(Some(&dir), counter()).expect("open").log;
-            for n in 0..total as u64 {
-                log.record(entry(n));
+            let unwritten = counter();
+            let log = AuditLog::open(Some(&dir), unwritten.clone())
+                .expect("open")
+                .log;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime");
+            // In pieces smaller than the queue, each waited for: the test is about
+            // files, not about a writer that falls behind.
+            for chunk in (0..total as u64).collect::<Vec<_>>().chunks(QUEUE / 2) {
+                chunk.iter().for_each(|&n| log.record(entry(n)));
+                rt.block_on(log.synced());
             }
+            assert_eq!(unwritten.get(), 0);
             // Two rotations: the second replaced the first's prev file.
             wait_for(&dir, MAX_ENTRIES, 10);
         }
