@@ -293,6 +293,7 @@ describe('dashboard over WebSocket', () => {
       assert.equal(await viewer.page.textContent('#role'), 'viewer');
       assert.equal(await viewer.page.locator('#controls').count(), 0, '#controls removed');
       assert.equal(await viewer.page.locator('#btn-pause, #btn-step, #btn-reset, #speed-range, #insp-set-btn').count(), 0);
+      assert.equal(await viewer.page.locator('#audit').count(), 0, 'no audit panel for a viewer');
       await viewer.page.waitForFunction((n) => window.__simcast.info().tableRows >= n - 1, CHARACTERS);
       await viewer.page.locator('#char-table tr[data-testid=char-row]').first().click();
       await viewer.page.waitForSelector('#insp-transitions li');
@@ -326,6 +327,20 @@ describe('dashboard over WebSocket', () => {
     } finally {
       await other.context.close();
     }
+  });
+
+  test('the audit panel lists operator commands with who ran them and how they went', async () => {
+    assert.equal(await page.isVisible('#audit'), true);
+    await consoleRun(page, 'step 2');
+    await consoleRun(page, 'remove 999999');
+    await page.waitForFunction(() => {
+      const rows = [...document.querySelectorAll('#audit-list li')].map((li) => li.textContent);
+      return rows.some((t) => /operator-1 step \{"ticks":2\}$/.test(t))
+        && rows.some((t) => /operator-1 remove \{"character_id":999999\} — failed/.test(t));
+    }, null, { timeout: 5000 });
+    const rows = await page.locator('#audit-list li').allTextContents();
+    assert.ok(rows.some((t) => /operator-1 pause$/.test(t)), `the earlier pause is listed too:\n${rows.join('\n')}`);
+    assert.equal(await page.locator('#audit-list li.failed').last().textContent().then((t) => /remove/.test(t)), true);
   });
 
   test('no console errors so far', () => {

@@ -153,3 +153,14 @@ test('limits: the slider, the background budget and the help text use the server
   assert.match(help, /1–50/);
   assert.match(help, /ticks per second, 2–8/);
 });
+
+test('audit: console words and entry lines', async () => {
+  const { describeEntry } = await import('../static/js/audit.js');
+  assert.deepEqual(parseLine('audit'), { cmd: 'audit', args: {} });
+  assert.deepEqual(parseLine('audit 5'), { cmd: 'audit', args: { limit: 5 } });
+  const ok = describeEntry({ tick: 12, timestamp: 0, by: 'alice', command: 'set_speed', args: { tick_rate: 5 }, ok: true });
+  assert.match(ok, /tick 12 · alice set_speed \{"tick_rate":5\}$/);
+  const failed = describeEntry({ tick: 3, timestamp: 0, by: 'bob', command: 'remove', args: { character_id: 9 }, ok: false, error: 'unknown character 9' });
+  assert.match(failed, /bob remove \{"character_id":9\} — failed: unknown character 9$/);
+  assert.match(describeEntry({ tick: 0, timestamp: 0, by: 'c', command: 'pause', args: {}, ok: true }), /c pause$/);
+});

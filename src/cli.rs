@@ -189,6 +189,12 @@ pub fn parse_ctl(words: &[String]) -> Result<(String, Value), CliError> {
             }
             None => json!({}),
         },
+        "audit" => match flag("--limit").or(rest.first()) {
+            Some(n) => json!({
+                "limit": n.parse::<u64>().map_err(|_| usage("the audit limit must be a whole number"))?
+            }),
+            None => json!({}),
+        },
         "debug_log" => {
             let on = match rest.first().map(String::as_str) {
                 Some("on" | "true" | "1") => true,
@@ -549,6 +555,11 @@ mod tests {
         assert_eq!(
             p("reset --seed 7"),
             Ok(("reset".into(), json!({"seed": 7})))
+        );
+        assert_eq!(p("audit"), Ok(("audit".into(), json!({}))));
+        assert_eq!(
+            p("audit --limit 5"),
+            Ok(("audit".into(), json!({"limit": 5})))
         );
         assert_eq!(
             p("speed 2.5"),

@@ -12,12 +12,14 @@
 //! - [`http`]: routes and static files.
 //! - [`metrics`]: counters and the Prometheus exposition.
 //! - [`persistence`]: atomic saves of the world.
+//! - [`audit`]: the journal of operator commands (who, when, what, whether it worked).
 //! - [`cli`]: the `watch` and `ctl` command-line clients.
 //! - [`clock`]: the monotonic millisecond clock sessions and the broker share.
 //!
 //! [`run`] starts everything on an already-bound listener, so tests run the real server
 //! on `127.0.0.1:0`.
 
+pub mod audit;
 pub mod broker;
 pub mod cli;
 pub mod clock;
@@ -58,6 +60,8 @@ pub enum RunError {
     /// `[server.tls]` names a certificate or key that cannot be used.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("audit log: {0}")]
+    Audit(#[from] audit::AuditError),
 }
 
 /// A started server: await `server` to run it; `handle` stops it.
@@ -242,6 +246,18 @@ fn restore_world(config: &Config) -> Result<RestoredWorld, RunError> {
     })
 }
 
+/// The audit log in the data directory (memory only when another server owns it).
+fn open_audit(
+    store: Option<&persistence::Store>,
+    metrics: &Metrics,
+) -> Result<audit::AuditLog, RunError> {
+    let opened = audit::AuditLog::open(store.map(|s| s.dir()), metrics.audit_unwritten.clone())?;
+    for line in &opened.skipped {
+        log::warn!("audit log: skipped an unreadable entry at {line}");
+    }
+    Ok(opened.log)
+}
+
 /// What `restore_world` hands to `run`.
 struct RestoredWorld {
     state: sim::SimState,
@@ -294,11 +310,12 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
         store,
         lock,
     } = restore_world(&config)?;
+    let audit = open_audit(store.as_ref(), &metrics)?;
     let sim_arbiter = Arbiter::new();
     let sim_metrics = Arc::clone(&metrics);
     let sim_broker = broker_addr.clone().recipient();
     let sim_addr = Simulation::start_in_arbiter(&sim_arbiter.handle(), move |_| {
-        Simulation::new(sim_state, sim_broker, sim_metrics, sim_persistence)
+        Simulation::new(sim_state, sim_broker, sim_metrics, sim_persistence, audit)
     });
     let broker_arbiter = Arbiter::new();
     let broker_settings = BrokerSettings {

@@ -77,7 +77,7 @@ enum Cmd {
     /// Send one command and print the reply: pause | resume | step 10 | inspect 42 |
     /// set-state 42 sleeping | schedule TYPE --in 50 [--data JSON] | cancel ID |
     /// spawn [--name N] [--location L] | remove ID | set-speed R | reset [--seed S] |
-    /// save | debug-log on|off | snapshot | metrics
+    /// save | debug-log on|off | snapshot | metrics | audit [N]
     Ctl {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub tick_duration: Histogram,
     /// Ticks the simulation skipped because the broker's mailbox was full.
     pub ticks_deferred: IntCounter,
+    /// Audit entries kept in memory but not written to disk (the writer was behind).
+    pub audit_unwritten: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -114,6 +116,10 @@ impl Metrics {
             ticks_deferred: counter(
                 "ticks_deferred_total",
                 "Ticks delayed because the broker was behind",
+            )?,
+            audit_unwritten: counter(
+                "audit_unwritten_total",
+                "Audit entries not written to disk because the writer was behind",
             )?,
             registry,
         })

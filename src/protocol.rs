@@ -597,6 +597,11 @@ pub enum Command {
     DebugLog {
         enabled: bool,
     },
+    /// The newest `limit` audit entries (default `audit::DEFAULT_LIMIT`).
+    Audit {
+        #[serde(default)]
+        limit: Option<usize>,
+    },
 }
 
 /// Smallest `step`: zero ticks would be a no-op that still broadcasts a control item.
@@ -610,7 +615,7 @@ pub const MAX_TICK_RATE: f64 = 1000.0;
 pub const MAX_NAME_LEN: usize = 64;
 
 /// Commands only an operator may run, by wire name.
-pub const OPERATOR_COMMANDS: [&str; 12] = [
+pub const OPERATOR_COMMANDS: [&str; 13] = [
     "pause",
     "resume",
     "step",
@@ -623,6 +628,7 @@ pub const OPERATOR_COMMANDS: [&str; 12] = [
     "reset",
     "save",
     "debug_log",
+    "audit",
 ];
 
 impl Command {
@@ -649,7 +655,17 @@ impl Command {
             Command::Reset { .. } => "reset",
             Command::Save {} => "save",
             Command::DebugLog { .. } => "debug_log",
+            Command::Audit { .. } => "audit",
         }
+    }
+
+    /// The validated arguments as the wire spells them (`{}` when there are none), for
+    /// `control` items and audit entries.
+    pub fn wire_args(&self) -> Value {
+        let wire = serde_json::to_value(self).unwrap_or(Value::Null);
+        wire.get("args")
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Default::default()))
     }
 
     /// Range checks serde cannot express.
@@ -678,6 +694,12 @@ impl Command {
                 name: Some(name), ..
             } if name.is_empty() || name.len() > MAX_NAME_LEN => {
                 Err(format!("`name` must be 1 to {MAX_NAME_LEN} bytes"))
+            }
+            Command::Audit { limit: Some(n) } if *n == 0 || *n > crate::audit::MAX_ENTRIES => {
+                Err(format!(
+                    "`limit` must be between 1 and {}, got {n}",
+                    crate::audit::MAX_ENTRIES
+                ))
             }
             _ => Ok(()),
         }

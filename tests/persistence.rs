@@ -264,3 +264,111 @@ async fn a_restored_world_names_the_flags_it_does_not_apply() {
         "the tick rate was not changed: {warning}"
     );
 }
+
+const AUDIT_OPERATOR: &str = "audit-op-secret";
+const AUDIT_VIEWER: &str = "audit-viewer-secret";
+
+/// Every operator command, from every transport, is in `audit` after a restart, oldest
+/// first and with its label and outcome; a viewer may not read it; no token is kept.
+#[tokio::test]
+async fn audit_survives_a_restart_and_names_who_did_what() {
+    use common::post_command;
+    let dir = temp_dir("persist-audit");
+    let config = format!(
+        "[[auth.tokens]]\ntoken = \"{AUDIT_OPERATOR}\"\nrole = \"operator\"\nname = \"alice\"\n\
+         [[auth.tokens]]\ntoken = \"{AUDIT_VIEWER}\"\nrole = \"viewer\"\nname = \"vera\"\n\
+         [sim]\ncharacters = 20\n[persistence]\ndir = {:?}\n",
+        dir.join("data").display().to_string()
+    );
+    let mut server = ServerProcess::start(&dir, &config, &[]).expect("starts");
+    let ws = |token: &str| format!("ws://{}/ws?token={token}", server.addr);
+    let mut op = Client::connect(&ws(AUDIT_OPERATOR)).await;
+    op.next_of("snapshot").await;
+    assert_eq!(op.command("1", "pause", json!({})).await["type"], "reply");
+    let refused = op
+        .command("2", "remove", json!({"character_id": 99999}))
+        .await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    let addr: std::net::SocketAddr = server.addr.parse().expect("addr");
+    let body = json!({"cmd": "set_speed", "args": {"tick_rate": 4.0}});
+    let (status, _) = post_command(addr, AUDIT_OPERATOR, &body).await;
+    assert_eq!(status, 200);
+    // The CLI goes through the WebSocket like any client.
+    let cli = Command::new(BIN)
+        .args(["ctl", "--url", &format!("http://{}", server.addr)])
+        .args(["--token", AUDIT_OPERATOR, "step", "3"])
+        .output()
+        .expect("simcast ctl");
+    assert!(cli.status.success(), "{cli:?}");
+
+    let mut viewer = Client::connect(&ws(AUDIT_VIEWER)).await;
+    viewer.next_of("snapshot").await;
+    let denied = viewer.command("a", "audit", json!({})).await;
+    assert_eq!(denied["type"], "error");
+    assert_eq!(denied["data"]["code"], 1002, "{denied}");
+    let (status, text) = post_command(addr, AUDIT_VIEWER, &json!({"cmd": "audit"})).await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("1002"), "{text}");
+
+    server.signal(libc::SIGTERM);
+    server.wait_exit(Duration::from_secs(15));
+    let first_log = server.log();
+    drop(server);
+
+    let server = ServerProcess::start(&dir, &config, &[]).expect("restarts");
+    let mut op = Client::connect(&format!("ws://{}/ws?token={AUDIT_OPERATOR}", server.addr)).await;
+    op.next_of("snapshot").await;
+    let reply = op.command("audit", "audit", json!({})).await;
+    assert_eq!(reply["type"], "reply", "{reply}");
+    let entries = reply["data"]["entries"]
+        .as_array()
+        .expect("entries")
+        .clone();
+    let seen: Vec<(&str, &str, bool)> = entries
+        .iter()
+        .map(|e| {
+            let command = e["command"].as_str().unwrap_or("");
+            (command, e["by"].as_str().unwrap_or(""), e["ok"] == true)
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("pause", "alice", true),
+            ("remove", "alice", false),
+            ("set_speed", "alice", true),
+            ("step", "alice", true),
+        ],
+        "{entries:?}"
+    );
+    assert_eq!(entries[2]["args"], json!({"tick_rate": 4.0}));
+    assert_eq!(entries[3]["args"], json!({"ticks": 3}));
+    for e in &entries {
+        assert!(
+            e["tick"].is_u64() && e["timestamp"].as_f64().is_some(),
+            "{e}"
+        );
+    }
+    assert!(
+        entries[1]["error"].is_string(),
+        "why it failed: {}",
+        entries[1]
+    );
+    let limited = op.command("two", "audit", json!({"limit": 2})).await;
+    let last: Vec<&str> = limited["data"]["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["command"].as_str())
+        .collect();
+    assert_eq!(last, vec!["set_speed", "step"], "the newest, oldest first");
+    let zero = op.command("zero", "audit", json!({"limit": 0})).await;
+    assert_eq!(zero["data"]["code"], 1001, "{zero}");
+
+    let file = std::fs::read_to_string(dir.join("data").join("audit.jsonl")).expect("audit file");
+    for text in [&file, &first_log, &server.log()] {
+        for token in [AUDIT_OPERATOR, AUDIT_VIEWER] {
+            assert!(!text.contains(token), "a token was kept or logged");
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! The simulation actor: owns the [`SimState`], runs the tick clock, answers commands,
 //! journals what changes the state, and publishes everything it produces to the broker
-//! in order.
+//! in order. It is also where every operator command is written to the audit log
+//! (`crate::audit`), because every transport's commands arrive here.
 //!
 //! The tick never blocks on I/O. Publishing is a `try_send` into the broker's bounded
 //! mailbox, journaling a `try_send` to the persistence writer thread. When either is
@@ -9,6 +10,7 @@
 //! or letting the world run ahead of its journal.
 
 use super::{JournalEntry, SimError, SimState};
+use crate::audit::{self, AuditEntry, AuditLog};
 use crate::broker::{Publish, RequestSnapshot, SnapshotRoute};
 use crate::metrics::Metrics;
 use crate::persistence::writer::{WriteRequest, Writer};
@@ -86,6 +88,7 @@ pub struct Simulation {
     /// Journal entries waiting for room in the writer's queue, in order.
     journal_backlog: VecDeque<WriteRequest>,
     ticks_since_snapshot: u64,
+    audit: AuditLog,
 }
 
 impl Simulation {
@@ -94,6 +97,7 @@ impl Simulation {
         broker: Recipient<Publish>,
         metrics: Arc<Metrics>,
         persistence: Option<Persistence>,
+        audit: AuditLog,
     ) -> Self {
         Simulation {
             state,
@@ -107,6 +111,7 @@ impl Simulation {
             persistence,
             journal_backlog: VecDeque::new(),
             ticks_since_snapshot: 0,
+            audit,
         }
     }
 
@@ -303,6 +308,10 @@ impl Simulation {
                 self.debug_log = *enabled;
                 serde_json::json!({ "enabled": enabled })
             }
+            Command::Audit { limit } => {
+                let entries = self.audit.recent(limit.unwrap_or(audit::DEFAULT_LIMIT));
+                serde_json::json!({ "entries": entries })
+            }
             Command::Snapshot {} | Command::Metrics {} | Command::Save {} => {
                 return Err(server_error(format!(
                     "`{}` is not run by the simulation",
@@ -425,24 +434,46 @@ impl Handler<RunCommand> for Simulation {
     type Result = ResponseFuture<Result<Value, CommandError>>;
 
     fn handle(&mut self, msg: RunCommand, ctx: &mut Self::Context) -> Self::Result {
+        let entry = audit::audited(&msg.command)
+            .then(|| AuditEntry::begin(&msg.command, &msg.by, self.state.world.tick(), now_ts()));
         if let Command::Save {} = msg.command {
-            return self.save();
+            let (saved, log) = (self.save(), self.audit.clone());
+            return Box::pin(async move {
+                let result = saved.await;
+                record(&log, entry, &result);
+                result
+            });
         }
         let name = msg.command.name();
         let result = self.run(msg.command, &msg.by, ctx);
         if let Err(e) = &result {
             log::debug!("command {name} refused: {e}");
         }
+        record(&self.audit, entry, &result);
         Box::pin(async move { result })
+    }
+}
+
+/// Writes a command's audit entry (if it has one) with its outcome.
+fn record(log: &AuditLog, entry: Option<AuditEntry>, result: &Result<Value, CommandError>) {
+    if let Some(entry) = entry {
+        let outcome = result.as_ref().map(|_| ()).map_err(|e| e.message.as_str());
+        log.record(entry.finish(outcome));
     }
 }
 
 impl Handler<SaveNow> for Simulation {
     type Result = ResponseFuture<Result<(), String>>;
 
+    /// Also waits for the audit log's last entries to be written.
     fn handle(&mut self, _: SaveNow, _: &mut Self::Context) -> Self::Result {
         let reply = self.save();
-        Box::pin(async move { reply.await.map(|_| ()).map_err(|e| e.message) })
+        let audit = self.audit.synced();
+        Box::pin(async move {
+            let saved = reply.await.map(|_| ()).map_err(|e| e.message);
+            audit.await;
+            saved
+        })
     }
 }
 

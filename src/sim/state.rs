@@ -45,8 +45,7 @@ impl SimState {
         if !Self::changes_state(command) {
             return None;
         }
-        let wire = serde_json::to_value(command).unwrap_or(Value::Null);
-        let args = wire.get("args").cloned().unwrap_or_else(|| json!({}));
+        let args = command.wire_args();
         let data = ItemData::EventNotification(EventNotification {
             event_type: "control".into(),
             tick,
@@ -168,7 +167,8 @@ impl SimState {
             | Command::Snapshot {}
             | Command::Metrics {}
             | Command::Save {}
-            | Command::DebugLog { .. } => json!({}),
+            | Command::DebugLog { .. }
+            | Command::Audit { .. } => json!({}),
         })
     }
 

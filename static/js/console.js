@@ -4,6 +4,7 @@
 
 import { STATES } from './util.js';
 import { describeError } from './toast.js';
+import { describeEntry } from './audit.js';
 
 export const VIEWER_COMMANDS = ['inspect', 'snapshot', 'metrics'];
 
@@ -24,6 +25,7 @@ export function helpText(limits) {
   reset* [SEED]                  rebuild the world
   save*                          write world.json
   debug_log* on|off
+  audit* [N]                     the last N operator commands (default 100)
   {"cmd":"…","args":{…}}         any command as JSON
   clear                          clear this output; ↑/↓ recall history`;
 }
@@ -105,6 +107,8 @@ export function parseLine(line) {
     }
     case 'reset':
       return { cmd: 'reset', args: rest[0] === undefined ? {} : { seed: int(rest[0], 'SEED') } };
+    case 'audit':
+      return { cmd: 'audit', args: rest[0] === undefined ? {} : { limit: int(rest[0], 'N') } };
     case 'debug_log': {
       const v = (rest[0] || '').toLowerCase();
       if (!['on', 'off', 'true', 'false'].includes(v)) throw new Error('usage: debug_log on|off');
@@ -140,6 +144,10 @@ export function summarize(cmd, data, store) {
       return `cancelled event #${rest.event_id}`;
     case 'debug_log':
       return `debug log ${rest.enabled ? 'on' : 'off'}`;
+    case 'audit': {
+      const entries = rest.entries || [];
+      return [`${entries.length} audit entries, oldest first`, ...entries.map(describeEntry)].join('\n');
+    }
     case 'metrics':
       return `tick ${rest.tick} · seq ${rest.seq} · ${rest.connections_active} connected · ${rest.characters} characters · `
         + `${rest.batches} batches · ${rest.items} items · ${rest.errors} errors`;

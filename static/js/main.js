@@ -11,8 +11,9 @@ import { CharTable } from './table.js';
 import { EventLog } from './log.js';
 import { Inspector } from './inspector.js';
 import { Controls } from './controls.js';
-import { Console } from './console.js';
+import { Console, VIEWER_COMMANDS } from './console.js';
 import { MetricsStrip } from './metrics.js';
+import { AuditPanel } from './audit.js';
 
 const TOKEN_KEY = 'simcast.token';
 
@@ -99,8 +100,10 @@ function main() {
       } else if (cmd === 'set_speed') {
         store.tickRate = data.tick_rate;
       }
+      if (role === 'operator' && !VIEWER_COMMANDS.includes(cmd)) audit.soon();
       return data;
     } catch (e) {
+      if (role === 'operator') audit.soon(); // a refused command is in the audit too
       if (!quiet) toast(`${cmd}: ${e.code ? describeError(e.data) : e.message}`, 'error', 'Command failed');
       throw e;
     }
@@ -131,6 +134,7 @@ function main() {
   const inspector = new Inspector(store, transport, { notify, onSelect: select });
   const controls = new Controls(store, { run, notify });
   const metrics = new MetricsStrip(store, transport, { notify });
+  const audit = new AuditPanel({ list: $('audit-list'), refresh: $('audit-refresh'), count: $('audit-count') }, store, transport);
   // The console shows its own errors inline, next to what was typed.
   new Console({ form: $('console-form'), input: $('console-input'), output: $('console-output') }, {
     run: (cmd, args) => run(cmd, args, { quiet: true }),
@@ -147,6 +151,9 @@ function main() {
     badge.dataset.role = r;
     if (r === 'operator') {
       $('controls').hidden = false;
+      $('audit').hidden = false;
+      $('layout').classList.add('with-audit');
+      audit.enable();
     } else {
       // A viewer gets no operator controls at all, not merely disabled ones.
       $('controls')?.remove();
@@ -217,7 +224,7 @@ function main() {
   window.__simcast = {
     store,
     transport,
-    views: { map, chart, table, log, inspector, metrics },
+    views: { map, chart, table, log, inspector, metrics, audit },
     info() {
       return {
         role,
