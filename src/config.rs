@@ -34,6 +34,14 @@ fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
+/// `key` must not be 0.
+fn greater_than_zero<T: Default + PartialEq>(key: &str, value: T) -> Result<(), ConfigError> {
+    if value == T::default() {
+        return Err(invalid(key, "must be greater than 0"));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -237,89 +245,15 @@ impl Config {
         Config::from_toml(&text, &path.display().to_string())
     }
 
-    /// Checks every value a type cannot express; the error names the key.
+    /// Checks every value a type cannot express; the error names the key. Sections in
+    /// file order, each key in its section's order: the first problem is the one told.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.server.bind.parse::<SocketAddr>().map_err(|e| {
-            invalid(
-                "server.bind",
-                format!("`{}` is not host:port ({e})", self.server.bind),
-            )
-        })?;
-        if self.server.max_message_bytes < 128 {
-            return Err(invalid("server.max_message_bytes", "must be at least 128"));
-        }
-        if self.server.client_request_timeout_ms == 0 {
-            return Err(invalid(
-                "server.client_request_timeout_ms",
-                "must be greater than 0",
-            ));
-        }
-        let tls = &self.server.tls;
-        if tls.cert_file.is_empty() != tls.key_file.is_empty() {
-            return Err(invalid(
-                "server.tls",
-                "set both cert_file and key_file, or neither",
-            ));
-        }
-        if self.auth.auth_timeout_ms == 0 {
-            return Err(invalid("auth.auth_timeout_ms", "must be greater than 0"));
-        }
-        for (i, t) in self.auth.tokens.iter().enumerate() {
-            if t.token.trim().is_empty() {
-                return Err(invalid(
-                    &format!("auth.tokens[{i}].token"),
-                    "must not be empty",
-                ));
-            }
-        }
-        if self.pool.max_connections == 0 {
-            return Err(invalid("pool.max_connections", "must be greater than 0"));
-        }
-        let s = &self.session;
-        if s.heartbeat_interval_ms == 0 {
-            return Err(invalid(
-                "session.heartbeat_interval_ms",
-                "must be greater than 0",
-            ));
-        }
-        if s.client_timeout_ms <= s.heartbeat_interval_ms {
-            return Err(invalid(
-                "session.client_timeout_ms",
-                "must be greater than session.heartbeat_interval_ms",
-            ));
-        }
-        if s.rate_limit_messages == 0 {
-            return Err(invalid(
-                "session.rate_limit_messages",
-                "must be greater than 0",
-            ));
-        }
-        if s.rate_limit_window_ms == 0 {
-            return Err(invalid(
-                "session.rate_limit_window_ms",
-                "must be greater than 0",
-            ));
-        }
-        if s.outbound_queue < 2 {
-            return Err(invalid("session.outbound_queue", "must be at least 2"));
-        }
-        let b = &self.broker;
-        if b.max_batch_size == 0 {
-            return Err(invalid("broker.max_batch_size", "must be greater than 0"));
-        }
-        if b.history_size == 0 {
-            return Err(invalid("broker.history_size", "must be greater than 0"));
-        }
-        if !(MIN_TICK_RATE..=MAX_TICK_RATE).contains(&self.sim.tick_rate) {
-            return Err(invalid(
-                "sim.tick_rate",
-                format!("must be between {MIN_TICK_RATE} and {MAX_TICK_RATE}"),
-            ));
-        }
-        if self.sim.characters > 1_000_000 {
-            return Err(invalid("sim.characters", "must be at most 1000000"));
-        }
-        Ok(())
+        self.server.validate()?;
+        self.auth.validate()?;
+        greater_than_zero("pool.max_connections", self.pool.max_connections)?;
+        self.session.validate()?;
+        self.broker.validate()?;
+        self.sim.validate()
     }
 
     /// The data directory for `save`.
@@ -341,6 +275,86 @@ impl Config {
 
     pub fn auth_timeout(&self) -> Duration {
         Duration::from_millis(self.auth.auth_timeout_ms)
+    }
+}
+
+impl ServerConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.bind.parse::<SocketAddr>().map_err(|e| {
+            invalid(
+                "server.bind",
+                format!("`{}` is not host:port ({e})", self.bind),
+            )
+        })?;
+        if self.max_message_bytes < 128 {
+            return Err(invalid("server.max_message_bytes", "must be at least 128"));
+        }
+        greater_than_zero(
+            "server.client_request_timeout_ms",
+            self.client_request_timeout_ms,
+        )?;
+        if self.tls.cert_file.is_empty() != self.tls.key_file.is_empty() {
+            return Err(invalid(
+                "server.tls",
+                "set both cert_file and key_file, or neither",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl AuthConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        greater_than_zero("auth.auth_timeout_ms", self.auth_timeout_ms)?;
+        for (i, t) in self.tokens.iter().enumerate() {
+            if t.token.trim().is_empty() {
+                return Err(invalid(
+                    &format!("auth.tokens[{i}].token"),
+                    "must not be empty",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SessionConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        greater_than_zero("session.heartbeat_interval_ms", self.heartbeat_interval_ms)?;
+        if self.client_timeout_ms <= self.heartbeat_interval_ms {
+            return Err(invalid(
+                "session.client_timeout_ms",
+                "must be greater than session.heartbeat_interval_ms",
+            ));
+        }
+        greater_than_zero("session.rate_limit_messages", self.rate_limit_messages)?;
+        greater_than_zero("session.rate_limit_window_ms", self.rate_limit_window_ms)?;
+        if self.outbound_queue < 2 {
+            return Err(invalid("session.outbound_queue", "must be at least 2"));
+        }
+        Ok(())
+    }
+}
+
+impl BrokerConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        greater_than_zero("broker.max_batch_size", self.max_batch_size)?;
+        greater_than_zero("broker.history_size", self.history_size)
+    }
+}
+
+impl SimConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(MIN_TICK_RATE..=MAX_TICK_RATE).contains(&self.tick_rate) {
+            return Err(invalid(
+                "sim.tick_rate",
+                format!("must be between {MIN_TICK_RATE} and {MAX_TICK_RATE}"),
+            ));
+        }
+        if self.characters > 1_000_000 {
+            return Err(invalid("sim.characters", "must be at most 1000000"));
+        }
+        Ok(())
     }
 }
 

@@ -15,7 +15,7 @@ use crate::broker::{Publish, RequestSnapshot, SnapshotRoute};
 use crate::metrics::Metrics;
 use crate::persistence::writer::{WriteRequest, Writer};
 use crate::persistence::{SavedWorld, FORMAT};
-use crate::protocol::{now_ts, Command, ErrorCode, Item, Snapshot};
+use crate::protocol::{now_ts, CharacterId, Command, ErrorCode, Item, Snapshot};
 use actix::prelude::*;
 use serde_json::Value;
 use std::collections::VecDeque;
@@ -278,7 +278,8 @@ impl Simulation {
         }
     }
 
-    /// Runs a command; `Ok(None)` means the answer comes later (`save`).
+    /// Runs a command (not `save`: see [`Simulation::save`]): answers it, publishes the
+    /// items it made, then applies what it does to the tick clock.
     fn run(
         &mut self,
         command: Command,
@@ -288,70 +289,8 @@ impl Simulation {
         if self.outbox.len() >= OUTBOX_LIMIT {
             return Err(server_error("the broker is behind; try again shortly"));
         }
-        let now = now_ts();
         let mut items = Vec::new();
-        let mut result = match &command {
-            Command::Inspect { character_id } => {
-                let inspection = self
-                    .state
-                    .world
-                    .inspect(*character_id)
-                    .ok_or(SimError::UnknownCharacter(*character_id))?;
-                let mut value = serde_json::to_value(&inspection).unwrap_or(Value::Null);
-                let character = serde_json::to_value(&inspection.character).unwrap_or(Value::Null);
-                if let Value::Object(map) = &mut value {
-                    map.insert("character".into(), character);
-                }
-                value
-            }
-            Command::DebugLog { enabled } => {
-                self.debug_log = *enabled;
-                serde_json::json!({ "enabled": enabled })
-            }
-            Command::Audit { limit } => {
-                let entries = self.audit.recent(limit.unwrap_or(audit::DEFAULT_LIMIT));
-                serde_json::json!({ "entries": entries })
-            }
-            Command::Snapshot {} | Command::Metrics {} | Command::Save {} => {
-                return Err(server_error(format!(
-                    "`{}` is not run by the simulation",
-                    command.name()
-                )))
-            }
-            Command::Step { ticks } => {
-                let ticks = *ticks;
-                // The control item first: it is broadcast in order with what it caused.
-                let tick = self.state.world.tick();
-                let control = SimState::control_item(&command, by, tick, now);
-                self.publish(
-                    ctx,
-                    Publish::Items {
-                        items: control.into_iter().collect(),
-                        end_of_tick: false,
-                    },
-                );
-                let stepped = self.advance(ticks);
-                self.publish(
-                    ctx,
-                    Publish::Items {
-                        items: stepped,
-                        end_of_tick: true,
-                    },
-                );
-                self.after_ticks(ticks);
-                let w = &self.state.world;
-                serde_json::json!({ "stepped": ticks, "tick": w.tick(), "paused": self.state.paused })
-            }
-            state_changing => {
-                let tick = self.state.world.tick();
-                let value = self.state.apply(state_changing, now, &mut items)?;
-                items.splice(0..0, SimState::control_item(state_changing, by, tick, now));
-                self.journal(JournalEntry::Command {
-                    cmd: state_changing.clone(),
-                });
-                value
-            }
-        };
+        let mut result = self.answer(&command, by, &mut items, ctx)?;
         // Before a reset's resync snapshot: the control item comes first.
         if !items.is_empty() {
             self.publish(
@@ -362,7 +301,101 @@ impl Simulation {
                 },
             );
         }
-        match &command {
+        self.after_command(&command, ctx);
+        if let Value::Object(map) = &mut result {
+            map.insert("ok".into(), Value::Bool(true));
+        }
+        Ok(result)
+    }
+
+    /// The answer to a command. A state-changing command adds its items (control item
+    /// first) to `items`; `step` publishes its own, as it makes ticks.
+    fn answer(
+        &mut self,
+        command: &Command,
+        by: &str,
+        items: &mut Vec<Item>,
+        ctx: &mut Context<Self>,
+    ) -> Result<Value, CommandError> {
+        let now = now_ts();
+        match command {
+            Command::Inspect { character_id } => self.inspect(*character_id),
+            Command::DebugLog { enabled } => {
+                self.debug_log = *enabled;
+                Ok(serde_json::json!({ "enabled": enabled }))
+            }
+            Command::Audit { limit } => {
+                let entries = self.audit.recent(limit.unwrap_or(audit::DEFAULT_LIMIT));
+                Ok(serde_json::json!({ "entries": entries }))
+            }
+            Command::Snapshot {} | Command::Metrics {} | Command::Save {} => Err(server_error(
+                format!("`{}` is not run by the simulation", command.name()),
+            )),
+            Command::Step { ticks } => Ok(self.step(command, *ticks, by, now, ctx)),
+            state_changing => {
+                let tick = self.state.world.tick();
+                let value = self.state.apply(state_changing, now, items)?;
+                items.splice(0..0, SimState::control_item(state_changing, by, tick, now));
+                self.journal(JournalEntry::Command {
+                    cmd: state_changing.clone(),
+                });
+                Ok(value)
+            }
+        }
+    }
+
+    /// `inspect`: the inspection, with the character also nested under `character`.
+    fn inspect(&self, character_id: CharacterId) -> Result<Value, CommandError> {
+        let inspection = self
+            .state
+            .world
+            .inspect(character_id)
+            .ok_or(SimError::UnknownCharacter(character_id))?;
+        let mut value = serde_json::to_value(&inspection).unwrap_or(Value::Null);
+        let character = serde_json::to_value(&inspection.character).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut value {
+            map.insert("character".into(), character);
+        }
+        Ok(value)
+    }
+
+    /// `step`: the control item, then `ticks` ticks, each published and journaled as
+    /// the clock's own ticks are.
+    fn step(
+        &mut self,
+        command: &Command,
+        ticks: u64,
+        by: &str,
+        now: f64,
+        ctx: &mut Context<Self>,
+    ) -> Value {
+        // The control item first: it is broadcast in order with what it caused.
+        let tick = self.state.world.tick();
+        let control = SimState::control_item(command, by, tick, now);
+        self.publish(
+            ctx,
+            Publish::Items {
+                items: control.into_iter().collect(),
+                end_of_tick: false,
+            },
+        );
+        let stepped = self.advance(ticks);
+        self.publish(
+            ctx,
+            Publish::Items {
+                items: stepped,
+                end_of_tick: true,
+            },
+        );
+        self.after_ticks(ticks);
+        let w = &self.state.world;
+        serde_json::json!({ "stepped": ticks, "tick": w.tick(), "paused": self.state.paused })
+    }
+
+    /// What a command that has been answered does to the tick clock, and after a reset
+    /// the fresh snapshot for every client.
+    fn after_command(&mut self, command: &Command, ctx: &mut Context<Self>) {
+        match command {
             Command::Pause {} => {
                 if let Some(h) = self.next_tick.take() {
                     ctx.cancel_future(h);
@@ -372,28 +405,26 @@ impl Simulation {
                 self.deadline = Instant::now();
                 self.schedule_tick(ctx);
             }
-            Command::Reset { .. } => {
-                self.metrics.tick.set(0);
-                self.metrics
-                    .characters
-                    .set(self.state.world.character_count() as i64);
-                // Every client's picture of the world is stale now: send them all a
-                // fresh snapshot (through the broker, so its seq is right).
-                let snapshot = Box::new(self.snapshot(true));
-                self.publish(
-                    ctx,
-                    Publish::Snapshot {
-                        snapshot,
-                        route: SnapshotRoute::Everyone,
-                    },
-                );
-            }
+            Command::Reset { .. } => self.resync_everyone(ctx),
             _ => {}
         }
-        if let Value::Object(map) = &mut result {
-            map.insert("ok".into(), Value::Bool(true));
-        }
-        Ok(result)
+    }
+
+    /// After a reset every client's picture of the world is stale: the metrics start
+    /// over and everyone gets a fresh snapshot (through the broker, so its seq is right).
+    fn resync_everyone(&mut self, ctx: &mut Context<Self>) {
+        self.metrics.tick.set(0);
+        self.metrics
+            .characters
+            .set(self.state.world.character_count() as i64);
+        let snapshot = Box::new(self.snapshot(true));
+        self.publish(
+            ctx,
+            Publish::Snapshot {
+                snapshot,
+                route: SnapshotRoute::Everyone,
+            },
+        );
     }
 
     /// `save`: a snapshot now; the reply waits until it is on disk.

@@ -6,11 +6,14 @@
 //! hands each tick's items to the broker.
 
 pub mod actor;
+pub mod character;
+mod hash;
 pub mod rules;
 pub mod schedule;
 pub mod state;
 pub mod town;
 pub mod world;
 
+pub use character::Inspection;
 pub use state::{JournalEntry, SimState};
-pub use world::{Inspection, SimError, World};
+pub use world::{SimError, World};

@@ -1,52 +1,33 @@
 //! The world: the town, its characters, the scheduled events, and the RNG, advanced one
-//! tick at a time.
+//! tick at a time, and the commands that change it between ticks.
 //!
 //! Determinism is the point of this module. The world owns the only RNG (ChaCha8 from
 //! the seed, whose output is specified and the same on every platform), keeps characters
 //! in a `BTreeMap` so iteration is always in id order, and never reads a clock: the
 //! `now` passed to [`World::step`] and to the commands only stamps outgoing items. The
 //! same seed and the same commands at the same ticks therefore give the same world and
-//! the same items, which [`World::state_hash`] makes cheap to check.
+//! the same items, which [`World::state_hash`] makes cheap to check. A character itself
+//! is in `character`, the hash's encoding in `hash`.
 
-use super::rules::{self, Action, Places, Reason, Situation};
+use super::character::{default_name, Character, Identity, Inspection, Plan, Start};
+use super::hash::HashedState;
+use super::rules::{self, Action, Decision, Places, Reason, Situation};
 use super::schedule::Schedule;
 use super::town::{PlaceIdx, Town};
 use crate::protocol::{
-    CharState, CharacterId, CharacterUpdate, CharacterView, EventId, EventNotification, Item,
-    ItemData, LocationKind, LocationView, Needs, StateChange,
+    CharState, CharacterId, CharacterView, EventId, EventNotification, Item, ItemData,
+    LocationKind, LocationView,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
-/// How many transitions `inspect` shows.
-pub const RECENT_TRANSITIONS: usize = 16;
 /// A character that is neither traveling nor changing state gets a `character_update`
 /// every this many ticks (staggered by id), which bounds update volume to about
 /// `characters / UPDATE_EVERY` per tick while keeping every client's view fresh.
 pub const UPDATE_EVERY: u64 = 10;
-
-/// First names for characters, used in id order; when the list runs out a number is
-/// appended ("Ada 2") so names stay unique.
-const FIRST_NAMES: [&str; 40] = [
-    "Ada", "Bram", "Cora", "Dev", "Elin", "Finn", "Greta", "Hugo", "Iris", "Jonas", "Kira", "Lars",
-    "Mila", "Nils", "Olga", "Pim", "Quinn", "Rosa", "Sven", "Tilda", "Ugo", "Vera", "Wim", "Xena",
-    "Yara", "Zeno", "Alma", "Boris", "Clara", "Dario", "Edda", "Felix", "Gina", "Henk", "Ines",
-    "Jules", "Karin", "Leo", "Mara", "Otto",
-];
-
-/// The default name of character `id` (ids start at 1).
-pub fn default_name(id: CharacterId) -> String {
-    let n = FIRST_NAMES.len() as u64;
-    let i = id.saturating_sub(1);
-    let base = FIRST_NAMES[(i % n) as usize];
-    match i / n {
-        0 => base.to_owned(),
-        round => format!("{base} {}", round + 1),
-    }
-}
 
 /// Errors of world commands. Each names what was not found, as clients see it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -58,120 +39,6 @@ pub enum SimError {
     UnknownEvent(EventId),
     #[error("unknown location `{0}`")]
     UnknownLocation(String),
-}
-
-/// One state transition as `inspect` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Transition {
-    pub tick: u64,
-    pub from: CharState,
-    pub to: CharState,
-    /// Where the character was when the transition happened.
-    pub location: String,
-}
-
-/// The answer to `inspect`: the character plus what the rules are doing with it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Inspection {
-    #[serde(flatten)]
-    pub character: CharacterView,
-    pub ticks_in_state: u64,
-    /// The last [`RECENT_TRANSITIONS`] transitions, oldest first.
-    pub recent_transitions: Vec<Transition>,
-    /// While traveling, what happens on arrival, e.g. "eating at market".
-    pub pending_plan: Option<String>,
-}
-
-/// Where a traveling character is going and what it will do there.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-struct Plan {
-    to: PlaceIdx,
-    then: CharState,
-}
-
-/// A transition as stored: a place index rather than a string, so recording one in the
-/// tick loop does not allocate.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-struct TransitionRecord {
-    tick: u64,
-    from: CharState,
-    to: CharState,
-    location: PlaceIdx,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Character {
-    id: CharacterId,
-    name: String,
-    state: CharState,
-    /// The place the character is at; while traveling, the place it left.
-    location: PlaceIdx,
-    position: [f64; 2],
-    needs: Needs,
-    home: PlaceIdx,
-    workplace: PlaceIdx,
-    state_since: u64,
-    /// Set exactly while traveling.
-    plan: Option<Plan>,
-    recent: VecDeque<TransitionRecord>,
-}
-
-impl Character {
-    /// Enters `to`, records the transition and emits its `state_change`.
-    fn enter(&mut self, to: CharState, tick: u64, town: &Town, now: f64, out: &mut Vec<Item>) {
-        let from = self.state;
-        self.state = to;
-        self.state_since = tick;
-        if self.recent.len() == RECENT_TRANSITIONS {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(TransitionRecord {
-            tick,
-            from,
-            to,
-            location: self.location,
-        });
-        out.push(Item::new(
-            ItemData::StateChange(StateChange {
-                character_id: self.id,
-                name: self.name.clone(),
-                old_state: from,
-                new_state: to,
-                location: town.id_of(self.location).to_owned(),
-                tick,
-            }),
-            now,
-        ));
-    }
-
-    fn update_item(&self, town: &Town, tick: u64, now: f64) -> Item {
-        Item::new(
-            ItemData::CharacterUpdate(CharacterUpdate {
-                character_id: self.id,
-                state: self.state,
-                location: town.id_of(self.location).to_owned(),
-                position: self.position,
-                needs: self.needs,
-                tick,
-            }),
-            now,
-        )
-    }
-
-    fn view(&self, town: &Town) -> CharacterView {
-        CharacterView {
-            id: self.id,
-            name: self.name.clone(),
-            state: self.state,
-            location: town.id_of(self.location).to_owned(),
-            position: self.position,
-            needs: self.needs,
-            destination: self.plan.map(|p| town.id_of(p.to).to_owned()),
-            home: town.id_of(self.home).to_owned(),
-            workplace: town.id_of(self.workplace).to_owned(),
-            state_since: self.state_since,
-        }
-    }
 }
 
 fn notification(
@@ -211,6 +78,15 @@ pub struct World {
     new_socializers: Vec<(CharacterId, PlaceIdx)>,
 }
 
+/// What every character's step shares within one tick.
+struct TickContext<'a> {
+    tick: u64,
+    minute: u32,
+    day: u64,
+    town: &'a Town,
+    now: f64,
+}
+
 impl World {
     /// A world of `characters` characters generated from `seed`: first the town, then
     /// the characters in id order, all from one RNG stream.
@@ -228,54 +104,35 @@ impl World {
             new_socializers: Vec::new(),
         };
         for _ in 0..characters {
-            let id = world.next_character_id;
-            world.next_character_id += 1;
-            let home = world.town.home_for(id - 1);
-            let workplace = world.town.pick(LocationKind::Workplace, &mut world.rng);
-            // A morning start: about half are still asleep (and tired enough to stay
-            // so a while), the rest idle at home. Needs are spread so that characters
-            // do not all get hungry or lonely on the same tick.
-            let rng = &mut world.rng;
-            let (state, energy) = if rng.gen_bool(0.5) {
-                (CharState::Sleeping, rng.gen_range(30.0..80.0))
-            } else {
-                (CharState::Idle, rng.gen_range(60.0..100.0))
-            };
-            let needs = Needs {
-                energy,
-                hunger: rng.gen_range(35.0..100.0),
-                social: rng.gen_range(35.0..100.0),
-            };
-            let c = world.make_character(id, default_name(id), home, workplace, home, state, needs);
-            world.characters.insert(id, c);
+            world.add_character(None, None, Start::Morning);
         }
         world
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn make_character(
-        &self,
-        id: CharacterId,
-        name: String,
-        home: PlaceIdx,
-        workplace: PlaceIdx,
-        location: PlaceIdx,
-        state: CharState,
-        needs: Needs,
-    ) -> Character {
-        Character {
+    /// The one way a character comes to be, for the first characters and for `spawn`
+    /// alike: takes the next id, gives it its home, draws its workplace, then its state
+    /// and needs, and places it at `at` (default: its home). Returns its id.
+    fn add_character(
+        &mut self,
+        name: Option<String>,
+        at: Option<PlaceIdx>,
+        start: Start,
+    ) -> CharacterId {
+        let id = self.next_character_id;
+        self.next_character_id += 1;
+        let home = self.town.home_for(id - 1);
+        let workplace = self.town.pick(LocationKind::Workplace, &mut self.rng);
+        let (state, needs) = start.draw(&mut self.rng);
+        let who = Identity {
             id,
-            name,
-            state,
-            location,
-            position: self.town.position(location),
-            needs,
+            name: name.unwrap_or_else(|| default_name(id)),
             home,
             workplace,
-            state_since: self.tick,
-            plan: None,
-            recent: VecDeque::new(),
-        }
+        };
+        let location = at.unwrap_or(home);
+        let c = Character::new(who, location, state, needs, &self.town, self.tick);
+        self.characters.insert(id, c);
+        id
     }
 
     pub fn seed(&self) -> u64 {
@@ -299,6 +156,25 @@ impl World {
     /// socializing this tick. `now` only stamps the items.
     pub fn step(&mut self, now: f64, out: &mut Vec<Item>) {
         self.tick += 1;
+        self.fire_due_events(now, out);
+        let tick = TickContext {
+            tick: self.tick,
+            minute: rules::minute_of_day(self.tick),
+            day: rules::day_of(self.tick),
+            town: &self.town,
+            now,
+        };
+        let mut new_social = std::mem::take(&mut self.new_socializers);
+        new_social.clear();
+        for c in self.characters.values_mut() {
+            step_character(c, &tick, &mut self.rng, &mut new_social, out);
+        }
+        self.emit_meets(&new_social, now, out);
+        self.new_socializers = new_social;
+    }
+
+    /// The scheduled events due at the current tick, as `event_notification`s.
+    fn fire_due_events(&mut self, now: f64, out: &mut Vec<Item>) {
         let t = self.tick;
         for ev in self.schedule.take_due(t) {
             out.push(notification(
@@ -310,81 +186,6 @@ impl World {
                 now,
             ));
         }
-
-        let minute = rules::minute_of_day(t);
-        let day = rules::day_of(t);
-        let town = &self.town;
-        let rng = &mut self.rng;
-        let mut new_social = std::mem::take(&mut self.new_socializers);
-        new_social.clear();
-        for c in self.characters.values_mut() {
-            let before = c.state;
-            c.needs = rules::update_needs(c.needs, c.state);
-            let mut changed = false;
-            if let Some(plan) = c.plan {
-                let (pos, arrived) =
-                    rules::travel_step(c.position, town.position(plan.to), rules::TRAVEL_SPEED);
-                c.position = pos;
-                if arrived {
-                    c.location = plan.to;
-                    c.plan = None;
-                    c.enter(plan.then, t, town, now, out);
-                    changed = true;
-                }
-            } else {
-                let situation = Situation {
-                    state: c.state,
-                    needs: c.needs,
-                    ticks_in_state: t.saturating_sub(c.state_since),
-                    at: c.location,
-                    minute,
-                    works_today: rules::works_on(c.id, day),
-                    routine_offset: rules::routine_offset(c.id),
-                };
-                let places = Places {
-                    home: c.home,
-                    workplace: c.workplace,
-                    market: town.market(),
-                    tavern: town.tavern(),
-                    park: town.park(),
-                };
-                let decision = rules::decide(&situation, &places, rng);
-                match decision.action {
-                    Action::Stay => {}
-                    Action::Become(state) => {
-                        c.enter(state, t, town, now, out);
-                        changed = true;
-                    }
-                    Action::Travel { to, then } => {
-                        c.plan = Some(Plan { to, then });
-                        c.enter(CharState::Traveling, t, town, now, out);
-                        changed = true;
-                    }
-                }
-                if changed && decision.reason == Reason::ShiftEnd {
-                    out.push(notification(
-                        "shift_ended",
-                        t,
-                        json!({
-                            "character_id": c.id,
-                            "workplace": town.id_of(c.workplace),
-                        }),
-                        None,
-                        vec![c.id],
-                        now,
-                    ));
-                }
-            }
-            if changed && c.state == CharState::Socializing {
-                new_social.push((c.id, c.location));
-            }
-            if changed || before == CharState::Traveling || (t + c.id).is_multiple_of(UPDATE_EVERY)
-            {
-                out.push(c.update_item(town, t, now));
-            }
-        }
-        self.emit_meets(&new_social, now, out);
-        self.new_socializers = new_social;
     }
 
     /// One `characters_met` per character that started socializing this tick, with a
@@ -494,25 +295,8 @@ impl World {
             ),
             None => None,
         };
-        let id = self.next_character_id;
-        self.next_character_id += 1;
-        let home = self.town.home_for(id - 1);
-        let workplace = self.town.pick(LocationKind::Workplace, &mut self.rng);
-        let needs = Needs {
-            energy: self.rng.gen_range(60.0..100.0),
-            hunger: self.rng.gen_range(60.0..100.0),
-            social: self.rng.gen_range(60.0..100.0),
-        };
-        let name = name.unwrap_or_else(|| default_name(id));
-        let c = self.make_character(
-            id,
-            name,
-            home,
-            workplace,
-            at.unwrap_or(home),
-            CharState::Idle,
-            needs,
-        );
+        let id = self.add_character(name, at, Start::Fresh);
+        let c = &self.characters[&id];
         let view = c.view(&self.town);
         out.push(notification(
             "character_spawned",
@@ -523,7 +307,6 @@ impl World {
             now,
         ));
         out.push(c.update_item(&self.town, self.tick, now));
-        self.characters.insert(id, c);
         Ok(view)
     }
 
@@ -584,118 +367,145 @@ impl World {
 
     pub fn inspect(&self, id: CharacterId) -> Option<Inspection> {
         let c = self.characters.get(&id)?;
-        Some(Inspection {
-            character: c.view(&self.town),
-            ticks_in_state: self.tick.saturating_sub(c.state_since),
-            recent_transitions: c
-                .recent
-                .iter()
-                .map(|r| Transition {
-                    tick: r.tick,
-                    from: r.from,
-                    to: r.to,
-                    location: self.town.id_of(r.location).to_owned(),
-                })
-                .collect(),
-            pending_plan: c
-                .plan
-                .map(|p| format!("{} at {}", p.then, self.town.id_of(p.to))),
-        })
+        Some(c.inspection(&self.town, self.tick))
     }
 
     /// A 64-bit FNV-1a hash of everything that determines the future of the world: the
     /// seed (which fixes the town), the tick, the RNG position, the id counters, every
     /// character and every pending event. Two worlds with equal hashes will (barring a
-    /// collision) produce the same items from the same commands. Written out rather than
-    /// using `DefaultHasher`, whose algorithm is unspecified and may change between Rust
-    /// releases, so hashes can be compared across builds and machines.
+    /// collision) produce the same items from the same commands. The encoding is in
+    /// `hash`; it is the same across builds and machines.
     pub fn state_hash(&self) -> u64 {
-        let mut h = Fnv1a::new();
-        h.u64(self.seed);
-        h.u64(self.tick);
-        h.u128(self.rng.get_word_pos());
-        h.u64(self.rng.get_stream());
-        h.u64(self.next_character_id);
-        h.u64(self.characters.len() as u64);
-        for c in self.characters.values() {
-            h.u64(c.id);
-            h.str(&c.name);
-            h.u64(c.state as u64);
-            h.u64(c.location as u64);
-            h.f64(c.position[0]);
-            h.f64(c.position[1]);
-            h.f64(c.needs.energy);
-            h.f64(c.needs.hunger);
-            h.f64(c.needs.social);
-            h.u64(c.home as u64);
-            h.u64(c.workplace as u64);
-            h.u64(c.state_since);
-            match c.plan {
-                Some(p) => {
-                    h.u64(1);
-                    h.u64(p.to as u64);
-                    h.u64(p.then as u64);
-                }
-                None => h.u64(0),
-            }
+        HashedState {
+            seed: self.seed,
+            tick: self.tick,
+            rng: &self.rng,
+            next_character_id: self.next_character_id,
+            characters: &self.characters,
+            schedule: &self.schedule,
         }
-        h.u64(self.schedule.next_id());
-        h.u64(self.schedule.len() as u64);
-        for e in self.schedule.pending() {
-            h.u64(e.id);
-            h.u64(e.due_tick);
-            h.str(&e.event_type);
-            h.str(&e.data.to_string());
-        }
-        h.finish()
+        .hash()
     }
 }
 
-/// 64-bit FNV-1a. Multi-byte values are fed little-endian and strings length-prefixed,
-/// so the encoding is canonical ("ab"+"c" and "a"+"bc" hash differently).
-struct Fnv1a(u64);
-
-impl Fnv1a {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-
-    fn new() -> Self {
-        Fnv1a(Self::OFFSET)
+/// One character's part of a tick: its needs change with what it does, then it either
+/// travels on or, if it is not traveling, follows the rules' decision. Its
+/// `character_update` goes out if it changed state, was traveling, or is due for its
+/// staggered refresh; a new socializer is noted for `emit_meets`.
+fn step_character(
+    c: &mut Character,
+    tick: &TickContext,
+    rng: &mut ChaCha8Rng,
+    new_social: &mut Vec<(CharacterId, PlaceIdx)>,
+    out: &mut Vec<Item>,
+) {
+    let before = c.state;
+    c.needs = rules::update_needs(c.needs, c.state);
+    let changed = match c.plan {
+        Some(plan) => travel(c, plan, tick, out),
+        None => decide(c, tick, rng, out),
+    };
+    if changed && c.state == CharState::Socializing {
+        new_social.push((c.id, c.location));
     }
+    let t = tick.tick;
+    if changed || before == CharState::Traveling || (t + c.id).is_multiple_of(UPDATE_EVERY) {
+        out.push(c.update_item(tick.town, t, tick.now));
+    }
+}
 
-    fn bytes(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(Self::PRIME);
+/// Moves a traveling character one step along its plan; on arrival it enters the
+/// planned state there. Returns whether it changed state.
+fn travel(c: &mut Character, plan: Plan, tick: &TickContext, out: &mut Vec<Item>) -> bool {
+    let town = tick.town;
+    let (pos, arrived) =
+        rules::travel_step(c.position, town.position(plan.to), rules::TRAVEL_SPEED);
+    c.position = pos;
+    if arrived {
+        c.location = plan.to;
+        c.plan = None;
+        c.enter(plan.then, tick.tick, town, tick.now, out);
+    }
+    arrived
+}
+
+/// Asks the rules what a character that is not traveling does next, and does it; a
+/// character that leaves work also emits `shift_ended`. Returns whether it changed state.
+fn decide(
+    c: &mut Character,
+    tick: &TickContext,
+    rng: &mut ChaCha8Rng,
+    out: &mut Vec<Item>,
+) -> bool {
+    let decision = rules::decide(&situation(c, tick), &places(c, tick.town), rng);
+    let changed = act(c, &decision, tick, out);
+    if changed && decision.reason == Reason::ShiftEnd {
+        out.push(shift_ended(c, tick));
+    }
+    changed
+}
+
+/// What the rules see of a character at this tick.
+fn situation(c: &Character, tick: &TickContext) -> Situation {
+    Situation {
+        state: c.state,
+        needs: c.needs,
+        ticks_in_state: tick.tick.saturating_sub(c.state_since),
+        at: c.location,
+        minute: tick.minute,
+        works_today: rules::works_on(c.id, tick.day),
+        routine_offset: rules::routine_offset(c.id),
+    }
+}
+
+/// The places the rules may send a character to.
+fn places(c: &Character, town: &Town) -> Places {
+    Places {
+        home: c.home,
+        workplace: c.workplace,
+        market: town.market(),
+        tavern: town.tavern(),
+        park: town.park(),
+    }
+}
+
+/// Applies a decision. Returns whether the character changed state.
+fn act(c: &mut Character, decision: &Decision, tick: &TickContext, out: &mut Vec<Item>) -> bool {
+    let (t, town, now) = (tick.tick, tick.town, tick.now);
+    match decision.action {
+        Action::Stay => false,
+        Action::Become(state) => {
+            c.enter(state, t, town, now, out);
+            true
+        }
+        Action::Travel { to, then } => {
+            c.plan = Some(Plan { to, then });
+            c.enter(CharState::Traveling, t, town, now, out);
+            true
         }
     }
+}
 
-    fn u64(&mut self, v: u64) {
-        self.bytes(&v.to_le_bytes());
-    }
-
-    fn u128(&mut self, v: u128) {
-        self.bytes(&v.to_le_bytes());
-    }
-
-    /// Hashes the exact bits, so any difference in a float, however small, shows.
-    fn f64(&mut self, v: f64) {
-        self.u64(v.to_bits());
-    }
-
-    fn str(&mut self, s: &str) {
-        self.u64(s.len() as u64);
-        self.bytes(s.as_bytes());
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
+/// The `shift_ended` notification of a character that has just left work.
+fn shift_ended(c: &Character, tick: &TickContext) -> Item {
+    notification(
+        "shift_ended",
+        tick.tick,
+        json!({
+            "character_id": c.id,
+            "workplace": tick.town.id_of(c.workplace),
+        }),
+        None,
+        vec![c.id],
+        tick.now,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{Needs, StateChange};
+    use crate::sim::character::RECENT_TRANSITIONS;
 
     fn run(world: &mut World, ticks: u64) -> Vec<Item> {
         let mut out = Vec::new();
@@ -717,17 +527,6 @@ mod tests {
             ItemData::StateChange(s) => Some(s),
             _ => None,
         })
-    }
-
-    #[test]
-    fn fnv1a_matches_reference_vectors() {
-        let mut h = Fnv1a::new();
-        assert_eq!(h.finish(), 0xcbf29ce484222325);
-        h.bytes(b"a");
-        assert_eq!(h.finish(), 0xaf63dc4c8601ec8c);
-        let mut h = Fnv1a::new();
-        h.bytes(b"foobar");
-        assert_eq!(h.finish(), 0x85944171f73967e8);
     }
 
     #[test]

@@ -23,11 +23,8 @@
 //!
 //! Example: `simcast-load --url ws://127.0.0.1:8080/ws --token T --clients 5000 --duration 30`
 
-#[path = "simcast_load/continuity.rs"]
 mod continuity;
-#[path = "simcast_load/procstat.rs"]
 mod procstat;
-#[path = "simcast_load/scan.rs"]
 mod scan;
 
 use clap::{Parser, ValueEnum};
