@@ -87,6 +87,7 @@ impl ServerProcess {
 
     pub fn signal(&self, sig: i32) {
         // SAFETY: a signal to the child this harness started, by its PID.
+        #[allow(unsafe_code)]
         let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
         assert_eq!(rc, 0, "signal {sig}");
     }

@@ -256,23 +256,11 @@ fn loopback_target(url: &str) -> Result<SocketAddr, String> {
     )))
 }
 
+/// Raises the open-file soft limit to the hard one; returns the limit now in force.
 fn raise_nofile() -> u64 {
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 0;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        }
-        lim.rlim_cur
-    }
+    rlimit::increase_nofile_limit(u64::MAX)
+        .or_else(|_| rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft))
+        .unwrap_or(0)
 }
 
 /// A TCP connection from `source` (port chosen at connect time, so each source
@@ -286,7 +274,9 @@ async fn connect_from(
     {
         use std::os::fd::AsRawFd;
         let one: libc::c_int = 1;
-        // SAFETY: setsockopt with a valid fd and a c_int option value.
+        // SAFETY: setsockopt with a valid fd and a c_int option value (socket2 has no
+        // setter for IP_BIND_ADDRESS_NO_PORT).
+        #[allow(unsafe_code)]
         unsafe {
             libc::setsockopt(
                 socket.as_raw_fd(),

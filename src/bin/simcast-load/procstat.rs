@@ -36,6 +36,7 @@ pub fn read(pid: u32) -> Option<Reading> {
 
 fn clock_ticks() -> f64 {
     // SAFETY: sysconf only reads a system constant.
+    #[allow(unsafe_code)]
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if t > 0 {
         t as f64
