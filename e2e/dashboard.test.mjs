@@ -329,6 +329,34 @@ describe('dashboard over WebSocket', () => {
     }
   });
 
+  test('the watcher count changes when a client joins, and operators see who', async () => {
+    const count = (sel) => page.textContent(sel).then(Number);
+    // The viewer pages of the tests before are closed: once their leaves are pushed
+    // (coalesced, within a second or so), only this operator page is connected.
+    const viewers = 0;
+    await page.waitForFunction((n) => document.querySelector('#viewers').textContent === String(n), viewers, { timeout: 5000 });
+    assert.equal(await count('#operators'), 1, 'this page is the operator');
+    const other = await openDashboard(server.base, VIEWER_TOKEN);
+    try {
+      await waitLive(other.page, 'ws');
+      await page.waitForFunction((n) => Number(document.querySelector('#viewers').textContent) === n, viewers + 1, { timeout: 5000 });
+      await page.click('#watching');
+      await page.waitForSelector('#presence-list:not([hidden])');
+      const who = await page.locator('#presence-list li').allTextContents();
+      assert.ok(who.some((t) => /^viewer-1 · viewer · ws · since \d\d:\d\d:\d\d$/.test(t)), who.join('\n'));
+      assert.ok(who.some((t) => /^operator-1 · operator · ws/.test(t)), who.join('\n'));
+      await page.click('#watching');
+      // A viewer sees the counts, not the list.
+      await other.page.waitForFunction((n) => Number(document.querySelector('#viewers').textContent) === n, viewers + 1, { timeout: 5000 });
+      const theirs = await other.page.evaluate(() => window.__simcast.info().presence);
+      assert.equal(theirs.sessions, undefined);
+      assertNoProblems(other.problems);
+    } finally {
+      await other.context.close();
+    }
+    await page.waitForFunction((n) => Number(document.querySelector('#viewers').textContent) === n, viewers, { timeout: 5000 });
+  });
+
   test('the audit panel lists operator commands with who ran them and how they went', async () => {
     assert.equal(await page.isVisible('#audit'), true);
     await consoleRun(page, 'step 2');

@@ -164,3 +164,9 @@ test('audit: console words and entry lines', async () => {
   assert.match(failed, /bob remove \{"character_id":9\} — failed: unknown character 9$/);
   assert.match(describeEntry({ tick: 0, timestamp: 0, by: 'c', command: 'pause', args: {}, ok: true }), /c pause$/);
 });
+
+test('presence: one line per session, no token in sight', async () => {
+  const { describeSession } = await import('../static/js/presence.js');
+  const line = describeSession({ session_id: 3, role: 'operator', name: 'alice', transport: 'sse', since: 0 });
+  assert.match(line, /^alice · operator · sse · since \d\d:\d\d:\d\d$/);
+});

@@ -150,8 +150,8 @@ struct EventsQuery {
 
 /// `GET /events`: the SSE fallback (see `session::sse`).
 async fn events_route(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let role = match authorize(&req, &state) {
-        Ok(who) => who.role,
+    let who = match authorize(&req, &state) {
+        Ok(who) => who,
         Err(resp) => return *resp,
     };
     let bad = |message: String| bad_request(&state, &message, None);
@@ -200,7 +200,7 @@ async fn events_route(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
     let (session, rx) = SseSession::new(
         Arc::clone(&state.shared),
         permit,
-        role,
+        who,
         topics,
         resume_from,
         conn,

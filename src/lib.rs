@@ -14,6 +14,7 @@
 //! - [`persistence`]: atomic saves of the world.
 //! - [`audit`]: the journal of operator commands (who, when, what, whether it worked).
 //! - [`cli`]: the `watch` and `ctl` command-line clients.
+//! - [`presence`]: who is connected, pushed to every connection (coalesced).
 //! - [`clock`]: the monotonic millisecond clock sessions and the broker share.
 //!
 //! [`run`] starts everything on an already-bound listener, so tests run the real server
@@ -29,6 +30,7 @@ pub mod frame_guard;
 pub mod http;
 pub mod metrics;
 pub mod persistence;
+pub mod presence;
 pub mod protocol;
 pub mod session;
 pub mod sim;
@@ -359,6 +361,7 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
         pool: Arc::clone(&pool),
         next_id: Arc::new(AtomicU64::new(0)),
         boot_id: random_hex(8),
+        presence: presence::Presence::default().start(),
     });
     let state = actix_web::web::Data::new(http::AppState {
         shared,

@@ -485,6 +485,35 @@ pub struct Snapshot {
     pub resync: bool,
 }
 
+/// `presence` data (protocol 1.1): who is connected, pushed (coalesced) to everyone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Presence {
+    pub viewers: usize,
+    pub operators: usize,
+    /// Only in operators' presence: every connected session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<Vec<PresenceSession>>,
+}
+
+/// One connected session, as operators see it: the token's label, never the token.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PresenceSession {
+    pub session_id: u64,
+    pub role: Role,
+    pub name: String,
+    pub transport: TransportKind,
+    /// When it authenticated, Unix seconds.
+    pub since: f64,
+}
+
+/// How a session is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportKind {
+    Ws,
+    Sse,
+}
+
 /// `error` data.
 #[derive(Debug, Clone, Serialize)]
 pub struct ErrorData {

@@ -232,3 +232,29 @@ async fn keep_alive_comments_while_paused_and_commands_over_post() {
     let (_, batch) = sse.next_of("batch").await;
     assert!(batch["seq"].as_u64().is_some());
 }
+
+/// An SSE stream gets presence after its snapshot, and operators see it as `sse`.
+#[tokio::test]
+async fn sse_streams_get_presence_and_are_listed_as_sse() {
+    let server = TestServer::start(test_config());
+    let mut sse = SseClient::open(&server, &format!("/events?token={VIEWER}"), &[]).await;
+    assert_eq!(sse.next_event().await.1["type"], "welcome");
+    assert_eq!(sse.next_event().await.1["type"], "snapshot");
+    let (id, presence) = sse.next_of("presence").await;
+    assert_eq!(id, None, "presence has no seq");
+    assert_eq!(presence["data"]["viewers"], 1);
+    assert!(presence["data"].get("sessions").is_none(), "{presence}");
+    let (mut op, _, _) = server.client(OPERATOR).await;
+    let listed = op.next_of("presence").await;
+    let sessions = listed["data"]["sessions"].as_array().expect("sessions");
+    let listed_as: Vec<(&str, &str)> = sessions
+        .iter()
+        .filter_map(|s| Some((s["role"].as_str()?, s["transport"].as_str()?)))
+        .collect();
+    // Operators first, then viewers.
+    assert_eq!(
+        listed_as,
+        vec![("operator", "ws"), ("viewer", "sse")],
+        "{listed}"
+    );
+}

@@ -32,9 +32,10 @@ use crate::broker::{
 };
 use crate::clock;
 use crate::conn::{ConnHandle, PoolPermit};
+use crate::presence::PushPresence;
 use crate::protocol::{
     close, now_ts, parse_client_message, ClientMessage, Command, Envelope, ErrorCode, ErrorData,
-    HeartbeatData, Role, OPERATOR_COMMANDS,
+    HeartbeatData, PresenceSession, Role, TransportKind, OPERATOR_COMMANDS,
 };
 use crate::sim::actor::RunCommand;
 use crate::topics::TopicSet;
@@ -77,6 +78,10 @@ pub struct Session {
     reassembler: Reassembler,
     /// Set when the server closed the connection (not the client).
     server_closed: bool,
+    /// When it authenticated (Unix seconds), for presence.
+    since: f64,
+    /// Whether it has joined presence (at its first delivered frame, the snapshot).
+    in_presence: bool,
 }
 
 impl Session {
@@ -102,6 +107,8 @@ impl Session {
             last_seen: Arc::new(AtomicU64::new(clock::now_ms())),
             topics: TopicSet::default_topics(),
             server_closed: false,
+            since: 0.0,
+            in_presence: false,
         }
     }
 
@@ -148,6 +155,7 @@ impl Session {
         let role = who.role;
         self.role = Some(role);
         self.label = who.label;
+        self.since = now_ts();
         let welcome = self.shared.welcome_json(self.id, role);
         self.send_text(ctx, welcome);
         // The snapshot travels simulation → broker, which stamps its seq and from then
@@ -487,6 +495,7 @@ impl Handler<CloseSession> for Session {
 
 impl StreamHandler<Deliver> for Session {
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        self.join_presence(ctx);
         if !needs_fragments(msg.frame.len()) {
             return ctx.text(msg.frame);
         }
@@ -497,6 +506,35 @@ impl StreamHandler<Deliver> for Session {
             pieces: Pieces::new(msg.frame.into_bytes(), PIECE_BYTES),
             wrote_last_poll: false,
         });
+    }
+}
+
+impl Session {
+    /// Joins presence once, at the first delivered frame (the join snapshot), so that
+    /// presence comes after it. Its pushes wait in the mailbox behind this frame's
+    /// pieces, which keep the mailbox shut until they are out.
+    fn join_presence(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(role) = self.role.filter(|_| !self.in_presence) else {
+            return;
+        };
+        self.in_presence = true;
+        let info = PresenceSession {
+            session_id: self.id,
+            role,
+            name: self.label.clone(),
+            transport: TransportKind::Ws,
+            since: self.since,
+        };
+        self.shared.join_presence(info, ctx.address().recipient());
+    }
+}
+
+impl Handler<PushPresence> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: PushPresence, ctx: &mut Self::Context) {
+        ctx.text(msg.frame);
+        self.shared.metrics.messages_sent.inc();
     }
 }
 

@@ -3,7 +3,8 @@
 //! The actor (`actor.rs`) is the only file that knows the transport
 //! (actix-web-actors); authentication ([`auth`]), rate limiting ([`rate`]),
 //! topic sets ([`crate::topics`]) and message fragmentation ([`fragments`]) are plain
-//! types, unit-tested without sockets.
+//! types, unit-tested without sockets. Both kinds of session join `crate::presence`
+//! once their first snapshot is on its way, and leave it from [`Registration`]'s drop.
 
 pub mod actor;
 pub mod auth;
@@ -47,6 +48,8 @@ pub struct SessionShared {
     pub next_id: Arc<AtomicU64>,
     /// Random per server start (`welcome.data.boot_id`).
     pub boot_id: String,
+    /// Where sessions join and leave presence.
+    pub presence: Addr<crate::presence::Presence>,
 }
 
 impl SessionShared {
@@ -63,6 +66,20 @@ impl SessionShared {
             boot_id: self.boot_id.clone(),
         };
         crate::protocol::Envelope::new("welcome", welcome).to_json()
+    }
+
+    /// Joins presence for a session whose first snapshot is on its way; a full
+    /// presence mailbox leaves it out (logged), nothing else.
+    pub fn join_presence(
+        &self,
+        session: crate::protocol::PresenceSession,
+        push: Recipient<crate::presence::PushPresence>,
+    ) {
+        let id = session.session_id;
+        let join = crate::presence::JoinPresence { session, push };
+        if let Err(e) = self.presence.try_send(join) {
+            log::warn!("session {id} is not in presence: {e}");
+        }
     }
 
     /// `welcome.data.limits`, from the config values sessions enforce and the
@@ -124,6 +141,12 @@ impl Drop for Registration {
         self.shared.broker.do_send(Leave {
             session: self.session,
         });
+        // Never dropped (see `presence::actor`): a lost leave would be a ghost.
+        self.shared
+            .presence
+            .do_send(crate::presence::LeavePresence {
+                session: self.session,
+            });
         self.shared.metrics.connections_active.dec();
     }
 }

@@ -14,14 +14,19 @@
 //! Every successful push refreshes `last_seen`, so the broker's sweep evicts an SSE
 //! client whose channel stays full (a client that stopped reading) like a jammed
 //! WebSocket.
+//!
+//! Presence: the session joins `crate::presence` with its first delivered frame (the
+//! snapshot) and gets `presence` events like a WebSocket session.
 
+use super::auth::Identity;
 use super::{Registration, SessionShared};
 use crate::broker::{
     CloseSession, Deliver, JoinSession, RequestSnapshot, ResumeFrom, SessionId, SnapshotRoute,
 };
 use crate::clock;
 use crate::conn::{ConnHandle, PoolPermit};
-use crate::protocol::Role;
+use crate::presence::PushPresence;
+use crate::protocol::{PresenceSession, Role, TransportKind};
 use crate::topics::TopicSet;
 use actix::prelude::*;
 use actix_web::web::Bytes;
@@ -42,6 +47,10 @@ pub struct SseSession {
     last_seen: Arc<AtomicU64>,
     topics: TopicSet,
     resume_from: Option<u64>,
+    /// The token's label and when the stream started, for presence.
+    label: String,
+    since: f64,
+    in_presence: bool,
 }
 
 impl SseSession {
@@ -49,7 +58,7 @@ impl SseSession {
     pub fn new(
         shared: Arc<SessionShared>,
         permit: PoolPermit,
-        role: Role,
+        who: Identity,
         topics: TopicSet,
         resume_from: Option<u64>,
         conn: Option<ConnHandle>,
@@ -60,7 +69,10 @@ impl SseSession {
         let session = SseSession {
             id,
             shared,
-            role,
+            role: who.role,
+            label: who.label,
+            since: crate::protocol::now_ts(),
+            in_presence: false,
             tx,
             _registration: registration,
             conn,
@@ -164,7 +176,34 @@ impl Handler<CloseSession> for SseSession {
 
 impl StreamHandler<Deliver> for SseSession {
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        self.join_presence(ctx);
         let event = Self::event(&msg.frame, msg.seq);
+        self.push(event, ctx);
+    }
+}
+
+impl SseSession {
+    /// Joins presence once, at the first delivered frame (the join snapshot).
+    fn join_presence(&mut self, ctx: &mut Context<Self>) {
+        if std::mem::replace(&mut self.in_presence, true) {
+            return;
+        }
+        let info = PresenceSession {
+            session_id: self.id,
+            role: self.role,
+            name: self.label.clone(),
+            transport: TransportKind::Sse,
+            since: self.since,
+        };
+        self.shared.join_presence(info, ctx.address().recipient());
+    }
+}
+
+impl Handler<PushPresence> for SseSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: PushPresence, ctx: &mut Self::Context) {
+        let event = Self::event(&msg.frame, None);
         self.push(event, ctx);
     }
 }

@@ -14,6 +14,7 @@ import { Controls } from './controls.js';
 import { Console, VIEWER_COMMANDS } from './console.js';
 import { MetricsStrip } from './metrics.js';
 import { AuditPanel } from './audit.js';
+import { PresenceView } from './presence.js';
 
 const TOKEN_KEY = 'simcast.token';
 
@@ -75,6 +76,9 @@ function main() {
         case 'batch':
           store.applyBatch(msg);
           break;
+        case 'presence':
+          presence.apply(msg.data);
+          break;
         case 'error':
           // Errors not tied to one of our commands (rate limit, bad subscribe…).
           toast(describeError(msg.data), 'error', 'Server error');
@@ -133,7 +137,8 @@ function main() {
   }, store, { onSelect: select });
   const inspector = new Inspector(store, transport, { notify, onSelect: select });
   const controls = new Controls(store, { run, notify });
-  const metrics = new MetricsStrip(store, transport, { notify });
+  const metrics = new MetricsStrip(store);
+  const presence = new PresenceView({ cell: $('watching'), viewers: $('viewers'), operators: $('operators'), list: $('presence-list') });
   const audit = new AuditPanel({ list: $('audit-list'), refresh: $('audit-refresh'), count: $('audit-count') }, store, transport);
   // The console shows its own errors inline, next to what was typed.
   new Console({ form: $('console-form'), input: $('console-input'), output: $('console-output') }, {
@@ -211,6 +216,7 @@ function main() {
       inspector.frame();
       if (role === 'operator') controls.frame();
       metrics.frame();
+      presence.frame();
       drawLegend();
     } catch (e) {
       console.error(e);
@@ -243,6 +249,7 @@ function main() {
         logRows: log.rowCount,
         logEntries: log.total,
         inspected: inspector.id,
+        presence: presence.data,
         counts: { ...store.counts },
         store: { ...store.stats },
         transport: { ...transport.stats },
