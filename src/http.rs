@@ -11,6 +11,7 @@ use crate::protocol::Topic;
 use crate::protocol::{Command, Envelope, ErrorCode, ErrorData, Role, OPERATOR_COMMANDS};
 use crate::session::actor::metrics_reply;
 use crate::session::auth::{token_from_request, Identity};
+use crate::session::reject::Reject;
 use crate::session::sse::SseSession;
 use crate::session::{Session, SessionShared};
 use crate::sim::actor::RunCommand;
@@ -95,7 +96,7 @@ fn authorize(req: &HttpRequest, state: &AppState) -> Result<Identity, Box<HttpRe
             Box::new(error_response(
                 StatusCode::UNAUTHORIZED,
                 ErrorCode::AuthFailed,
-                crate::protocol::close::REASON_INVALID_TOKEN,
+                Reject::InvalidToken.reason(),
                 None,
             ))
         })
@@ -117,12 +118,7 @@ async fn ws_route(
                 .map(|o| state.allowed_origins.iter().any(|a| a == o))
                 .unwrap_or(false);
             if !allowed {
-                state
-                    .shared
-                    .metrics
-                    .connections_rejected
-                    .with_label_values(&["origin"])
-                    .inc();
+                Reject::Origin.count(&state.shared.metrics);
                 return Ok(HttpResponse::Forbidden().body("origin not allowed"));
             }
         }
@@ -183,16 +179,11 @@ async fn events_route(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         .and_then(|v| v.trim().parse::<u64>().ok());
     let resume_from = header_id.or(query.last_event_id);
     let Some(permit) = state.shared.pool.try_acquire() else {
-        state
-            .shared
-            .metrics
-            .connections_rejected
-            .with_label_values(&["pool_full"])
-            .inc();
+        Reject::PoolFull.count(&state.shared.metrics);
         return error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::ServerError,
-            crate::protocol::close::REASON_POOL_FULL,
+            Reject::PoolFull.reason(),
             None,
         );
     };

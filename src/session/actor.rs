@@ -25,16 +25,16 @@ use super::fragments::{
     needs_fragments, Assembled, Fragment, Piece, Pieces, Reassembler, ReassemblyError, PIECE_BYTES,
 };
 use super::rate::{RateLimiter, Verdict};
+use super::reject::Reject;
 use super::{Registration, SessionShared};
 use crate::broker::{
-    CloseSession, Deliver, JoinSession, RequestSnapshot, ResumeFrom, SessionId, SetTopics,
-    SnapshotRoute,
+    CloseSession, Deliver, RequestSnapshot, ResumeFrom, SessionId, SetTopics, SnapshotRoute,
 };
 use crate::clock;
 use crate::conn::{ConnHandle, PoolPermit};
 use crate::presence::PushPresence;
 use crate::protocol::{
-    close, now_ts, parse_client_message, ClientMessage, Command, Envelope, ErrorCode, ErrorData,
+    now_ts, parse_client_message, ClientMessage, Command, Envelope, ErrorCode, ErrorData,
     HeartbeatData, PresenceSession, Role, TransportKind, OPERATOR_COMMANDS,
 };
 use crate::sim::actor::RunCommand;
@@ -54,13 +54,6 @@ use std::time::Duration;
 /// TCP long before (no linger, see `crate::run`); this only catches a client that stopped
 /// reading, whose pending write would otherwise never finish.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
-
-/// Close code for a frame that breaks RFC 6455's framing rules.
-const PROTOCOL_ERROR: u16 = 1002;
-/// Close code for a text message that is not UTF-8 (RFC 6455 §8.1).
-const INVALID_PAYLOAD: u16 = 1007;
-const REASON_PROTOCOL: &str = "Protocol error";
-const REASON_UTF8: &str = "Invalid UTF-8 in text message";
 
 pub struct Session {
     id: SessionId,
@@ -92,7 +85,7 @@ impl Session {
         handshake_token: Option<String>,
         conn: Option<ConnHandle>,
     ) -> Self {
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = shared.next_session_id();
         let registration = permit.map(|permit| Registration::new(id, &shared, permit));
         Session {
             id,
@@ -139,6 +132,12 @@ impl Session {
         self.send_text(ctx, Envelope::new("error", data).with_id(id).to_json());
     }
 
+    /// Counts `why` and closes with its code and reason.
+    fn reject(&mut self, ctx: &mut ws::WebsocketContext<Self>, why: Reject) {
+        why.count(&self.shared.metrics);
+        self.close(ctx, why.code(), why.reason());
+    }
+
     fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: u16, reason: &str) {
         ctx.close(Some(CloseReason {
             code: CloseCode::from(code),
@@ -158,19 +157,11 @@ impl Session {
         self.since = now_ts();
         let welcome = self.shared.welcome_json(self.id, role);
         self.send_text(ctx, welcome);
-        // The snapshot travels simulation → broker, which stamps its seq and from then
-        // on delivers every batch to this session: nothing falls between the two.
-        let (outbox, route) = self.shared.open_outbox(self.id);
-        ctx.add_stream(outbox);
-        let join = JoinSession {
-            session: self.id,
-            route,
-            close: ctx.address().recipient(),
-            conn: self.conn.clone(),
-            last_seen: Arc::clone(&self.last_seen),
-            topics: self.topics.clone(),
-        };
-        self.request_snapshot(SnapshotRoute::Join(join), None, ctx);
+        let (conn, topics) = (self.conn.clone(), self.topics.clone());
+        let joined = self
+            .shared
+            .join::<Self>(self.id, ctx, conn, &self.last_seen, topics);
+        self.on_snapshot_sent(joined, None, ctx);
     }
 
     /// Asks the simulation for a snapshot; waits for mailbox room rather than failing.
@@ -181,6 +172,16 @@ impl Session {
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
         let fut = self.shared.sim_snapshots.send(RequestSnapshot { route });
+        self.on_snapshot_sent(fut, id, ctx);
+    }
+
+    /// Reports a snapshot request the simulation did not take as an error to the client.
+    fn on_snapshot_sent(
+        &mut self,
+        fut: actix::dev::RecipientRequest<RequestSnapshot>,
+        id: Option<Value>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             if let Err(e) = res {
                 act.error(
@@ -242,12 +243,7 @@ impl Session {
     /// A wrong token, or anything but `auth` before authentication: counted, then
     /// closed with 1008.
     fn reject_unauthenticated(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        self.shared
-            .metrics
-            .connections_rejected
-            .with_label_values(&["auth"])
-            .inc();
-        self.close(ctx, close::POLICY, close::REASON_INVALID_TOKEN);
+        self.reject(ctx, Reject::InvalidToken);
     }
 
     /// The rate limit, for every message an authenticated client sends (text or
@@ -269,12 +265,7 @@ impl Session {
                 false
             }
             Verdict::Disconnect => {
-                self.shared
-                    .metrics
-                    .evictions
-                    .with_label_values(&["rate"])
-                    .inc();
-                self.close(ctx, close::POLICY, close::REASON_RATE);
+                self.reject(ctx, Reject::RateLimited);
                 false
             }
         }
@@ -416,15 +407,8 @@ impl Session {
             }
             return;
         }
-        {
-            self.shared
-                .metrics
-                .evictions
-                .with_label_values(&["timeout"])
-                .inc();
-            log::info!("session {} timed out after {silent} ms of silence", self.id);
-            self.close(ctx, 1000, close::REASON_TIMEOUT);
-        }
+        log::info!("session {} timed out after {silent} ms of silence", self.id);
+        self.reject(ctx, Reject::ClientTimeout);
     }
 }
 
@@ -445,12 +429,7 @@ impl Actor for Session {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         if self.registration.is_none() {
-            self.shared
-                .metrics
-                .connections_rejected
-                .with_label_values(&["pool_full"])
-                .inc();
-            return self.close(ctx, close::TRY_AGAIN, close::REASON_POOL_FULL);
+            return self.reject(ctx, Reject::PoolFull);
         }
         ctx.run_interval(self.shared.heartbeat_interval, |act, ctx| {
             act.heartbeat(ctx)
@@ -460,12 +439,7 @@ impl Actor for Session {
             None => {
                 ctx.run_later(self.shared.auth_timeout, |act, ctx| {
                     if act.role.is_none() {
-                        act.shared
-                            .metrics
-                            .connections_rejected
-                            .with_label_values(&["auth"])
-                            .inc();
-                        act.close(ctx, close::POLICY, close::REASON_AUTH_TIMEOUT);
+                        act.reject(ctx, Reject::AuthTimeout);
                     }
                 });
             }
@@ -621,8 +595,8 @@ impl Session {
         log::debug!("session {}: protocol error: {e}", self.id);
         match classify(&e) {
             InboundFailure::TooBig => self.close_too_big(ctx),
-            InboundFailure::InvalidUtf8 => self.close(ctx, INVALID_PAYLOAD, REASON_UTF8),
-            InboundFailure::Protocol => self.close(ctx, PROTOCOL_ERROR, REASON_PROTOCOL),
+            InboundFailure::InvalidUtf8 => self.reject(ctx, Reject::InvalidUtf8),
+            InboundFailure::Protocol => self.reject(ctx, Reject::Protocol),
             InboundFailure::Transport => {
                 self.server_closed = true;
                 ctx.stop();
@@ -632,12 +606,7 @@ impl Session {
 
     fn close_too_big(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         self.shared.metrics.messages_received.inc();
-        self.shared
-            .metrics
-            .evictions
-            .with_label_values(&["too_big"])
-            .inc();
-        self.close(ctx, close::TOO_BIG, close::REASON_TOO_BIG);
+        self.reject(ctx, Reject::TooBig);
     }
 
     /// A binary message (one frame or reassembled): refused, the connection stays.
@@ -672,9 +641,9 @@ impl Session {
             }
             Ok(Assembled::Binary) => self.on_binary(ctx),
             Err(ReassemblyError::TooBig { .. }) => self.close_too_big(ctx),
-            Err(ReassemblyError::InvalidUtf8) => self.close(ctx, INVALID_PAYLOAD, REASON_UTF8),
+            Err(ReassemblyError::InvalidUtf8) => self.reject(ctx, Reject::InvalidUtf8),
             Err(ReassemblyError::NotStarted | ReassemblyError::AlreadyStarted) => {
-                self.close(ctx, PROTOCOL_ERROR, REASON_PROTOCOL)
+                self.reject(ctx, Reject::Protocol)
             }
         }
     }

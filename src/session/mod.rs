@@ -10,16 +10,21 @@ pub mod actor;
 pub mod auth;
 pub mod fragments;
 pub mod rate;
+pub mod reject;
 pub mod sse;
 
 pub use actor::Session;
 
-use crate::broker::hub::{HubRoute, LocalHub, Outbox};
-use crate::broker::{Broker, Leave, RequestSnapshot, SessionId};
-use crate::conn::PoolPermit;
+use crate::broker::hub::LocalHub;
+use crate::broker::{
+    Broker, CloseSession, Deliver, JoinSession, Leave, RequestSnapshot, SessionId, SnapshotRoute,
+};
+use crate::conn::{ConnHandle, PoolPermit};
 use crate::metrics::Metrics;
 use crate::protocol::{self, Bounds, Limits, RateBudget};
 use crate::sim::actor::RunCommand;
+use crate::topics::TopicSet;
+use actix::dev::{RecipientRequest, ToEnvelope};
 use actix::prelude::*;
 use auth::Tokens;
 use std::sync::atomic::AtomicU64;
@@ -105,12 +110,43 @@ impl SessionShared {
 }
 
 impl SessionShared {
-    /// Opens `session`'s outbox on the delivery hub of the calling (worker) thread: the
-    /// stream of every frame the broker sends it, and the route the broker needs. The
-    /// one place both transports get their delivery from.
-    pub fn open_outbox(&self, session: SessionId) -> (Outbox, HubRoute) {
+    /// A new session's id (a counter, never reused in one run).
+    pub fn next_session_id(&self) -> SessionId {
+        self.next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
+    }
+
+    /// The one join path of both transports, once the session is authenticated: opens
+    /// its outbox on the delivery hub of the calling (worker) thread, adds it to the
+    /// actor as the stream of every frame the broker sends it, and asks the simulation
+    /// for the join snapshot. The snapshot travels simulation → broker, which stamps its
+    /// seq and from then on delivers every batch to this session: nothing falls between.
+    pub fn join<A>(
+        &self,
+        session: SessionId,
+        ctx: &mut A::Context,
+        conn: Option<ConnHandle>,
+        last_seen: &Arc<AtomicU64>,
+        topics: TopicSet,
+    ) -> RecipientRequest<RequestSnapshot>
+    where
+        A: Actor + StreamHandler<Deliver> + Handler<CloseSession>,
+        A::Context: AsyncContext<A> + ToEnvelope<A, CloseSession>,
+    {
         let hub = LocalHub::this_thread();
-        (hub.open(session, self.outbound_queue), hub.route())
+        ctx.add_stream(hub.open(session, self.outbound_queue));
+        let join = JoinSession {
+            session,
+            route: hub.route(),
+            close: ctx.address().recipient(),
+            conn,
+            last_seen: Arc::clone(last_seen),
+            topics,
+        };
+        self.sim_snapshots.send(RequestSnapshot {
+            route: SnapshotRoute::Join(join),
+        })
     }
 }
 

@@ -20,9 +20,7 @@
 
 use super::auth::Identity;
 use super::{Registration, SessionShared};
-use crate::broker::{
-    CloseSession, Deliver, JoinSession, RequestSnapshot, ResumeFrom, SessionId, SnapshotRoute,
-};
+use crate::broker::{CloseSession, Deliver, ResumeFrom, SessionId};
 use crate::clock;
 use crate::conn::{ConnHandle, PoolPermit};
 use crate::presence::PushPresence;
@@ -63,7 +61,7 @@ impl SseSession {
         resume_from: Option<u64>,
         conn: Option<ConnHandle>,
     ) -> (Self, mpsc::Receiver<Bytes>) {
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = shared.next_session_id();
         let (tx, rx) = mpsc::channel(shared.outbound_queue);
         let registration = Registration::new(id, &shared, permit);
         let session = SseSession {
@@ -127,19 +125,10 @@ impl Actor for SseSession {
         self.push(Bytes::from(format!("retry: {RETRY_MS}\n\n")), ctx);
         let json = self.shared.welcome_json(self.id, self.role);
         self.push(Self::event(&json, None), ctx);
-        let (outbox, route) = self.shared.open_outbox(self.id);
-        ctx.add_stream(outbox);
-        let join = JoinSession {
-            session: self.id,
-            route,
-            close: ctx.address().recipient(),
-            conn: self.conn.clone(),
-            last_seen: Arc::clone(&self.last_seen),
-            topics: self.topics.clone(),
-        };
-        let snapshot = self.shared.sim_snapshots.send(RequestSnapshot {
-            route: SnapshotRoute::Join(join),
-        });
+        let (conn, topics) = (self.conn.clone(), self.topics.clone());
+        let snapshot = self
+            .shared
+            .join::<Self>(self.id, ctx, conn, &self.last_seen, topics);
         ctx.spawn(snapshot.into_actor(self).map(|res, act, ctx| {
             if let Err(e) = res {
                 log::warn!("sse session {}: no snapshot: {e}", act.id);
