@@ -116,17 +116,22 @@ async fn next_json(ws: &mut Ws, within: Duration) -> Result<Value, CliError> {
     }
 }
 
-/// Turns `ctl` words into a command: `step 10`, `set-state 42 sleeping`,
-/// `schedule festival --in 50 --data '{"x":1}'`, ...
-pub fn parse_ctl(words: &[String]) -> Result<(String, Value), CliError> {
-    let usage = |m: &str| CliError::Usage(m.to_owned());
-    let (name, rest) = words
-        .split_first()
-        .ok_or_else(|| usage("missing command (pause, resume, step N, inspect ID, ...)"))?;
-    let cmd = name.replace('-', "_");
-    let num = |i: usize, what: &str| -> Result<Value, CliError> {
-        rest.get(i)
-            .ok_or_else(|| usage(&format!("`{name}` needs {what}")))?
+fn usage(message: &str) -> CliError {
+    CliError::Usage(message.to_owned())
+}
+
+/// A `ctl` command's name as typed and the words after it.
+struct CtlWords<'a> {
+    name: &'a str,
+    rest: &'a [String],
+}
+
+impl CtlWords<'_> {
+    /// The `i`-th word after the name as a JSON number: a whole number if it is one.
+    fn num(&self, i: usize, what: &str) -> Result<Value, CliError> {
+        self.rest
+            .get(i)
+            .ok_or_else(|| usage(&format!("`{}` needs {what}", self.name)))?
             .parse::<f64>()
             .map(|n| {
                 if n.fract() == 0.0 && n >= 0.0 {
@@ -136,77 +141,111 @@ pub fn parse_ctl(words: &[String]) -> Result<(String, Value), CliError> {
                 }
             })
             .map_err(|_| usage(&format!("{what} must be a number")))
-    };
-    let flag = |f: &str| -> Option<&String> {
-        rest.iter()
+    }
+
+    /// The word after the flag `f`.
+    fn flag(&self, f: &str) -> Option<&String> {
+        self.rest
+            .iter()
             .position(|w| w == f)
-            .and_then(|i| rest.get(i + 1))
-    };
+            .and_then(|i| self.rest.get(i + 1))
+    }
+}
+
+/// Turns `ctl` words into a command: `step 10`, `set-state 42 sleeping`,
+/// `schedule festival --in 50 --data '{"x":1}'`, ...
+pub fn parse_ctl(words: &[String]) -> Result<(String, Value), CliError> {
+    let (name, rest) = words
+        .split_first()
+        .ok_or_else(|| usage("missing command (pause, resume, step N, inspect ID, ...)"))?;
+    let cmd = name.replace('-', "_");
+    let w = CtlWords { name, rest };
     let args = match cmd.as_str() {
         "pause" | "resume" | "snapshot" | "metrics" | "save" => json!({}),
-        "step" => json!({ "ticks": num(0, "a tick count")? }),
+        "step" => json!({ "ticks": w.num(0, "a tick count")? }),
         "set_speed" | "speed" => {
             return Ok((
                 "set_speed".into(),
-                json!({ "tick_rate": num(0, "a tick rate")? }),
+                json!({ "tick_rate": w.num(0, "a tick rate")? }),
             ))
         }
-        "inspect" | "remove" => json!({ "character_id": num(0, "a character id")? }),
+        "inspect" | "remove" => json!({ "character_id": w.num(0, "a character id")? }),
         "set_state" => json!({
-            "character_id": num(0, "a character id")?,
+            "character_id": w.num(0, "a character id")?,
             "state": rest.get(1).ok_or_else(|| usage("`set-state` needs ID STATE"))?,
         }),
-        "cancel" => json!({ "event_id": num(0, "an event id")? }),
-        "schedule" => {
-            let event_type = rest
-                .first()
-                .filter(|w| !w.starts_with("--"))
-                .ok_or_else(|| usage("`schedule` needs EVENT_TYPE --in TICKS"))?;
-            let in_ticks = flag("--in")
-                .ok_or_else(|| usage("`schedule` needs --in TICKS"))?
-                .parse::<u64>()
-                .map_err(|_| usage("--in must be a whole number"))?;
-            let mut args = json!({ "event_type": event_type, "in_ticks": in_ticks });
-            if let Some(data) = flag("--data") {
-                args["data"] = serde_json::from_str(data)
-                    .map_err(|e| usage(&format!("--data must be JSON: {e}")))?;
-            }
-            args
-        }
-        "spawn" => {
-            let mut args = json!({});
-            if let Some(n) = flag("--name") {
-                args["name"] = json!(n);
-            }
-            if let Some(l) = flag("--location") {
-                args["location"] = json!(l);
-            }
-            args
-        }
-        "reset" => match flag("--seed").or(rest.first()) {
-            Some(s) => {
-                json!({ "seed": s.parse::<u64>().map_err(|_| usage("seed must be a whole number"))? })
-            }
-            None => json!({}),
-        },
-        "audit" => match flag("--limit").or(rest.first()) {
-            Some(n) => json!({
-                "limit": n.parse::<u64>().map_err(|_| usage("the audit limit must be a whole number"))?
-            }),
-            None => json!({}),
-        },
-        "debug_log" => {
-            let on = match rest.first().map(String::as_str) {
-                Some("on" | "true" | "1") => true,
-                Some("off" | "false" | "0") => false,
-                _ => return Err(usage("`debug-log` needs on or off")),
-            };
-            json!({ "enabled": on })
-        }
+        "cancel" => json!({ "event_id": w.num(0, "an event id")? }),
+        "schedule" => schedule_args(&w)?,
+        "spawn" => spawn_args(&w),
+        "reset" => reset_args(&w)?,
+        "audit" => audit_args(&w)?,
+        "debug_log" => debug_log_args(&w)?,
         // Unknown names go to the server, which answers with a clear 1001.
         _ => json!({}),
     };
     Ok((cmd, args))
+}
+
+/// `schedule EVENT_TYPE --in TICKS [--data JSON]`
+fn schedule_args(w: &CtlWords) -> Result<Value, CliError> {
+    let event_type = w
+        .rest
+        .first()
+        .filter(|word| !word.starts_with("--"))
+        .ok_or_else(|| usage("`schedule` needs EVENT_TYPE --in TICKS"))?;
+    let in_ticks = w
+        .flag("--in")
+        .ok_or_else(|| usage("`schedule` needs --in TICKS"))?
+        .parse::<u64>()
+        .map_err(|_| usage("--in must be a whole number"))?;
+    let mut args = json!({ "event_type": event_type, "in_ticks": in_ticks });
+    if let Some(data) = w.flag("--data") {
+        args["data"] =
+            serde_json::from_str(data).map_err(|e| usage(&format!("--data must be JSON: {e}")))?;
+    }
+    Ok(args)
+}
+
+/// `spawn [--name NAME] [--location PLACE]`
+fn spawn_args(w: &CtlWords) -> Value {
+    let mut args = json!({});
+    if let Some(n) = w.flag("--name") {
+        args["name"] = json!(n);
+    }
+    if let Some(l) = w.flag("--location") {
+        args["location"] = json!(l);
+    }
+    args
+}
+
+/// `reset [SEED]` or `reset --seed SEED`
+fn reset_args(w: &CtlWords) -> Result<Value, CliError> {
+    Ok(match w.flag("--seed").or(w.rest.first()) {
+        Some(s) => {
+            json!({ "seed": s.parse::<u64>().map_err(|_| usage("seed must be a whole number"))? })
+        }
+        None => json!({}),
+    })
+}
+
+/// `audit [LIMIT]` or `audit --limit LIMIT`
+fn audit_args(w: &CtlWords) -> Result<Value, CliError> {
+    Ok(match w.flag("--limit").or(w.rest.first()) {
+        Some(n) => json!({
+            "limit": n.parse::<u64>().map_err(|_| usage("the audit limit must be a whole number"))?
+        }),
+        None => json!({}),
+    })
+}
+
+/// `debug-log on|off`
+fn debug_log_args(w: &CtlWords) -> Result<Value, CliError> {
+    let on = match w.rest.first().map(String::as_str) {
+        Some("on" | "true" | "1") => true,
+        Some("off" | "false" | "0") => false,
+        _ => return Err(usage("`debug-log` needs on or off")),
+    };
+    Ok(json!({ "enabled": on }))
 }
 
 /// `simcast ctl`: sends one command, prints the reply's data, fails on an error.
@@ -228,9 +267,7 @@ pub async fn ctl_with_ca(
         return Err(CliError::Closed(format!(": unexpected {welcome}")));
     }
     let msg = json!({"type": "command", "id": "ctl", "cmd": cmd, "args": args});
-    ws.send(Message::Text(msg.to_string()))
-        .await
-        .map_err(|e| CliError::Closed(format!(": {e}")))?;
+    send_json(&mut ws, &msg).await?;
     loop {
         let v = next_json(&mut ws, Duration::from_secs(30)).await?;
         if v["id"] != "ctl" {
@@ -339,6 +376,8 @@ pub async fn watch(opts: &WatchOptions, out: &mut dyn Write) -> Result<u64, CliE
     }
 }
 
+/// One connection of `watch`: chooses the topics, resumes after `last_seq` if it is
+/// set, then prints batches until `max_items` (`Ok`) or the connection fails (`Err`).
 async fn watch_once(
     url: &str,
     opts: &WatchOptions,
@@ -349,28 +388,11 @@ async fn watch_once(
 ) -> Result<(), CliError> {
     let mut ws = connect(url, opts.ca.as_deref()).await?;
     *attempt = 0;
-    let send = |v: Value| Message::Text(v.to_string());
     if !opts.topics.is_empty() {
-        let all = ["state_change", "event_notification", "character_update"];
-        let drop: Vec<&str> = all
-            .iter()
-            .copied()
-            .filter(|t| !opts.topics.iter().any(|o| o == t))
-            .collect();
-        let msgs = [
-            send(json!({"type": "unsubscribe", "topics": drop})),
-            send(json!({"type": "subscribe", "topics": opts.topics})),
-        ];
-        for m in msgs {
-            ws.send(m)
-                .await
-                .map_err(|e| CliError::Closed(format!(": {e}")))?;
-        }
+        choose_topics(&mut ws, &opts.topics).await?;
     }
     if let Some(seq) = *last_seq {
-        ws.send(send(json!({"type": "resume", "last_seq": seq})))
-            .await
-            .map_err(|e| CliError::Closed(format!(": {e}")))?;
+        send_json(&mut ws, &json!({"type": "resume", "last_seq": seq})).await?;
     }
     log::info!("connected; watching");
     // Set while a `resume` repairs a gap: the seq it resumes after.
@@ -381,56 +403,107 @@ async fn watch_once(
         let v = next_json(&mut ws, Duration::from_secs(60)).await?;
         match v["type"].as_str().unwrap_or("") {
             "batch" => {
-                match follow(*last_seq, &v, &mut repairing) {
-                    Continuity::Next(seq) => *last_seq = Some(seq),
-                    Continuity::Stale => continue,
-                    Continuity::Gap { after } => {
-                        if repairing == Some(after) {
-                            continue; // the resume is on its way
-                        }
-                        log::warn!("gap after batch {after}: resuming from it");
-                        repairing = Some(after);
-                        ws.send(send(json!({"type": "resume", "last_seq": after})))
-                            .await
-                            .map_err(|e| CliError::Closed(format!(": {e}")))?;
-                        continue;
-                    }
+                let Some(seq) = follow_or_repair(&mut ws, *last_seq, &v, &mut repairing).await?
+                else {
+                    continue;
+                };
+                *last_seq = Some(seq);
+                if print_batch(&v, opts, printed, out)? {
+                    let _ = ws.close(None).await;
+                    return Ok(());
                 }
-                for item in v["data"].as_array().into_iter().flatten() {
-                    if opts.json {
-                        writeln!(out, "{item}")?;
-                    } else {
-                        writeln!(out, "{}", format_item(item))?;
-                    }
-                    *printed += 1;
-                    if opts.max_items.is_some_and(|m| *printed >= m) {
-                        out.flush()?;
-                        let _ = ws.close(None).await;
-                        return Ok(());
-                    }
-                }
-                out.flush()?;
             }
-            "snapshot" => {
-                let d = &v["data"];
-                if d["resync"] == true {
-                    log::warn!("resynced: the missed batches were too old; state replaced");
-                }
-                if last_seq.is_none() || d["resync"] == true {
-                    *last_seq = d["seq"].as_u64();
-                }
-                log::info!(
-                    "snapshot: tick {} ({}), {} characters, seq {}",
-                    d["tick"],
-                    fmt_clock(&d["clock"]),
-                    d["characters"].as_array().map(Vec::len).unwrap_or(0),
-                    d["seq"]
-                );
-            }
+            "snapshot" => on_snapshot(&v["data"], last_seq),
             "error" => log::warn!("server error: {}", v["data"]),
             _ => {}
         }
     }
+}
+
+/// Sends one JSON message.
+async fn send_json(ws: &mut Ws, v: &Value) -> Result<(), CliError> {
+    ws.send(Message::Text(v.to_string()))
+        .await
+        .map_err(|e| CliError::Closed(format!(": {e}")))
+}
+
+/// Narrows the stream to `topics`: unsubscribes from every other default topic, then
+/// subscribes to those given.
+async fn choose_topics(ws: &mut Ws, topics: &[String]) -> Result<(), CliError> {
+    let all = ["state_change", "event_notification", "character_update"];
+    let drop: Vec<&str> = all
+        .iter()
+        .copied()
+        .filter(|t| !topics.iter().any(|o| o == t))
+        .collect();
+    send_json(ws, &json!({"type": "unsubscribe", "topics": drop})).await?;
+    send_json(ws, &json!({"type": "subscribe", "topics": topics})).await
+}
+
+/// Where a batch stands: `Some(seq)` if it is to be printed (it ends at `seq`); `None`
+/// if it is stale, or follows a gap, which it asks the server to repair with a
+/// `resume` (once per gap).
+async fn follow_or_repair(
+    ws: &mut Ws,
+    last_seq: Option<u64>,
+    batch: &Value,
+    repairing: &mut Option<u64>,
+) -> Result<Option<u64>, CliError> {
+    match follow(last_seq, batch, repairing) {
+        Continuity::Next(seq) => Ok(Some(seq)),
+        Continuity::Stale => Ok(None),
+        Continuity::Gap { after } => {
+            if *repairing == Some(after) {
+                return Ok(None); // the resume is on its way
+            }
+            log::warn!("gap after batch {after}: resuming from it");
+            *repairing = Some(after);
+            send_json(ws, &json!({"type": "resume", "last_seq": after})).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// Prints a batch's items; `true` once `max_items` have been printed (the rest of the
+/// batch is not).
+fn print_batch(
+    batch: &Value,
+    opts: &WatchOptions,
+    printed: &mut u64,
+    out: &mut dyn Write,
+) -> Result<bool, CliError> {
+    for item in batch["data"].as_array().into_iter().flatten() {
+        if opts.json {
+            writeln!(out, "{item}")?;
+        } else {
+            writeln!(out, "{}", format_item(item))?;
+        }
+        *printed += 1;
+        if opts.max_items.is_some_and(|m| *printed >= m) {
+            out.flush()?;
+            return Ok(true);
+        }
+    }
+    out.flush()?;
+    Ok(false)
+}
+
+/// A snapshot sets where printing starts (on the first connection, or after a resync)
+/// and is logged.
+fn on_snapshot(d: &Value, last_seq: &mut Option<u64>) {
+    if d["resync"] == true {
+        log::warn!("resynced: the missed batches were too old; state replaced");
+    }
+    if last_seq.is_none() || d["resync"] == true {
+        *last_seq = d["seq"].as_u64();
+    }
+    log::info!(
+        "snapshot: tick {} ({}), {} characters, seq {}",
+        d["tick"],
+        fmt_clock(&d["clock"]),
+        d["characters"].as_array().map(Vec::len).unwrap_or(0),
+        d["seq"]
+    );
 }
 
 /// The server's game clock (`snapshot.data.clock`) as `day D, HH:MM`; `no clock` from a
