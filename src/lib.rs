@@ -175,10 +175,8 @@ fn restore_world(config: &Config) -> Result<RestoredWorld, RunError> {
                 "data directory {dir} is in use by another simcast server: this one runs a new \
                  world WITHOUT persistence (set persistence.dir to keep it)"
             );
-            let state =
-                sim::SimState::new(config.sim.seed, config.sim.characters, config.sim.tick_rate);
             return Ok(RestoredWorld {
-                state,
+                state: new_state(config),
                 persistence: None,
                 seq_base: 0,
                 store: None,
@@ -192,7 +190,41 @@ fn restore_world(config: &Config) -> Result<RestoredWorld, RunError> {
             log::warn!("--fresh: previous data moved to {}", aside.display());
         }
     }
-    let (state, journal_id) = match store.restore(None)? {
+    let (state, journal_id) = load_or_create(&store, config)?;
+    let seq_base = store.read_seq()?;
+    let base = persistence::SavedWorld {
+        format: persistence::FORMAT,
+        journal_id,
+        saved_at: protocol::now_ts(),
+        state: state.clone(),
+    };
+    let writer = persistence::writer::Writer::start(store.dir(), &base)?;
+    let persistence = sim::actor::Persistence {
+        writer,
+        journal_id,
+        snapshot_interval_ticks: config.persistence.snapshot_interval_ticks,
+    };
+    Ok(RestoredWorld {
+        state,
+        persistence: Some(persistence),
+        seq_base,
+        store: Some(store),
+        lock: Some(lock),
+    })
+}
+
+/// A new world from the config's seed, size and tick rate.
+fn new_state(config: &Config) -> sim::SimState {
+    sim::SimState::new(config.sim.seed, config.sim.characters, config.sim.tick_rate)
+}
+
+/// The saved world (replaying its journal), or a new one; with the next journal id.
+/// Names every value the restored world keeps that differs from the config or flags.
+fn load_or_create(
+    store: &persistence::Store,
+    config: &Config,
+) -> Result<(sim::SimState, u64), RunError> {
+    Ok(match store.restore(None)? {
         Some(r) => {
             for note in &r.notes {
                 log::warn!("restore: {note}");
@@ -221,30 +253,8 @@ fn restore_world(config: &Config) -> Result<RestoredWorld, RunError> {
                 config.sim.seed,
                 store.dir().display()
             );
-            let state =
-                sim::SimState::new(config.sim.seed, config.sim.characters, config.sim.tick_rate);
-            (state, 1)
+            (new_state(config), 1)
         }
-    };
-    let seq_base = store.read_seq()?;
-    let base = persistence::SavedWorld {
-        format: persistence::FORMAT,
-        journal_id,
-        saved_at: protocol::now_ts(),
-        state: state.clone(),
-    };
-    let writer = persistence::writer::Writer::start(store.dir(), &base)?;
-    let persistence = sim::actor::Persistence {
-        writer,
-        journal_id,
-        snapshot_interval_ticks: config.persistence.snapshot_interval_ticks,
-    };
-    Ok(RestoredWorld {
-        state,
-        persistence: Some(persistence),
-        seq_base,
-        store: Some(store),
-        lock: Some(lock),
     })
 }
 
@@ -287,7 +297,41 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
     let metrics = Arc::new(Metrics::new()?);
     let latest_seq = Arc::new(AtomicU64::new(0));
     let pool = conn::Pool::new(config.pool.max_connections);
+    let tokens = tokens_or_generated(&config);
+    let core = start_core(&config, &metrics, &latest_seq)?;
+    let token_list = Tokens::new(tokens.clone());
+    let shared = session_shared(
+        &config,
+        &core,
+        token_list.clone(),
+        metrics,
+        latest_seq,
+        &pool,
+    );
+    let state = actix_web::web::Data::new(http::AppState {
+        shared,
+        websocket_enabled: config.server.websocket_enabled,
+        allowed_origins: config.server.allowed_origins.clone(),
+        max_message_bytes: config.server.max_message_bytes,
+    });
+    let tls = tls_config.is_some();
+    let server = serve(&config, state, tls_config, listener)?;
+    Ok(Running {
+        server,
+        addr,
+        tokens,
+        token_list,
+        sim: core.sim,
+        broker: core.broker,
+        pool: Arc::clone(&pool),
+        arbiters: core.arbiters,
+        data_lock: core.lock,
+        tls,
+    })
+}
 
+/// The configured tokens, or one generated operator token when there are none.
+fn tokens_or_generated(config: &Config) -> Vec<TokenConfig> {
     let mut tokens = config.auth.tokens.clone();
     if tokens.is_empty() {
         tokens.push(TokenConfig {
@@ -299,9 +343,25 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
         // is the only way to learn it.
         log::info!("no tokens configured; generated a random operator token");
     }
+    tokens
+}
 
-    // The simulation and the broker each need the other's address: make the broker's
-    // mailbox first, then start both on their own arbiters.
+/// The simulation and the broker, started on arbiters of their own.
+struct Core {
+    sim: Addr<Simulation>,
+    broker: Addr<Broker>,
+    arbiters: Vec<Arbiter>,
+    /// The data directory's lock, held as long as the server runs.
+    lock: Option<std::fs::File>,
+}
+
+/// Restores the world and starts the simulation and the broker. Each needs the other's
+/// address: the broker's mailbox is made first, then both start.
+fn start_core(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    latest_seq: &Arc<AtomicU64>,
+) -> Result<Core, RunError> {
     let (broker_tx, broker_rx) =
         actix::dev::channel::channel::<Broker>(broker::actor::MAILBOX_CAPACITY);
     let broker_addr = Addr::new(broker_tx);
@@ -311,41 +371,55 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
         seq_base,
         store,
         lock,
-    } = restore_world(&config)?;
-    let audit = open_audit(store.as_ref(), &metrics)?;
+    } = restore_world(config)?;
+    let audit = open_audit(store.as_ref(), metrics)?;
     let sim_arbiter = Arbiter::new();
-    let sim_metrics = Arc::clone(&metrics);
+    let sim_metrics = Arc::clone(metrics);
     let sim_broker = broker_addr.clone().recipient();
     let sim_addr = Simulation::start_in_arbiter(&sim_arbiter.handle(), move |_| {
         Simulation::new(sim_state, sim_broker, sim_metrics, sim_persistence, audit)
     });
-    let broker_arbiter = Arbiter::new();
-    let broker_settings = BrokerSettings {
+    let settings = BrokerSettings {
         max_batch_size: config.broker.max_batch_size,
         max_batch_wait: std::time::Duration::from_millis(config.broker.max_batch_wait_ms),
         history_size: config.broker.history_size,
         client_timeout: config.client_timeout(),
     };
-    let broker_metrics = Arc::clone(&metrics);
-    let broker_seq = Arc::clone(&latest_seq);
-    let broker_sim = sim_addr.clone().recipient();
+    let seq_mark = store.map(|s| s.seq_mark(seq_base));
+    let broker = Broker::new(
+        settings,
+        seq_base,
+        sim_addr.clone().recipient(),
+        Arc::clone(metrics),
+        Arc::clone(latest_seq),
+    );
+    let broker = match seq_mark {
+        Some(mark) => broker.with_seq_mark(mark),
+        None => broker,
+    };
+    let broker_arbiter = Arbiter::new();
     broker_arbiter.spawn_fn(move || {
-        let mut broker = Broker::new(
-            broker_settings,
-            seq_base,
-            broker_sim,
-            broker_metrics,
-            broker_seq,
-        );
-        if let Some(store) = store {
-            broker = broker.with_seq_mark(store.seq_mark(seq_base));
-        }
         Context::with_receiver(broker_rx).run(broker);
     });
+    Ok(Core {
+        sim: sim_addr,
+        broker: broker_addr,
+        arbiters: vec![sim_arbiter, broker_arbiter],
+        lock,
+    })
+}
 
-    let token_list = Tokens::new(tokens.clone());
-    let shared = Arc::new(SessionShared {
-        tokens: token_list.clone(),
+/// What every session shares: settings from the config and the core's addresses.
+fn session_shared(
+    config: &Config,
+    core: &Core,
+    tokens: Tokens,
+    metrics: Arc<Metrics>,
+    latest_seq: Arc<AtomicU64>,
+    pool: &Arc<conn::Pool>,
+) -> Arc<SessionShared> {
+    Arc::new(SessionShared {
+        tokens,
         heartbeat_interval: config.heartbeat_interval(),
         client_timeout: config.client_timeout(),
         auth_timeout: config.auth_timeout(),
@@ -353,23 +427,25 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
         rate_limit_window_ms: config.session.rate_limit_window_ms,
         outbound_queue: config.session.outbound_queue,
         max_message_bytes: config.server.max_message_bytes,
-        broker: broker_addr.clone(),
-        sim_commands: sim_addr.clone().recipient(),
-        sim_snapshots: sim_addr.clone().recipient(),
-        metrics: Arc::clone(&metrics),
+        broker: core.broker.clone(),
+        sim_commands: core.sim.clone().recipient(),
+        sim_snapshots: core.sim.clone().recipient(),
+        metrics,
         latest_seq,
-        pool: Arc::clone(&pool),
+        pool: Arc::clone(pool),
         next_id: Arc::new(AtomicU64::new(0)),
         boot_id: random_hex(8),
         presence: presence::Presence::default().start(),
-    });
-    let state = actix_web::web::Data::new(http::AppState {
-        shared,
-        websocket_enabled: config.server.websocket_enabled,
-        allowed_origins: config.server.allowed_origins.clone(),
-        max_message_bytes: config.server.max_message_bytes,
-    });
+    })
+}
 
+/// The HTTP server on `listener` (TLS when configured), running.
+fn serve(
+    config: &Config,
+    state: actix_web::web::Data<http::AppState>,
+    tls_config: Option<rustls::ServerConfig>,
+    listener: TcpListener,
+) -> Result<actix_web::dev::Server, RunError> {
     let mut server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(state.clone())
@@ -405,23 +481,10 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
     if config.server.workers > 0 {
         server = server.workers(config.server.workers);
     }
-    let tls = tls_config.is_some();
     let server = match tls_config {
         Some(tls_config) => server.listen_rustls_0_23(listener, tls_config),
         None => server.listen(listener),
     }
-    .map_err(RunError::Listener)?
-    .run();
-    Ok(Running {
-        server,
-        addr,
-        tokens,
-        token_list,
-        sim: sim_addr,
-        broker: broker_addr,
-        pool: Arc::clone(&pool),
-        arbiters: vec![sim_arbiter, broker_arbiter],
-        data_lock: lock,
-        tls,
-    })
+    .map_err(RunError::Listener)?;
+    Ok(server.run())
 }
