@@ -219,21 +219,9 @@ impl Batcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{EventNotification, ItemData, ItemKind, Topic};
+    use crate::broker::testing::{batch, event};
+    use crate::protocol::{ItemData, ItemKind, Topic};
     use serde_json::Value;
-
-    fn event(n: u64) -> Item {
-        Item::new(
-            ItemData::EventNotification(EventNotification {
-                event_type: "e".into(),
-                tick: n,
-                data: serde_json::json!({ "n": n }),
-                event_id: None,
-                characters: vec![n],
-            }),
-            1.0,
-        )
-    }
 
     #[test]
     fn cuts_at_max_size_and_numbers_strictly() {
@@ -266,14 +254,6 @@ mod tests {
         assert_eq!(ticks, vec![0, 1, 2, 3, 4]);
     }
 
-    fn shared(seq: u64, items: Vec<Item>) -> Arc<Batch> {
-        Arc::new(Batch {
-            seq,
-            items,
-            timestamp: seq as f64,
-        })
-    }
-
     fn only(kind: ItemKind) -> TopicSet {
         let mut t = TopicSet::default();
         t.add(&[Topic::Kind(kind)]).expect("add");
@@ -283,8 +263,8 @@ mod tests {
     #[test]
     fn a_range_frame_holds_every_matching_item_of_its_batches() {
         let batches = vec![
-            shared(5, (0..4).map(event).collect()),
-            shared(6, vec![event(9)]),
+            batch(5, (0..4).map(event).collect()),
+            batch(6, vec![event(9)]),
         ];
         let f = RangeFrame::encode(&batches, 3, &TopicSet::default_topics()).expect("items");
         let v: Value = serde_json::from_str(&f.frame).expect("json");
@@ -308,7 +288,7 @@ mod tests {
 
     #[test]
     fn no_frame_when_nothing_matches() {
-        let batches = vec![shared(5, (0..4).map(event).collect())];
+        let batches = vec![batch(5, (0..4).map(event).collect())];
         assert_eq!(
             RangeFrame::encode(&batches, 5, &only(ItemKind::CharacterUpdate)),
             None
@@ -318,7 +298,7 @@ mod tests {
 
     #[test]
     fn with_from_relabels_without_changing_the_rest() {
-        let batches = vec![shared(99, vec![event(1)])];
+        let batches = vec![batch(99, vec![event(1)])];
         let f = RangeFrame::encode(&batches, 99, &TopicSet::everything()).expect("items");
         for from in [7, 10, 98, 1_000_000] {
             let v: Value = serde_json::from_str(&f.with_from(from)).expect("json");
@@ -333,11 +313,11 @@ mod tests {
     fn fold_chains_frames_and_skips_empty_stretches() {
         let cu = only(ItemKind::EventNotification);
         let batches = vec![
-            shared(11, vec![event(1), event(2)]),
-            shared(12, vec![]),
-            shared(13, vec![event(3)]),
-            shared(14, vec![event(4), event(5), event(6)]),
-            shared(15, vec![]),
+            batch(11, vec![event(1), event(2)]),
+            batch(12, vec![]),
+            batch(13, vec![event(3)]),
+            batch(14, vec![event(4), event(5), event(6)]),
+            batch(15, vec![]),
         ];
         let (frames, next) = fold(&batches, 11, &cu, 3);
         let ranges: Vec<(u64, u64)> = frames.iter().map(|f| (f.from_seq, f.seq)).collect();

@@ -261,7 +261,8 @@ pub fn deliver_all(slots: &mut [Slot], frame: &RangeFrame, out: &mut FanOut) {
 mod tests {
     use super::*;
     use crate::broker::hub::{LocalHub, Outbox};
-    use crate::protocol::{EventNotification, Item, ItemData, ItemKind, Topic};
+    use crate::broker::testing::{batch, event};
+    use crate::protocol::{ItemKind, Topic};
     use futures_util::{FutureExt, StreamExt};
     use serde_json::Value;
 
@@ -275,25 +276,6 @@ mod tests {
         fn handle(&mut self, msg: Overflowed, _: &mut Context<Self>) {
             panic!("unexpected overflow: {msg:?}");
         }
-    }
-
-    fn event(n: u64) -> Item {
-        let data = ItemData::EventNotification(EventNotification {
-            event_type: "e".into(),
-            tick: n,
-            data: serde_json::json!({}),
-            event_id: None,
-            characters: vec![],
-        });
-        Item::new(data, 1.0)
-    }
-
-    fn batch(seq: u64, items: Vec<Item>) -> Arc<Batch> {
-        Arc::new(Batch {
-            seq,
-            items,
-            timestamp: 0.0,
-        })
     }
 
     fn updates_only() -> TopicSet {

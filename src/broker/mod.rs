@@ -18,6 +18,8 @@ pub mod fanout;
 pub mod history;
 pub mod hub;
 pub mod roster;
+#[cfg(test)]
+mod testing;
 
 pub use actor::{Broker, BrokerSettings};
 

@@ -302,7 +302,7 @@ impl Roster {
 mod tests {
     use super::*;
     use crate::broker::hub::LocalHub;
-    use crate::protocol::{EventNotification, Item, ItemData};
+    use crate::broker::testing::{batch, event};
     use actix::System;
     use serde_json::Value;
 
@@ -342,26 +342,11 @@ mod tests {
         }
     }
 
-    fn event(n: u64) -> Item {
-        let data = ItemData::EventNotification(EventNotification {
-            event_type: "e".into(),
-            tick: n,
-            data: serde_json::json!({}),
-            event_id: None,
-            characters: vec![],
-        });
-        Item::new(data, 1.0)
-    }
-
     /// A history holding batches 1..=n, one event each.
     fn history(n: u64) -> History {
         let mut h = History::new(100, 0);
         for seq in 1..=n {
-            h.push(Arc::new(Batch {
-                seq,
-                items: vec![event(seq)],
-                timestamp: 0.0,
-            }));
+            h.push(batch(seq, vec![event(seq)]));
         }
         h
     }
@@ -444,11 +429,7 @@ mod tests {
             let (mut r, mut out) = (Roster::new(), Record::default());
             let mut h = History::new(2, 0);
             for seq in 1..=5 {
-                h.push(Arc::new(Batch {
-                    seq,
-                    items: vec![event(seq)],
-                    timestamp: 0.0,
-                }));
+                h.push(batch(seq, vec![event(seq)]));
             }
             r.join(
                 1,
@@ -465,28 +446,14 @@ mod tests {
             tokio::time::advance(JOIN_HOLD).await;
             r.release_due(Instant::now(), &h, &mut out);
             let mut fan = FanOut::default();
-            r.fan_out(
-                &[Arc::new(Batch {
-                    seq: 6,
-                    items: vec![event(6)],
-                    timestamp: 0.0,
-                })],
-                &mut fan,
-            );
+            r.fan_out(&[batch(6, vec![event(6)])], &mut fan);
             assert_eq!(fan.sent, 0);
             let resync = Deliver {
                 frame: snapshot(6).0,
                 seq: Some(6),
             };
             r.send_snapshot(1, vec![resync], 6, &mut out);
-            r.fan_out(
-                &[Arc::new(Batch {
-                    seq: 7,
-                    items: vec![event(7)],
-                    timestamp: 0.0,
-                })],
-                &mut fan,
-            );
+            r.fan_out(&[batch(7, vec![event(7)])], &mut fan);
             assert_eq!(fan.sent, 1, "live after its resync snapshot");
         });
     }
