@@ -288,7 +288,9 @@ mod tests {
     /// The `(from_seq, seq)` of every frame waiting in `outbox`.
     fn ranges(outbox: &mut Outbox) -> Vec<(u64, u64)> {
         let mut out = Vec::new();
-        while let Some(Some(d)) = outbox.next().now_or_never() {
+        // The outbox yields after each frame (a poll in between): a bounded number of
+        // polls drains it.
+        for d in (0..64).filter_map(|_| outbox.next().now_or_never().flatten()) {
             let v: Value = serde_json::from_str(&d.frame).unwrap_or(Value::Null);
             out.push((
                 v["from_seq"].as_u64().unwrap_or(0),

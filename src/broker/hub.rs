@@ -118,10 +118,17 @@ impl Queue {
     /// The next frame, or registers `waker` to be woken by the next push.
     pub fn pop(&mut self, waker: &Waker) -> Option<Deliver> {
         let frame = self.frames.pop_front();
-        if frame.is_none() && !self.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            self.waker = Some(waker.clone());
+        if frame.is_none() {
+            self.register(waker);
         }
         frame
+    }
+
+    /// `waker` is woken by the next push.
+    fn register(&mut self, waker: &Waker) {
+        if !self.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            self.waker = Some(waker.clone());
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -224,6 +231,7 @@ impl LocalHub {
             session,
             queue,
             queues: Rc::clone(&self.queues),
+            gave: false,
         }
     }
 
@@ -239,13 +247,33 @@ pub struct Outbox {
     session: SessionId,
     queue: Rc<RefCell<Queue>>,
     queues: Queues,
+    /// The last poll gave a frame: this one yields (see `poll_next`).
+    gave: bool,
 }
 
 impl futures_util::Stream for Outbox {
     type Item = Deliver;
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Deliver>> {
-        match self.queue.borrow_mut().pop(cx.waker()) {
+    /// At most one frame per poll of the session. actix polls a stream in a loop (up
+    /// to 16 items) and actix-web-actors encodes everything a poll wrote into one
+    /// buffer: a session behind by 16 large frames would copy all of them into its own
+    /// buffers at once. Yielding after each frame lets the HTTP dispatcher flush (and
+    /// stop asking while the socket is full), so a lagging connection holds one frame,
+    /// not sixteen, and each session on the thread gets its turn.
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Deliver>> {
+        let this = &mut *self;
+        let mut queue = this.queue.borrow_mut();
+        if std::mem::take(&mut this.gave) {
+            if queue.is_empty() {
+                queue.register(cx.waker());
+            } else {
+                cx.waker().wake_by_ref();
+            }
+            return Poll::Pending;
+        }
+        let frame = queue.pop(cx.waker());
+        this.gave = frame.is_some();
+        match frame {
             Some(frame) => Poll::Ready(Some(frame)),
             None => Poll::Pending,
         }
@@ -297,6 +325,41 @@ mod tests {
         assert_eq!(q.pop(&waker).and_then(|d| d.seq), Some(2));
         assert_eq!(q.push(frame(5)), Push::Dropped, "stays overflowed");
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn an_outbox_gives_one_frame_per_poll_and_wakes_itself_for_the_rest() {
+        use futures_util::Stream;
+        System::new().block_on(async {
+            let hub = LocalHub::start();
+            let mut outbox = hub.open(1, 8);
+            let count = Arc::new(Count(AtomicU64::new(0)));
+            let waker = Waker::from(Arc::clone(&count));
+            let mut cx = TaskContext::from_waker(&waker);
+            let mut poll = |o: &mut Outbox| match Pin::new(o).poll_next(&mut cx) {
+                Poll::Ready(d) => d.and_then(|d| d.seq),
+                Poll::Pending => None,
+            };
+            let queue = Rc::clone(&outbox.queue);
+            queue.borrow_mut().push(frame(1));
+            queue.borrow_mut().push(frame(2));
+            let woken = |c: &Count| c.0.load(Ordering::Relaxed);
+            assert_eq!(poll(&mut outbox), Some(1));
+            assert_eq!(
+                (poll(&mut outbox), woken(&count)),
+                (None, 1),
+                "yields, wakes"
+            );
+            assert_eq!(poll(&mut outbox), Some(2));
+            assert_eq!(
+                (poll(&mut outbox), woken(&count)),
+                (None, 1),
+                "nothing left"
+            );
+            queue.borrow_mut().push(frame(3));
+            assert_eq!(woken(&count), 2, "the push wakes it");
+            assert_eq!(poll(&mut outbox), Some(3));
+        });
     }
 
     #[test]
