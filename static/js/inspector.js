@@ -10,11 +10,8 @@ import { describeError } from './toast.js';
 const NEED_COLORS = { energy: '#6c8cff', hunger: '#3fc380', social: '#e05fa6' };
 
 export class Inspector {
-  constructor(store, transport, { notify, onSelect }) {
-    this.store = store;
-    this.transport = transport;
-    this.notify = notify;
-    this.onSelect = onSelect;
+  constructor(store, { run, notify, onSelect, isLive }) {
+    Object.assign(this, { store, run, notify, onSelect, isLive });
     this.id = null;
     this.detail = null; // last inspect reply
     this.detailEpoch = -1;
@@ -60,18 +57,18 @@ export class Inspector {
     if (id === null) return;
     // While disconnected there is nobody to ask; the snapshot that comes with the
     // reconnect triggers a refresh.
-    if (!this.transport.live) return;
+    if (!this.isLive()) return;
     const epoch = this.store.epoch;
     this.requests++;
     try {
-      const data = await this.transport.command('inspect', { character_id: id }, { background: true });
+      const data = await this.run('inspect', { character_id: id }, { background: true, quiet: true });
       if (id !== this.id) return;
       this.detail = data;
       this.detailEpoch = epoch;
       this.renderTransitions();
       this.lastKey = '';
     } catch (e) {
-      if (id !== this.id || !this.transport.live) return; // the connection dropped meanwhile
+      if (id !== this.id || !this.isLive()) return; // the connection dropped meanwhile
       this.notify(`inspect ${id}: ${e.code ? describeError(e.data) : e.message}`, 'error');
     }
   }
@@ -81,11 +78,11 @@ export class Inspector {
     const state = $('insp-set-state').value;
     const id = this.id;
     try {
-      await this.transport.command('set_state', { character_id: id, state });
+      await this.run('set_state', { character_id: id, state });
       this.notify(`#${id} is now ${state}`, 'ok');
       this.fetch();
-    } catch (e) {
-      this.notify(`set_state: ${e.code ? describeError(e.data) : e.message}`, 'error');
+    } catch {
+      /* reported by run */
     }
   }
 

@@ -93,21 +93,27 @@ function main() {
   });
   store.on('gap-detected', ({ lastSeq }) => transport.resumeAfter(lastSeq));
 
-  /** Runs a command, mirrors its effect into the store, shows failures. */
-  async function run(cmd, args, { quiet = false } = {}) {
+  /**
+   * The one path every command of this page takes: runs it, mirrors its effect into
+   * the store, refreshes the audit panel after anything the audit records (an operator
+   * command other than `audit`, refused or not), and shows failures unless `quiet`
+   * (the caller shows them itself). `background`: a poll the person did not ask for.
+   */
+  async function run(cmd, args, { quiet = false, background = false } = {}) {
     const epoch = store.epoch;
+    const audited = () => role === 'operator' && !VIEWER_COMMANDS.includes(cmd) && cmd !== 'audit';
     try {
-      const data = await transport.command(cmd, args);
+      const data = await transport.command(cmd, args, { background });
       if (cmd === 'pause' || cmd === 'resume' || cmd === 'step') {
         if (typeof data.paused === 'boolean') store.paused = data.paused;
         store.observeTick(data.tick, epoch);
       } else if (cmd === 'set_speed') {
         store.tickRate = data.tick_rate;
       }
-      if (role === 'operator' && !VIEWER_COMMANDS.includes(cmd)) audit.soon();
+      if (audited()) audit.soon();
       return data;
     } catch (e) {
-      if (role === 'operator') audit.soon(); // a refused command is in the audit too
+      if (audited()) audit.soon(); // a refused command is in the audit too
       if (!quiet) toast(`${cmd}: ${e.code ? describeError(e.data) : e.message}`, 'error', 'Command failed');
       throw e;
     }
@@ -135,11 +141,11 @@ function main() {
     typeSelect: $('log-type'),
     charInput: $('log-char'),
   }, store, { onSelect: select });
-  const inspector = new Inspector(store, transport, { notify, onSelect: select });
+  const inspector = new Inspector(store, { run, notify, onSelect: select, isLive: () => transport.live });
   const controls = new Controls(store, { run, notify });
   const metrics = new MetricsStrip(store);
   const presence = new PresenceView({ cell: $('watching'), viewers: $('viewers'), operators: $('operators'), list: $('presence-list') });
-  const audit = new AuditPanel({ list: $('audit-list'), refresh: $('audit-refresh'), count: $('audit-count') }, store, transport);
+  const audit = new AuditPanel({ list: $('audit-list'), refresh: $('audit-refresh'), count: $('audit-count') }, store, { run });
   // The console shows its own errors inline, next to what was typed.
   new Console({ form: $('console-form'), input: $('console-input'), output: $('console-output') }, {
     run: (cmd, args) => run(cmd, args, { quiet: true }),
