@@ -3,7 +3,7 @@
 // commands and args; a raw JSON command object also works.
 
 import { STATES } from './util.js';
-import { describeError } from './toast.js';
+import { errorText } from './toast.js';
 import { describeEntry } from './audit.js';
 
 export const VIEWER_COMMANDS = ['inspect', 'snapshot', 'metrics'];
@@ -227,7 +227,7 @@ export class Console {
       const data = await this.run(parsed.cmd, parsed.args);
       this.print(summarize(parsed.cmd, data, this.store), 'ok');
     } catch (e) {
-      this.print(e.code ? `error ${describeError(e.data)}` : `error: ${e.message}`, 'err');
+      this.print(`error${e.code ? ' ' : ': '}${errorText(e)}`, 'err');
     }
   }
 }

@@ -5,7 +5,7 @@
 // budget).
 
 import { $, STATES, stateColor, fmtTicks, throttle } from './util.js';
-import { describeError } from './toast.js';
+import { errorText } from './toast.js';
 
 const NEED_COLORS = { energy: '#6c8cff', hunger: '#3fc380', social: '#e05fa6' };
 
@@ -69,7 +69,7 @@ export class Inspector {
       this.lastKey = '';
     } catch (e) {
       if (id !== this.id || !this.isLive()) return; // the connection dropped meanwhile
-      this.notify(`inspect ${id}: ${e.code ? describeError(e.data) : e.message}`, 'error');
+      this.notify(`inspect ${id}: ${errorText(e)}`, 'error');
     }
   }
 

@@ -2,7 +2,7 @@
 // animation frame and touches the DOM only when what it shows changed.
 
 import { $, STATES, stateColor, fmtNum } from './util.js';
-import { toast, describeError, banner } from './toast.js';
+import { toast, describeError, errorText, banner } from './toast.js';
 import { Transport } from './transport.js';
 import { Store } from './store.js';
 import { MapView } from './map.js';
@@ -114,7 +114,7 @@ function main() {
       return data;
     } catch (e) {
       if (audited()) audit.soon(); // a refused command is in the audit too
-      if (!quiet) toast(`${cmd}: ${e.code ? describeError(e.data) : e.message}`, 'error', 'Command failed');
+      if (!quiet) toast(`${cmd}: ${errorText(e)}`, 'error', 'Command failed');
       throw e;
     }
   }
