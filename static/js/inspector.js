@@ -7,8 +7,6 @@
 import { $, STATES, stateColor, fmtTicks, throttle } from './util.js';
 import { errorText } from './toast.js';
 
-const NEED_COLORS = { energy: '#6c8cff', hunger: '#3fc380', social: '#e05fa6' };
-
 export class Inspector {
   constructor(store, { run, notify, onSelect, isLive }) {
     Object.assign(this, { store, run, notify, onSelect, isLive });
@@ -157,7 +155,7 @@ export class Inspector {
         label.textContent = k;
         const bar = document.createElement('div');
         bar.className = 'bar';
-        bar.innerHTML = `<b style="background:${NEED_COLORS[k]}"></b>`;
+        bar.innerHTML = `<b style="background:var(--need-${k})"></b>`;
         bar.dataset.need = k;
         const v = document.createElement('span');
         v.className = 'v';
