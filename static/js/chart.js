@@ -7,7 +7,7 @@ import { STATES, palette } from './util.js';
 const MAX_SAMPLES = 400;
 
 export class PopulationChart {
-  constructor(canvas, rangeLabel, store) {
+  constructor({ canvas, range: rangeLabel }, store) {
     this.canvas = canvas;
     this.ctx = canvas.getContext('2d');
     this.rangeLabel = rangeLabel;

@@ -4,12 +4,13 @@
 // (throttled to one request per second: a busy character must not eat the message
 // budget).
 
-import { $, STATES, stateColor, fmtTicks, throttle } from './util.js';
+import { STATES, stateColor, fmtTicks, throttle } from './util.js';
 import { errorText } from './toast.js';
 
 export class Inspector {
-  constructor(store, { run, notify, onSelect, isLive }) {
-    Object.assign(this, { store, run, notify, onSelect, isLive });
+  /** els: the inspector's elements (#insp-*), by the id's last part in camelCase. */
+  constructor(els, store, { run, notify, onSelect, isLive }) {
+    Object.assign(this, { el: els, store, run, notify, onSelect, isLive });
     this.id = null;
     this.detail = null; // last inspect reply
     this.detailEpoch = -1;
@@ -17,9 +18,9 @@ export class Inspector {
     this.requests = 0;
     this.refresh = throttle(() => this.fetch(), 1000);
 
-    const sel = $('insp-set-state');
+    const sel = this.el.setState;
     for (const s of STATES) sel.append(new Option(s, s));
-    $('insp-set-btn').addEventListener('click', () => this.setState());
+    this.el.setBtn.addEventListener('click', () => this.setState());
 
     store.on('batch', (items) => {
       if (this.id === null) return;
@@ -39,13 +40,13 @@ export class Inspector {
     this.id = id;
     this.detail = null;
     this.lastKey = '';
-    $('insp-empty').hidden = true;
-    $('insp-body').hidden = false;
-    if ($('insp-set')) $('insp-set').hidden = false;
-    $('insp-transitions').textContent = '';
+    this.el.empty.hidden = true;
+    this.el.body.hidden = false;
+    this.el.set.hidden = false; // detached for a viewer: harmless
+    this.el.transitions.textContent = '';
     const c = this.store.characters.get(id);
     // Preselect the current state once; never while the person is choosing.
-    const sel = $('insp-set-state'); // absent for a viewer
+    const sel = this.el.setState; // detached for a viewer
     if (c && sel) sel.value = c.state;
     this.fetch();
   }
@@ -73,7 +74,7 @@ export class Inspector {
 
   async setState() {
     if (this.id === null) return;
-    const state = $('insp-set-state').value;
+    const state = this.el.setState.value;
     const id = this.id;
     try {
       await this.run('set_state', { character_id: id, state });
@@ -85,7 +86,7 @@ export class Inspector {
   }
 
   renderTransitions() {
-    const list = $('insp-transitions');
+    const list = this.el.transitions;
     list.textContent = '';
     const tr = this.detail?.recent_transitions || [];
     if (!tr.length) {
@@ -122,9 +123,9 @@ export class Inspector {
       const key = 'gone';
       if (this.lastKey !== key) {
         this.lastKey = key;
-        $('insp-name').textContent = `#${this.id}`;
-        $('insp-state').textContent = 'no longer in the world';
-        $('insp-state').dataset.state = '';
+        this.el.name.textContent = `#${this.id}`;
+        this.el.state.textContent = 'no longer in the world';
+        this.el.state.dataset.state = '';
       }
       return;
     }
@@ -133,22 +134,22 @@ export class Inspector {
     const key = [c.name, c.state, c.location, since, tick, n.energy, n.hunger, n.social, this.detail ? 1 : 0].join('|');
     if (key === this.lastKey) return;
     this.lastKey = key;
-    $('insp-id').textContent = `#${c.id}`;
-    $('insp-name').textContent = c.name;
-    const st = $('insp-state');
+    this.el.id.textContent = `#${c.id}`;
+    this.el.name.textContent = c.name;
+    const st = this.el.state;
     st.textContent = c.state;
     st.dataset.state = c.state;
     st.style.setProperty('--c', stateColor(c.state));
-    $('insp-time').textContent = `${fmtTicks(Math.max(0, tick - since))} (since tick ${since})`;
+    this.el.time.textContent = `${fmtTicks(Math.max(0, tick - since))} (since tick ${since})`;
     const dest = c.state === 'traveling' && (c.destination || this.detail?.destination);
-    $('insp-location').textContent = this.store.locationName(c.location) + (dest ? ` → ${this.store.locationName(dest)}` : '');
+    this.el.location.textContent = this.store.locationName(c.location) + (dest ? ` → ${this.store.locationName(dest)}` : '');
     // "eating at market" → "eating at Market"
     const plan = this.detail?.pending_plan;
-    $('insp-plan').textContent = plan ? plan.replace(/ at (\S+)$/, (_, id) => ` at ${this.store.locationName(id)}`) : '—';
+    this.el.plan.textContent = plan ? plan.replace(/ at (\S+)$/, (_, id) => ` at ${this.store.locationName(id)}`) : '—';
     const home = c.home ?? this.detail?.home;
     const work = c.workplace ?? this.detail?.workplace;
-    $('insp-homework').textContent = home ? `${this.store.locationName(home)} · ${this.store.locationName(work)}` : '—';
-    const needs = $('insp-needs');
+    this.el.homework.textContent = home ? `${this.store.locationName(home)} · ${this.store.locationName(work)}` : '—';
+    const needs = this.el.needs;
     if (!needs.childElementCount) {
       for (const k of ['energy', 'hunger', 'social']) {
         const label = document.createElement('span');

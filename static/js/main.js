@@ -1,5 +1,8 @@
 // Wiring: token → transport → store → views. Each view reads the store once per
-// animation frame and touches the DOM only when what it shows changed.
+// animation frame and touches the DOM only when what it shows changed. This file is
+// the one that looks elements up: every view is handed its elements as an object
+// (`new View({ name: element, … }, store, callbacks)`), and every command goes
+// through `run` below.
 
 import { $, STATES, stateColor, fmtNum } from './util.js';
 import { toast, describeError, errorText, banner } from './toast.js';
@@ -125,8 +128,8 @@ function main() {
     inspector.select(id);
   };
 
-  const map = new MapView($('map'), $('map-tip'), store, { onSelect: select });
-  const chart = new PopulationChart($('chart'), $('chart-range'), store);
+  const map = new MapView({ canvas: $('map'), tip: $('map-tip') }, store, { onSelect: select });
+  const chart = new PopulationChart({ canvas: $('chart'), range: $('chart-range') }, store);
   const table = new CharTable({
     scroll: $('char-table-scroll'),
     table: $('char-table'),
@@ -141,9 +144,46 @@ function main() {
     typeSelect: $('log-type'),
     charInput: $('log-char'),
   }, store, { onSelect: select });
-  const inspector = new Inspector(store, { run, notify, onSelect: select, isLive: () => transport.live });
-  const controls = new Controls(store, { run, notify });
-  const metrics = new MetricsStrip(store);
+  const inspector = new Inspector({
+    body: $('insp-body'),
+    empty: $('insp-empty'),
+    homework: $('insp-homework'),
+    id: $('insp-id'),
+    location: $('insp-location'),
+    name: $('insp-name'),
+    needs: $('insp-needs'),
+    plan: $('insp-plan'),
+    set: $('insp-set'),
+    setBtn: $('insp-set-btn'),
+    setState: $('insp-set-state'),
+    state: $('insp-state'),
+    time: $('insp-time'),
+    transitions: $('insp-transitions'),
+  }, store, { run, notify, onSelect: select, isLive: () => transport.live });
+  const controls = new Controls({
+    copySeed: $('btn-copy-seed'),
+    pause: $('btn-pause'),
+    reset: $('btn-reset'),
+    schedule: $('btn-schedule'),
+    step: $('btn-step'),
+    resetSeed: $('reset-seed'),
+    schedData: $('sched-data'),
+    schedIn: $('sched-in'),
+    schedType: $('sched-type'),
+    seed: $('seed'),
+    speedRange: $('speed-range'),
+    speedValue: $('speed-value'),
+    stepN: $('step-n'),
+  }, store, { run, notify });
+  const metrics = new MetricsStrip({
+    bps: $('bps'),
+    charCount: $('char-count'),
+    clock: $('clock'),
+    eps: $('eps'),
+    seq: $('seq'),
+    tick: $('tick'),
+    tps: $('tps'),
+  }, store);
   const presence = new PresenceView({ cell: $('watching'), viewers: $('viewers'), operators: $('operators'), list: $('presence-list') });
   const audit = new AuditPanel({ list: $('audit-list'), refresh: $('audit-refresh'), count: $('audit-count') }, store, { run });
   // The console shows its own errors inline, next to what was typed.

@@ -37,7 +37,7 @@ function offsetOf(id) {
 }
 
 export class MapView {
-  constructor(canvas, tip, store, { onSelect }) {
+  constructor({ canvas, tip }, store, { onSelect }) {
     this.canvas = canvas;
     this.ctx = canvas.getContext('2d', { alpha: false, willReadFrequently: true });
     this.tip = tip;
