@@ -3,6 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { parseLine } from '../static/js/console.js';
 import { backoffDelay } from '../static/js/transport.js';
 import { Store } from '../static/js/store.js';
@@ -169,4 +170,14 @@ test('presence: one line per session, no token in sight', async () => {
   const { describeSession } = await import('../static/js/presence.js');
   const line = describeSession({ session_id: 3, role: 'operator', name: 'alice', transport: 'sse', since: 0 });
   assert.match(line, /^alice · operator · sse · since \d\d:\d\d:\d\d$/);
+});
+
+test('the console parses every example of the command table (static/commands.json)', async () => {
+  const { COMMANDS } = await import('../static/js/console.js');
+  const table = JSON.parse(await readFile(new URL('../static/commands.json', import.meta.url), 'utf8'));
+  assert.deepEqual(COMMANDS.map((c) => c.name), table.commands.map((c) => c.name), 'the console reads the table');
+  for (const c of table.commands) {
+    assert.ok(c.examples?.length, `${c.name} has examples`);
+    for (const ex of c.examples) assert.deepEqual(parseLine(ex.line), { cmd: c.name, args: ex.args }, ex.line);
+  }
 });

@@ -120,132 +120,204 @@ fn usage(message: &str) -> CliError {
     CliError::Usage(message.to_owned())
 }
 
-/// A `ctl` command's name as typed and the words after it.
-struct CtlWords<'a> {
-    name: &'a str,
-    rest: &'a [String],
+/// The command table shared with the dashboard console (`static/commands.json`): names,
+/// aliases, roles and arguments, so `ctl` and the console parse one grammar.
+#[derive(Debug, serde::Deserialize)]
+struct CommandTable {
+    commands: Vec<CommandSpec>,
 }
 
-impl CtlWords<'_> {
-    /// The `i`-th word after the name as a JSON number: a whole number if it is one.
-    fn num(&self, i: usize, what: &str) -> Result<Value, CliError> {
-        self.rest
-            .get(i)
-            .ok_or_else(|| usage(&format!("`{}` needs {what}", self.name)))?
-            .parse::<f64>()
-            .map(|n| {
-                if n.fract() == 0.0 && n >= 0.0 {
-                    json!(n as u64)
-                } else {
-                    json!(n)
-                }
-            })
-            .map_err(|_| usage(&format!("{what} must be a number")))
-    }
+#[derive(Debug, serde::Deserialize)]
+struct CommandSpec {
+    name: String,
+    #[serde(default)]
+    aliases: Vec<String>,
+    /// `operator` or `viewer`; the server decides, the tests check it matches.
+    #[cfg_attr(not(test), allow(dead_code))]
+    role: String,
+    args: Vec<ArgSpec>,
+    /// Checked by the tests of both parsers.
+    #[cfg_attr(not(test), allow(dead_code))]
+    #[serde(default)]
+    examples: Vec<Example>,
+}
 
-    /// The word after the flag `f`.
-    fn flag(&self, f: &str) -> Option<&String> {
-        self.rest
+#[derive(Debug, serde::Deserialize)]
+struct ArgSpec {
+    /// As shown in usage lines: `ID`, `IN_TICKS`.
+    name: String,
+    /// The wire argument.
+    key: String,
+    #[serde(rename = "type")]
+    kind: ArgType,
+    #[serde(default)]
+    optional: bool,
+    /// `--in`: the next word is this argument, wherever it stands.
+    flag: Option<String>,
+    /// `in`: an optional word before the value (`schedule festival in 20`).
+    prefix: Option<String>,
+    /// Takes every positional word left (JSON).
+    #[serde(default)]
+    rest: bool,
+    // `console_default` is the console's; `ctl` requires the argument.
+}
+
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ArgType {
+    Int,
+    Id,
+    Number,
+    Word,
+    State,
+    Bool,
+    Json,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[cfg_attr(not(test), allow(dead_code))]
+struct Example {
+    line: String,
+    args: Value,
+}
+
+fn command_table() -> &'static CommandTable {
+    static TABLE: std::sync::OnceLock<CommandTable> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        serde_json::from_str(include_str!("../static/commands.json"))
+            .expect("static/commands.json is a valid command table")
+    })
+}
+
+impl CommandTable {
+    /// The command a typed name means (case and `-` vs `_` do not matter).
+    fn find(&self, typed: &str) -> Option<&CommandSpec> {
+        let w = typed.to_lowercase().replace('-', "_");
+        self.commands
             .iter()
-            .position(|w| w == f)
-            .and_then(|i| self.rest.get(i + 1))
+            .find(|c| c.name == w || c.aliases.contains(&w))
     }
 }
 
-/// Turns `ctl` words into a command: `step 10`, `set-state 42 sleeping`,
-/// `schedule festival --in 50 --data '{"x":1}'`, ...
+impl CommandSpec {
+    /// `schedule TYPE IN_TICKS [JSON]`
+    fn usage(&self) -> String {
+        let mut line = self.name.clone();
+        for a in &self.args {
+            line.push(' ');
+            line.push_str(&if a.optional {
+                format!("[{}]", a.name)
+            } else {
+                a.name.clone()
+            });
+        }
+        line
+    }
+
+    /// The args from the words after the name: flags take the word after them, the
+    /// other words fill the positional arguments in order (the table's rules).
+    fn parse(&self, words: &[String]) -> Result<Value, CliError> {
+        let usage_line = || format!("usage: {}", self.usage());
+        let mut raw: Vec<(&ArgSpec, String)> = Vec::new();
+        let mut taken = vec![false; words.len()];
+        for a in &self.args {
+            let Some(flag) = &a.flag else { continue };
+            let Some(i) = (0..words.len()).find(|&j| !taken[j] && words[j] == *flag) else {
+                continue;
+            };
+            let value = words
+                .get(i + 1)
+                .ok_or_else(|| usage(&format!("{flag} needs {} ({})", a.name, usage_line())))?;
+            raw.push((a, value.clone()));
+            taken[i] = true;
+            taken[i + 1] = true;
+        }
+        let free: Vec<&String> = (0..words.len())
+            .filter(|&j| !taken[j])
+            .map(|j| &words[j])
+            .collect();
+        let mut pos = 0;
+        for a in &self.args {
+            if raw.iter().any(|(r, _)| r.key == a.key) {
+                continue;
+            }
+            if let Some(prefix) = &a.prefix {
+                if pos + 1 < free.len() && free[pos].to_lowercase() == *prefix {
+                    pos += 1;
+                }
+            }
+            if pos >= free.len() {
+                if a.optional {
+                    continue;
+                }
+                return Err(usage(&usage_line()));
+            }
+            let value = if a.rest {
+                let all = free[pos..].iter().map(|w| w.as_str()).collect::<Vec<_>>();
+                pos = free.len();
+                all.join(" ")
+            } else {
+                pos += 1;
+                free[pos - 1].clone()
+            };
+            raw.push((a, value));
+        }
+        let mut args = serde_json::Map::new();
+        for a in &self.args {
+            if let Some((_, text)) = raw.iter().find(|(r, _)| r.key == a.key) {
+                let value = a
+                    .kind
+                    .parse(text)
+                    .map_err(|wants| usage(&format!("{} {wants} ({})", a.name, usage_line())))?;
+                args.insert(a.key.clone(), value);
+            }
+        }
+        Ok(Value::Object(args))
+    }
+}
+
+impl ArgType {
+    /// The typed word as the wire value; `Err` says what was wanted.
+    fn parse(self, s: &str) -> Result<Value, String> {
+        let whole = |s: &str| -> Result<Value, String> {
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return Err("must be a whole number".into());
+            }
+            s.parse::<u64>()
+                .map(Value::from)
+                .map_err(|_| "must be a whole number".into())
+        };
+        match self {
+            ArgType::Int => whole(s),
+            ArgType::Id => whole(s.strip_prefix('#').unwrap_or(s)),
+            ArgType::Number => match s.parse::<f64>() {
+                Ok(n) if n.is_finite() && n.fract() == 0.0 && n >= 0.0 => Ok(json!(n as u64)),
+                Ok(n) if n.is_finite() => Ok(json!(n)),
+                _ => Err("must be a number".into()),
+            },
+            ArgType::Word => Ok(json!(s)),
+            ArgType::State => Ok(json!(s.to_lowercase())),
+            ArgType::Bool => match s.to_lowercase().as_str() {
+                "on" | "true" | "1" => Ok(json!(true)),
+                "off" | "false" | "0" => Ok(json!(false)),
+                _ => Err("must be on or off".into()),
+            },
+            ArgType::Json => serde_json::from_str(s).map_err(|e| format!("is not valid JSON: {e}")),
+        }
+    }
+}
+
+/// Turns `ctl` words into a command by the command table (`static/commands.json`):
+/// `step 10`, `set-state 42 sleeping`, `schedule festival --in 50 --data '{"x":1}'`, ...
 pub fn parse_ctl(words: &[String]) -> Result<(String, Value), CliError> {
     let (name, rest) = words
         .split_first()
         .ok_or_else(|| usage("missing command (pause, resume, step N, inspect ID, ...)"))?;
-    let cmd = name.replace('-', "_");
-    let w = CtlWords { name, rest };
-    let args = match cmd.as_str() {
-        "pause" | "resume" | "snapshot" | "metrics" | "save" => json!({}),
-        "step" => json!({ "ticks": w.num(0, "a tick count")? }),
-        "set_speed" | "speed" => {
-            return Ok((
-                "set_speed".into(),
-                json!({ "tick_rate": w.num(0, "a tick rate")? }),
-            ))
-        }
-        "inspect" | "remove" => json!({ "character_id": w.num(0, "a character id")? }),
-        "set_state" => json!({
-            "character_id": w.num(0, "a character id")?,
-            "state": rest.get(1).ok_or_else(|| usage("`set-state` needs ID STATE"))?,
-        }),
-        "cancel" => json!({ "event_id": w.num(0, "an event id")? }),
-        "schedule" => schedule_args(&w)?,
-        "spawn" => spawn_args(&w),
-        "reset" => reset_args(&w)?,
-        "audit" => audit_args(&w)?,
-        "debug_log" => debug_log_args(&w)?,
+    match command_table().find(name) {
+        Some(spec) => Ok((spec.name.clone(), spec.parse(rest)?)),
         // Unknown names go to the server, which answers with a clear 1001.
-        _ => json!({}),
-    };
-    Ok((cmd, args))
-}
-
-/// `schedule EVENT_TYPE --in TICKS [--data JSON]`
-fn schedule_args(w: &CtlWords) -> Result<Value, CliError> {
-    let event_type = w
-        .rest
-        .first()
-        .filter(|word| !word.starts_with("--"))
-        .ok_or_else(|| usage("`schedule` needs EVENT_TYPE --in TICKS"))?;
-    let in_ticks = w
-        .flag("--in")
-        .ok_or_else(|| usage("`schedule` needs --in TICKS"))?
-        .parse::<u64>()
-        .map_err(|_| usage("--in must be a whole number"))?;
-    let mut args = json!({ "event_type": event_type, "in_ticks": in_ticks });
-    if let Some(data) = w.flag("--data") {
-        args["data"] =
-            serde_json::from_str(data).map_err(|e| usage(&format!("--data must be JSON: {e}")))?;
+        None => Ok((name.replace('-', "_"), json!({}))),
     }
-    Ok(args)
-}
-
-/// `spawn [--name NAME] [--location PLACE]`
-fn spawn_args(w: &CtlWords) -> Value {
-    let mut args = json!({});
-    if let Some(n) = w.flag("--name") {
-        args["name"] = json!(n);
-    }
-    if let Some(l) = w.flag("--location") {
-        args["location"] = json!(l);
-    }
-    args
-}
-
-/// `reset [SEED]` or `reset --seed SEED`
-fn reset_args(w: &CtlWords) -> Result<Value, CliError> {
-    Ok(match w.flag("--seed").or(w.rest.first()) {
-        Some(s) => {
-            json!({ "seed": s.parse::<u64>().map_err(|_| usage("seed must be a whole number"))? })
-        }
-        None => json!({}),
-    })
-}
-
-/// `audit [LIMIT]` or `audit --limit LIMIT`
-fn audit_args(w: &CtlWords) -> Result<Value, CliError> {
-    Ok(match w.flag("--limit").or(w.rest.first()) {
-        Some(n) => json!({
-            "limit": n.parse::<u64>().map_err(|_| usage("the audit limit must be a whole number"))?
-        }),
-        None => json!({}),
-    })
-}
-
-/// `debug-log on|off`
-fn debug_log_args(w: &CtlWords) -> Result<Value, CliError> {
-    let on = match w.rest.first().map(String::as_str) {
-        Some("on" | "true" | "1") => true,
-        Some("off" | "false" | "0") => false,
-        _ => return Err(usage("`debug-log` needs on or off")),
-    };
-    Ok(json!({ "enabled": on }))
 }
 
 /// `simcast ctl`: sends one command, prints the reply's data, fails on an error.
@@ -544,6 +616,7 @@ fn follow(last: Option<u64>, batch: &Value, repairing: &mut Option<u64>) -> Cont
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{CharState, Command, OPERATOR_COMMANDS};
 
     #[test]
     fn control_items_say_who_did_what() {
@@ -605,6 +678,100 @@ mod tests {
             Some("wss://x.example/ws?token=t".into())
         );
         assert!(ws_url("ftp://x", "t", "").is_err());
+    }
+
+    /// Every command of the protocol, one value each; the match below stops compiling
+    /// when a variant is added, so this list (and the table test) cannot miss one.
+    fn every_protocol_command() -> Vec<Command> {
+        let all = vec![
+            Command::Inspect { character_id: 1 },
+            Command::Snapshot {},
+            Command::Metrics {},
+            Command::Pause {},
+            Command::Resume {},
+            Command::Step { ticks: 1 },
+            Command::SetSpeed { tick_rate: 1.0 },
+            Command::SetState {
+                character_id: 1,
+                state: CharState::Idle,
+            },
+            Command::Spawn {
+                name: None,
+                location: None,
+            },
+            Command::Remove { character_id: 1 },
+            Command::Schedule {
+                event_type: "x".into(),
+                in_ticks: 1,
+                data: None,
+            },
+            Command::Cancel { event_id: 1 },
+            Command::Reset { seed: None },
+            Command::Save {},
+            Command::DebugLog { enabled: true },
+            Command::Audit { limit: None },
+        ];
+        for c in &all {
+            match c {
+                Command::Inspect { .. }
+                | Command::Snapshot {}
+                | Command::Metrics {}
+                | Command::Pause {}
+                | Command::Resume {}
+                | Command::Step { .. }
+                | Command::SetSpeed { .. }
+                | Command::SetState { .. }
+                | Command::Spawn { .. }
+                | Command::Remove { .. }
+                | Command::Schedule { .. }
+                | Command::Cancel { .. }
+                | Command::Reset { .. }
+                | Command::Save {}
+                | Command::DebugLog { .. }
+                | Command::Audit { .. } => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn the_command_table_lists_every_protocol_command() {
+        let table = command_table();
+        for name in OPERATOR_COMMANDS {
+            let spec = table
+                .find(name)
+                .unwrap_or_else(|| panic!("`{name}` in the table"));
+            assert_eq!(spec.role, "operator", "{name}");
+        }
+        for c in every_protocol_command() {
+            let spec = table
+                .find(c.name())
+                .unwrap_or_else(|| panic!("`{}` in the table", c.name()));
+            assert_eq!(spec.name, c.name());
+            let role = if c.requires_operator() {
+                "operator"
+            } else {
+                "viewer"
+            };
+            assert_eq!(spec.role, role, "{}", c.name());
+        }
+        assert_eq!(table.commands.len(), every_protocol_command().len());
+        // Every example parses to its args, and those are a valid protocol command.
+        for spec in &table.commands {
+            assert!(!spec.examples.is_empty(), "{} has examples", spec.name);
+            for ex in &spec.examples {
+                let (cmd, args) = parse_ctl(&words(&ex.line)).expect(&ex.line);
+                assert_eq!(
+                    (cmd.as_str(), &args),
+                    (spec.name.as_str(), &ex.args),
+                    "{}",
+                    ex.line
+                );
+                let parsed: Command = serde_json::from_value(json!({"cmd": cmd, "args": args}))
+                    .unwrap_or_else(|e| panic!("{}: {e}", ex.line));
+                assert_eq!(parsed.name(), spec.name);
+            }
+        }
     }
 
     #[test]

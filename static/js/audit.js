@@ -20,8 +20,8 @@ export function describeEntry(e) {
 }
 
 export class AuditPanel {
-  constructor({ list, refresh, count }, store, transport) {
-    Object.assign(this, { list, count, store, transport });
+  constructor({ list, refresh, count }, store, { run }) {
+    Object.assign(this, { list, count, store, run });
     this.enabled = false;
     this.entries = [];
     this.failures = 0;
@@ -45,7 +45,7 @@ export class AuditPanel {
   async load() {
     if (!this.enabled) return;
     try {
-      const data = await this.transport.command('audit', { limit: LIMIT }, { background: true });
+      const data = await this.run('audit', { limit: LIMIT }, { background: true, quiet: true });
       this.failures = 0;
       this.render(data.entries || []);
     } catch (e) {

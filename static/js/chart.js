@@ -2,12 +2,12 @@
 // observed tick (so a paused world draws a flat, still chart rather than a
 // stretching one); the last 400 samples are kept.
 
-import { STATES, STATE_COLORS } from './util.js';
+import { STATES, palette } from './util.js';
 
 const MAX_SAMPLES = 400;
 
 export class PopulationChart {
-  constructor(canvas, rangeLabel, store) {
+  constructor({ canvas, range: rangeLabel }, store) {
     this.canvas = canvas;
     this.ctx = canvas.getContext('2d');
     this.rangeLabel = rangeLabel;
@@ -67,9 +67,10 @@ export class PopulationChart {
     if (pw <= 0 || ph <= 0) return;
     const total = Math.max(1, ...samples.map((s) => s.counts.reduce((a, b) => a + b, 0)));
     // Axes and gridlines at 0, 25, 50, 75, 100 % of the population.
+    const pal = palette();
     ctx.font = '11px system-ui, sans-serif';
-    ctx.fillStyle = '#8b98a8';
-    ctx.strokeStyle = '#222c38';
+    ctx.fillStyle = pal.chartText;
+    ctx.strokeStyle = pal.chartGrid;
     ctx.lineWidth = 1;
     ctx.textAlign = 'right';
     ctx.textBaseline = 'middle';
@@ -104,7 +105,7 @@ export class PopulationChart {
       });
       for (let i = samples.length - 1; i >= 0; i--) ctx.lineTo(xOf(samples[i].tick), yOf(base[i]));
       ctx.closePath();
-      ctx.fillStyle = STATE_COLORS[state];
+      ctx.fillStyle = pal.state[state];
       ctx.globalAlpha = 0.8;
       ctx.fill();
       ctx.globalAlpha = 1;
@@ -112,7 +113,7 @@ export class PopulationChart {
         base[i] += s.counts[si];
       });
     });
-    ctx.fillStyle = '#8b98a8';
+    ctx.fillStyle = pal.chartText;
     ctx.textBaseline = 'top';
     ctx.textAlign = 'left';
     ctx.fillText(`tick ${t0}`, left, top + ph + 5);

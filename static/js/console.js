@@ -1,39 +1,113 @@
 // The console: a person types `step 10`, `set_state 42 sleeping`, `inspect 3`,
 // `schedule festival 20 {"x":1}` and sees the reply. Words map to the contract's
-// commands and args; a raw JSON command object also works.
+// commands and args by the command table `static/commands.json`, which `simcast ctl`
+// parses with too (src/cli.rs): one grammar for both. A raw JSON command object also
+// works, and `help` / `clear` are the console's own.
 
+import TABLE from '../commands.json' with { type: 'json' };
 import { STATES } from './util.js';
-import { describeError } from './toast.js';
+import { errorText } from './toast.js';
 import { describeEntry } from './audit.js';
 
-export const VIEWER_COMMANDS = ['inspect', 'snapshot', 'metrics'];
+/** The command table's entries: name, aliases, role, args, help, examples. */
+export const COMMANDS = TABLE.commands;
+
+export const VIEWER_COMMANDS = COMMANDS.filter((c) => c.role === 'viewer').map((c) => c.name);
+
+/** Every name and alias, as typed after case folding and `-` → `_`. */
+const BY_WORD = new Map(COMMANDS.flatMap((c) => [c.name, ...(c.aliases || [])].map((w) => [w, c])));
+
+/** "schedule TYPE IN_TICKS [JSON]" */
+export function usageOf(c) {
+  const optional = (a) => a.optional || a.console_default !== undefined;
+  return [c.name, ...c.args.map((a) => (optional(a) ? `[${a.name}]` : a.name))].join(' ');
+}
 
 /** The help text, with the server's bounds (welcome.data.limits) where it has them. */
 export function helpText(limits) {
   const range = (b) => (b ? `${b.min}–${b.max}` : 'see the server');
-  return `Commands (operator-only marked *):
-  inspect ID                     a character in detail
-  snapshot | metrics             the world / server counters
-  pause* | resume*               stop / restart the clock
-  step* [N]                      advance N ticks (default 1; ${range(limits?.step_ticks)})
-  speed* RATE                    ticks per second, ${range(limits?.tick_rate)} (alias set_speed)
-  set_state* ID STATE            ${STATES.join(', ')}
-  spawn* [NAME [LOCATION]]       add a character
-  remove* ID                     remove a character
-  schedule* TYPE IN_TICKS [JSON] e.g. schedule festival 20 {"x":1}
-  cancel* EVENT_ID               cancel a scheduled event
-  reset* [SEED]                  rebuild the world
-  save*                          write world.json
-  debug_log* on|off
-  audit* [N]                     the last N operator commands (default 100)
-  {"cmd":"…","args":{…}}         any command as JSON
-  clear                          clear this output; ↑/↓ recall history`;
+  const fill = (help) => help
+    .replace('{step_ticks}', range(limits?.step_ticks))
+    .replace('{tick_rate}', range(limits?.tick_rate))
+    .replace('{states}', STATES.join(', '));
+  const row = (left, right) => `  ${left.padEnd(30)} ${right}`;
+  const rows = COMMANDS.map((c) => {
+    const star = c.role === 'operator' ? '*' : '';
+    const [name, ...args] = usageOf(c).split(' ');
+    const aliases = c.aliases?.length ? ` (alias ${c.aliases.join(', ')})` : '';
+    return row([`${name}${star}`, ...args].join(' '), fill(c.help) + aliases);
+  });
+  return [
+    'Commands (operator-only marked *):',
+    ...rows,
+    row('{"cmd":"…","args":{…}}', 'any command as JSON'),
+    row('clear', 'clear this output; ↑/↓ recall history'),
+  ].join('\n');
 }
 
-const int = (s, what) => {
-  if (s === undefined || !/^\d+$/.test(s)) throw new Error(`${what} must be a whole number`);
-  return Number(s);
+const BOOLS = new Map([['on', true], ['true', true], ['1', true], ['off', false], ['false', false], ['0', false]]);
+
+/** Each argument type of the table: the typed word → its value, or undefined if it is not one. */
+const TYPES = {
+  int: (s) => (/^\d+$/.test(s) ? Number(s) : undefined),
+  id: (s) => TYPES.int(s.replace(/^#/, '')),
+  number: (s) => (s !== '' && Number.isFinite(Number(s)) ? Number(s) : undefined),
+  word: (s) => s,
+  state: (s) => s.toLowerCase(),
+  bool: (s) => BOOLS.get(s.toLowerCase()),
+  json: (s) => JSON.parse(s),
 };
+const WANTS = { int: 'a whole number', id: 'a whole number', number: 'a number', bool: 'on or off' };
+
+/**
+ * The args of command `c` from the words after its name ({text, at}: the word and
+ * where it starts in `line`), by the table's rules.
+ */
+function parseArgs(c, words, line) {
+  const usage = `usage: ${usageOf(c)}`;
+  const raw = {};
+  const taken = new Set();
+  for (const a of c.args) {
+    if (!a.flag) continue;
+    const i = words.findIndex((w, j) => !taken.has(j) && w.text === a.flag);
+    if (i < 0) continue;
+    if (i + 1 >= words.length) throw new Error(`${a.flag} needs ${a.name} (${usage})`);
+    raw[a.key] = words[i + 1].text;
+    taken.add(i).add(i + 1);
+  }
+  const free = words.filter((_, j) => !taken.has(j));
+  let pos = 0;
+  for (const a of c.args) {
+    if (a.key in raw) continue;
+    if (a.prefix && free[pos]?.text.toLowerCase() === a.prefix && pos + 1 < free.length) pos++;
+    if (pos >= free.length) {
+      if (a.console_default !== undefined) raw[a.key] = String(a.console_default);
+      else if (!a.optional) throw new Error(usage);
+      continue;
+    }
+    if (a.rest) {
+      // The rest of the line as typed (JSON may hold spaces), unless a flag sits in it.
+      const from = free[pos];
+      raw[a.key] = [...taken].some((j) => words[j].at > from.at) ? free.slice(pos).map((w) => w.text).join(' ') : line.slice(from.at);
+      pos = free.length;
+    } else {
+      raw[a.key] = free[pos++].text;
+    }
+  }
+  const args = {};
+  for (const a of c.args) {
+    if (!(a.key in raw)) continue;
+    let v;
+    try {
+      v = TYPES[a.type](raw[a.key]);
+    } catch (e) {
+      throw new Error(`${a.name} is not valid JSON: ${e.message}`);
+    }
+    if (v === undefined) throw new Error(`${a.name} must be ${WANTS[a.type]} (${usage})`);
+    args[a.key] = v;
+  }
+  return args;
+}
 
 /**
  * Parses one console line into {cmd, args}, or {local: 'help'|'clear'}.
@@ -52,71 +126,13 @@ export function parseLine(line) {
     if (typeof obj.cmd !== 'string') throw new Error('a JSON command needs "cmd"');
     return { cmd: obj.cmd, args: obj.args || {} };
   }
-  const [word, ...rest] = text.split(/\s+/);
-  const w = word.toLowerCase().replace(/-/g, '_');
-  switch (w) {
-    case 'help':
-    case '?':
-      return { local: 'help' };
-    case 'clear':
-    case 'cls':
-      return { local: 'clear' };
-    case 'pause':
-    case 'resume':
-    case 'snapshot':
-    case 'metrics':
-    case 'save':
-      return { cmd: w, args: {} };
-    case 'step':
-      return { cmd: 'step', args: { ticks: rest[0] === undefined ? 1 : int(rest[0], 'N') } };
-    case 'speed':
-    case 'set_speed': {
-      const r = Number(rest[0]);
-      if (!rest[0] || !Number.isFinite(r)) throw new Error('usage: speed RATE (ticks per second)');
-      return { cmd: 'set_speed', args: { tick_rate: r } };
-    }
-    case 'set_state':
-    case 'state': {
-      if (rest.length < 2) throw new Error('usage: set_state ID STATE');
-      return { cmd: 'set_state', args: { character_id: int(rest[0].replace(/^#/, ''), 'ID'), state: rest[1].toLowerCase() } };
-    }
-    case 'inspect':
-    case 'remove':
-      return { cmd: w, args: { character_id: int(rest[0]?.replace(/^#/, ''), 'ID') } };
-    case 'cancel':
-      return { cmd: 'cancel', args: { event_id: int(rest[0]?.replace(/^#/, ''), 'EVENT_ID') } };
-    case 'spawn': {
-      const args = {};
-      if (rest[0]) args.name = rest[0];
-      if (rest[1]) args.location = rest[1];
-      return { cmd: 'spawn', args };
-    }
-    case 'schedule': {
-      // schedule TYPE IN_TICKS [JSON]   (also: schedule TYPE in IN_TICKS …, --in IN_TICKS)
-      const m = text.match(/^\S+\s+(\S+)\s+(?:(?:in|--in)\s+)?(\d+)\s*(.*)$/i);
-      if (!m) throw new Error('usage: schedule TYPE IN_TICKS [JSON]');
-      const args = { event_type: m[1], in_ticks: Number(m[2]) };
-      if (m[3]) {
-        try {
-          args.data = JSON.parse(m[3]);
-        } catch (e) {
-          throw new Error(`event data is not valid JSON: ${e.message}`);
-        }
-      }
-      return { cmd: 'schedule', args };
-    }
-    case 'reset':
-      return { cmd: 'reset', args: rest[0] === undefined ? {} : { seed: int(rest[0], 'SEED') } };
-    case 'audit':
-      return { cmd: 'audit', args: rest[0] === undefined ? {} : { limit: int(rest[0], 'N') } };
-    case 'debug_log': {
-      const v = (rest[0] || '').toLowerCase();
-      if (!['on', 'off', 'true', 'false'].includes(v)) throw new Error('usage: debug_log on|off');
-      return { cmd: 'debug_log', args: { enabled: v === 'on' || v === 'true' } };
-    }
-    default:
-      throw new Error(`unknown command \`${word}\`; type help`);
-  }
+  const [word, ...rest] = [...text.matchAll(/\S+/g)].map((m) => ({ text: m[0], at: m.index }));
+  const w = word.text.toLowerCase().replace(/-/g, '_');
+  if (w === 'help' || w === '?') return { local: 'help' };
+  if (w === 'clear' || w === 'cls') return { local: 'clear' };
+  const c = BY_WORD.get(w);
+  if (!c) throw new Error(`unknown command \`${word.text}\`; type help`);
+  return { cmd: c.name, args: parseArgs(c, rest, text) };
 }
 
 /** A short human summary of a reply, followed by its JSON when that adds anything. */
@@ -227,7 +243,7 @@ export class Console {
       const data = await this.run(parsed.cmd, parsed.args);
       this.print(summarize(parsed.cmd, data, this.store), 'ok');
     } catch (e) {
-      this.print(e.code ? `error ${describeError(e.data)}` : `error: ${e.message}`, 'err');
+      this.print(`error${e.code ? ' ' : ': '}${errorText(e)}`, 'err');
     }
   }
 }

@@ -2,8 +2,6 @@
 // button runs one command through `run` (which updates the store from the reply and
 // reports errors); buttons are disabled while their command is in flight.
 
-import { $ } from './util.js';
-
 // The slider is logarithmic: 0..1000 maps to the server's tick-rate bounds
 // (`welcome.data.limits.tick_rate`), so both "slow enough to watch one character" and
 // "fast-forward a day" are a short drag away.
@@ -16,7 +14,9 @@ export const toPos = (r, { min, max }) => Math.round((1000 * Math.log(Math.max(m
 const fmtRate = (r) => (r === null || r === undefined ? '–' : `${r < 10 ? r.toFixed(1) : Math.round(r)} ticks/s`);
 
 export class Controls {
-  constructor(store, { run, notify }) {
+  /** els: the controls' elements (buttons by what they do, inputs by id in camelCase). */
+  constructor(els, store, { run, notify }) {
+    this.el = els;
     this.store = store;
     this.run = run;
     this.notify = notify;
@@ -28,24 +28,24 @@ export class Controls {
     this.steps = null; // limits.step_ticks, from welcome
     store.on('welcome', ({ limits }) => this.applyLimits(limits));
 
-    $('btn-pause').addEventListener('click', () => this.busy('btn-pause', () => this.run(this.store.paused ? 'resume' : 'pause', {})));
-    $('btn-step').addEventListener('click', () => {
-      const n = Number($('step-n').value);
+    this.el.pause.addEventListener('click', () => this.busy(this.el.pause, () => this.run(this.store.paused ? 'resume' : 'pause', {})));
+    this.el.step.addEventListener('click', () => {
+      const n = Number(this.el.stepN.value);
       const { min, max } = this.steps ?? {};
       if (!Number.isInteger(n) || !(n >= min && n <= max)) {
         this.notify(`Step: N must be a whole number from ${min} to ${max}`, 'error');
         return;
       }
-      this.busy('btn-step', () => this.run('step', { ticks: n }));
+      this.busy(this.el.step, () => this.run('step', { ticks: n }));
     });
-    $('step-n').addEventListener('keydown', (e) => {
-      if (e.key === 'Enter') $('btn-step').click();
+    this.el.stepN.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter') this.el.step.click();
     });
 
-    const range = $('speed-range');
+    const range = this.el.speedRange;
     range.addEventListener('input', () => {
       this.dragging = true;
-      if (this.rates) $('speed-value').textContent = fmtRate(toRate(Number(range.value), this.rates));
+      if (this.rates) this.el.speedValue.textContent = fmtRate(toRate(Number(range.value), this.rates));
     });
     range.addEventListener('change', async () => {
       this.dragging = false;
@@ -58,12 +58,12 @@ export class Controls {
       }
     });
 
-    $('btn-copy-seed').addEventListener('click', () => this.copySeed());
+    this.el.copySeed.addEventListener('click', () => this.copySeed());
 
     let armTimer = null;
-    $('btn-reset').addEventListener('click', () => {
-      const btn = $('btn-reset');
-      const raw = $('reset-seed').value.trim();
+    this.el.reset.addEventListener('click', () => {
+      const btn = this.el.reset;
+      const raw = this.el.resetSeed.value.trim();
       if (raw && !/^\d+$/.test(raw)) {
         this.notify('Reset: the seed must be a whole number (or empty for the current seed)', 'error');
         return;
@@ -81,16 +81,16 @@ export class Controls {
       clearTimeout(armTimer);
       btn.classList.remove('armed');
       btn.textContent = 'Reset';
-      this.busy('btn-reset', async () => {
+      this.busy(this.el.reset, async () => {
         const data = await this.run('reset', raw ? { seed: Number(raw) } : {});
         this.notify(`World reset with seed ${data.seed}`, 'ok');
       });
     });
 
-    $('btn-schedule').addEventListener('click', () => {
-      const type = $('sched-type').value.trim() || $('sched-type').placeholder;
-      const inTicks = Number($('sched-in').value);
-      const raw = $('sched-data').value.trim();
+    this.el.schedule.addEventListener('click', () => {
+      const type = this.el.schedType.value.trim() || this.el.schedType.placeholder;
+      const inTicks = Number(this.el.schedIn.value);
+      const raw = this.el.schedData.value.trim();
       if (!Number.isInteger(inTicks) || inTicks < 0) {
         this.notify('Schedule: "in" must be a whole number of ticks', 'error');
         return;
@@ -104,7 +104,7 @@ export class Controls {
           return;
         }
       }
-      this.busy('btn-schedule', async () => {
+      this.busy(this.el.schedule, async () => {
         const data = await this.run('schedule', args);
         this.notify(`Scheduled ${type} #${data.event_id}, due at tick ${data.due_tick}`, 'ok');
       });
@@ -116,19 +116,18 @@ export class Controls {
     if (!limits) return;
     this.rates = limits.tick_rate;
     this.steps = limits.step_ticks;
-    const step = $('step-n');
-    if (!step) return; // a viewer's page has no controls
+    const step = this.el.stepN;
+    if (!step.isConnected) return; // a viewer's page has no controls
     step.min = String(this.steps.min);
     step.max = String(this.steps.max);
-    const range = $('speed-range');
+    const range = this.el.speedRange;
     range.title = `${fmtRate(this.rates.min)} to ${fmtRate(this.rates.max)}`;
     range.dataset.min = String(this.rates.min);
     range.dataset.max = String(this.rates.max);
     this.shownRate = null; // re-place the thumb on the new scale
   }
 
-  async busy(id, fn) {
-    const btn = $(id);
+  async busy(btn, fn) {
     btn.disabled = true;
     try {
       await fn();
@@ -147,7 +146,7 @@ export class Controls {
     } catch {
       // No clipboard permission (plain http on a LAN address): select it instead.
       const r = document.createRange();
-      r.selectNodeContents($('seed'));
+      r.selectNodeContents(this.el.seed);
       getSelection().removeAllRanges();
       getSelection().addRange(r);
       this.notify('Seed selected: press Ctrl+C to copy', 'info');
@@ -159,18 +158,18 @@ export class Controls {
     const { paused, tickRate, seed } = this.store;
     if (paused !== this.shownPaused) {
       this.shownPaused = paused;
-      const b = $('btn-pause');
+      const b = this.el.pause;
       b.textContent = paused ? 'Resume' : 'Pause';
       b.dataset.paused = String(paused);
     }
     if (tickRate !== this.shownRate && !this.dragging && this.rates) {
       this.shownRate = tickRate;
-      if (tickRate !== null) $('speed-range').value = String(toPos(tickRate, this.rates));
-      $('speed-value').textContent = fmtRate(tickRate);
+      if (tickRate !== null) this.el.speedRange.value = String(toPos(tickRate, this.rates));
+      this.el.speedValue.textContent = fmtRate(tickRate);
     }
     if (seed !== this.shownSeed) {
       this.shownSeed = seed;
-      $('seed').textContent = seed ?? '–';
+      this.el.seed.textContent = seed ?? '–';
     }
   }
 }

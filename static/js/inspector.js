@@ -4,17 +4,13 @@
 // (throttled to one request per second: a busy character must not eat the message
 // budget).
 
-import { $, STATES, stateColor, fmtTicks, throttle } from './util.js';
-import { describeError } from './toast.js';
-
-const NEED_COLORS = { energy: '#6c8cff', hunger: '#3fc380', social: '#e05fa6' };
+import { STATES, stateColor, fmtTicks, throttle } from './util.js';
+import { errorText } from './toast.js';
 
 export class Inspector {
-  constructor(store, transport, { notify, onSelect }) {
-    this.store = store;
-    this.transport = transport;
-    this.notify = notify;
-    this.onSelect = onSelect;
+  /** els: the inspector's elements (#insp-*), by the id's last part in camelCase. */
+  constructor(els, store, { run, notify, onSelect, isLive }) {
+    Object.assign(this, { el: els, store, run, notify, onSelect, isLive });
     this.id = null;
     this.detail = null; // last inspect reply
     this.detailEpoch = -1;
@@ -22,9 +18,9 @@ export class Inspector {
     this.requests = 0;
     this.refresh = throttle(() => this.fetch(), 1000);
 
-    const sel = $('insp-set-state');
+    const sel = this.el.setState;
     for (const s of STATES) sel.append(new Option(s, s));
-    $('insp-set-btn').addEventListener('click', () => this.setState());
+    this.el.setBtn.addEventListener('click', () => this.setState());
 
     store.on('batch', (items) => {
       if (this.id === null) return;
@@ -44,13 +40,13 @@ export class Inspector {
     this.id = id;
     this.detail = null;
     this.lastKey = '';
-    $('insp-empty').hidden = true;
-    $('insp-body').hidden = false;
-    if ($('insp-set')) $('insp-set').hidden = false;
-    $('insp-transitions').textContent = '';
+    this.el.empty.hidden = true;
+    this.el.body.hidden = false;
+    this.el.set.hidden = false; // detached for a viewer: harmless
+    this.el.transitions.textContent = '';
     const c = this.store.characters.get(id);
     // Preselect the current state once; never while the person is choosing.
-    const sel = $('insp-set-state'); // absent for a viewer
+    const sel = this.el.setState; // detached for a viewer
     if (c && sel) sel.value = c.state;
     this.fetch();
   }
@@ -60,37 +56,37 @@ export class Inspector {
     if (id === null) return;
     // While disconnected there is nobody to ask; the snapshot that comes with the
     // reconnect triggers a refresh.
-    if (!this.transport.live) return;
+    if (!this.isLive()) return;
     const epoch = this.store.epoch;
     this.requests++;
     try {
-      const data = await this.transport.command('inspect', { character_id: id }, { background: true });
+      const data = await this.run('inspect', { character_id: id }, { background: true, quiet: true });
       if (id !== this.id) return;
       this.detail = data;
       this.detailEpoch = epoch;
       this.renderTransitions();
       this.lastKey = '';
     } catch (e) {
-      if (id !== this.id || !this.transport.live) return; // the connection dropped meanwhile
-      this.notify(`inspect ${id}: ${e.code ? describeError(e.data) : e.message}`, 'error');
+      if (id !== this.id || !this.isLive()) return; // the connection dropped meanwhile
+      this.notify(`inspect ${id}: ${errorText(e)}`, 'error');
     }
   }
 
   async setState() {
     if (this.id === null) return;
-    const state = $('insp-set-state').value;
+    const state = this.el.setState.value;
     const id = this.id;
     try {
-      await this.transport.command('set_state', { character_id: id, state });
+      await this.run('set_state', { character_id: id, state });
       this.notify(`#${id} is now ${state}`, 'ok');
       this.fetch();
-    } catch (e) {
-      this.notify(`set_state: ${e.code ? describeError(e.data) : e.message}`, 'error');
+    } catch {
+      /* reported by run */
     }
   }
 
   renderTransitions() {
-    const list = $('insp-transitions');
+    const list = this.el.transitions;
     list.textContent = '';
     const tr = this.detail?.recent_transitions || [];
     if (!tr.length) {
@@ -127,9 +123,9 @@ export class Inspector {
       const key = 'gone';
       if (this.lastKey !== key) {
         this.lastKey = key;
-        $('insp-name').textContent = `#${this.id}`;
-        $('insp-state').textContent = 'no longer in the world';
-        $('insp-state').dataset.state = '';
+        this.el.name.textContent = `#${this.id}`;
+        this.el.state.textContent = 'no longer in the world';
+        this.el.state.dataset.state = '';
       }
       return;
     }
@@ -138,29 +134,29 @@ export class Inspector {
     const key = [c.name, c.state, c.location, since, tick, n.energy, n.hunger, n.social, this.detail ? 1 : 0].join('|');
     if (key === this.lastKey) return;
     this.lastKey = key;
-    $('insp-id').textContent = `#${c.id}`;
-    $('insp-name').textContent = c.name;
-    const st = $('insp-state');
+    this.el.id.textContent = `#${c.id}`;
+    this.el.name.textContent = c.name;
+    const st = this.el.state;
     st.textContent = c.state;
     st.dataset.state = c.state;
     st.style.setProperty('--c', stateColor(c.state));
-    $('insp-time').textContent = `${fmtTicks(Math.max(0, tick - since))} (since tick ${since})`;
+    this.el.time.textContent = `${fmtTicks(Math.max(0, tick - since))} (since tick ${since})`;
     const dest = c.state === 'traveling' && (c.destination || this.detail?.destination);
-    $('insp-location').textContent = this.store.locationName(c.location) + (dest ? ` → ${this.store.locationName(dest)}` : '');
+    this.el.location.textContent = this.store.locationName(c.location) + (dest ? ` → ${this.store.locationName(dest)}` : '');
     // "eating at market" → "eating at Market"
     const plan = this.detail?.pending_plan;
-    $('insp-plan').textContent = plan ? plan.replace(/ at (\S+)$/, (_, id) => ` at ${this.store.locationName(id)}`) : '—';
+    this.el.plan.textContent = plan ? plan.replace(/ at (\S+)$/, (_, id) => ` at ${this.store.locationName(id)}`) : '—';
     const home = c.home ?? this.detail?.home;
     const work = c.workplace ?? this.detail?.workplace;
-    $('insp-homework').textContent = home ? `${this.store.locationName(home)} · ${this.store.locationName(work)}` : '—';
-    const needs = $('insp-needs');
+    this.el.homework.textContent = home ? `${this.store.locationName(home)} · ${this.store.locationName(work)}` : '—';
+    const needs = this.el.needs;
     if (!needs.childElementCount) {
       for (const k of ['energy', 'hunger', 'social']) {
         const label = document.createElement('span');
         label.textContent = k;
         const bar = document.createElement('div');
         bar.className = 'bar';
-        bar.innerHTML = `<b style="background:${NEED_COLORS[k]}"></b>`;
+        bar.innerHTML = `<b style="background:var(--need-${k})"></b>`;
         bar.dataset.need = k;
         const v = document.createElement('span');
         v.className = 'v';

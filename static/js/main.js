@@ -1,8 +1,11 @@
 // Wiring: token → transport → store → views. Each view reads the store once per
-// animation frame and touches the DOM only when what it shows changed.
+// animation frame and touches the DOM only when what it shows changed. This file is
+// the one that looks elements up: every view is handed its elements as an object
+// (`new View({ name: element, … }, store, callbacks)`), and every command goes
+// through `run` below.
 
 import { $, STATES, stateColor, fmtNum } from './util.js';
-import { toast, describeError, banner } from './toast.js';
+import { toast, describeError, errorText, banner } from './toast.js';
 import { Transport } from './transport.js';
 import { Store } from './store.js';
 import { MapView } from './map.js';
@@ -93,22 +96,28 @@ function main() {
   });
   store.on('gap-detected', ({ lastSeq }) => transport.resumeAfter(lastSeq));
 
-  /** Runs a command, mirrors its effect into the store, shows failures. */
-  async function run(cmd, args, { quiet = false } = {}) {
+  /**
+   * The one path every command of this page takes: runs it, mirrors its effect into
+   * the store, refreshes the audit panel after anything the audit records (an operator
+   * command other than `audit`, refused or not), and shows failures unless `quiet`
+   * (the caller shows them itself). `background`: a poll the person did not ask for.
+   */
+  async function run(cmd, args, { quiet = false, background = false } = {}) {
     const epoch = store.epoch;
+    const audited = () => role === 'operator' && !VIEWER_COMMANDS.includes(cmd) && cmd !== 'audit';
     try {
-      const data = await transport.command(cmd, args);
+      const data = await transport.command(cmd, args, { background });
       if (cmd === 'pause' || cmd === 'resume' || cmd === 'step') {
         if (typeof data.paused === 'boolean') store.paused = data.paused;
         store.observeTick(data.tick, epoch);
       } else if (cmd === 'set_speed') {
         store.tickRate = data.tick_rate;
       }
-      if (role === 'operator' && !VIEWER_COMMANDS.includes(cmd)) audit.soon();
+      if (audited()) audit.soon();
       return data;
     } catch (e) {
-      if (role === 'operator') audit.soon(); // a refused command is in the audit too
-      if (!quiet) toast(`${cmd}: ${e.code ? describeError(e.data) : e.message}`, 'error', 'Command failed');
+      if (audited()) audit.soon(); // a refused command is in the audit too
+      if (!quiet) toast(`${cmd}: ${errorText(e)}`, 'error', 'Command failed');
       throw e;
     }
   }
@@ -119,8 +128,8 @@ function main() {
     inspector.select(id);
   };
 
-  const map = new MapView($('map'), $('map-tip'), store, { onSelect: select });
-  const chart = new PopulationChart($('chart'), $('chart-range'), store);
+  const map = new MapView({ canvas: $('map'), tip: $('map-tip') }, store, { onSelect: select });
+  const chart = new PopulationChart({ canvas: $('chart'), range: $('chart-range') }, store);
   const table = new CharTable({
     scroll: $('char-table-scroll'),
     table: $('char-table'),
@@ -135,11 +144,48 @@ function main() {
     typeSelect: $('log-type'),
     charInput: $('log-char'),
   }, store, { onSelect: select });
-  const inspector = new Inspector(store, transport, { notify, onSelect: select });
-  const controls = new Controls(store, { run, notify });
-  const metrics = new MetricsStrip(store);
+  const inspector = new Inspector({
+    body: $('insp-body'),
+    empty: $('insp-empty'),
+    homework: $('insp-homework'),
+    id: $('insp-id'),
+    location: $('insp-location'),
+    name: $('insp-name'),
+    needs: $('insp-needs'),
+    plan: $('insp-plan'),
+    set: $('insp-set'),
+    setBtn: $('insp-set-btn'),
+    setState: $('insp-set-state'),
+    state: $('insp-state'),
+    time: $('insp-time'),
+    transitions: $('insp-transitions'),
+  }, store, { run, notify, onSelect: select, isLive: () => transport.live });
+  const controls = new Controls({
+    copySeed: $('btn-copy-seed'),
+    pause: $('btn-pause'),
+    reset: $('btn-reset'),
+    schedule: $('btn-schedule'),
+    step: $('btn-step'),
+    resetSeed: $('reset-seed'),
+    schedData: $('sched-data'),
+    schedIn: $('sched-in'),
+    schedType: $('sched-type'),
+    seed: $('seed'),
+    speedRange: $('speed-range'),
+    speedValue: $('speed-value'),
+    stepN: $('step-n'),
+  }, store, { run, notify });
+  const metrics = new MetricsStrip({
+    bps: $('bps'),
+    charCount: $('char-count'),
+    clock: $('clock'),
+    eps: $('eps'),
+    seq: $('seq'),
+    tick: $('tick'),
+    tps: $('tps'),
+  }, store);
   const presence = new PresenceView({ cell: $('watching'), viewers: $('viewers'), operators: $('operators'), list: $('presence-list') });
-  const audit = new AuditPanel({ list: $('audit-list'), refresh: $('audit-refresh'), count: $('audit-count') }, store, transport);
+  const audit = new AuditPanel({ list: $('audit-list'), refresh: $('audit-refresh'), count: $('audit-count') }, store, { run });
   // The console shows its own errors inline, next to what was typed.
   new Console({ form: $('console-form'), input: $('console-input'), output: $('console-output') }, {
     run: (cmd, args) => run(cmd, args, { quiet: true }),

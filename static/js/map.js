@@ -2,7 +2,7 @@
 // dirty flag once per animation frame), all characters of one state in one path, so
 // 10 000 dots cost one fill per state.
 
-import { STATES, STATE_COLORS, KIND_COLORS, Pacer } from './util.js';
+import { STATES, palette, Pacer } from './util.js';
 
 const PIXEL_THRESHOLD = 1500; // above this many characters, dots are stamped as pixels
 
@@ -11,7 +11,12 @@ function pixelOf(hex) {
   const n = parseInt(hex.slice(1), 16);
   return ((0xff << 24) | ((n & 0xff) << 16) | (n & 0xff00) | ((n >> 16) & 0xff)) >>> 0;
 }
-const PIXEL_COLORS = Object.fromEntries(Object.entries(STATE_COLORS).map(([k, v]) => [k, pixelOf(v)]));
+let pixelColors = null;
+/** The state colours as pixels, from the palette on first use. */
+function statePixels() {
+  pixelColors ||= Object.fromEntries(Object.entries(palette().state).map(([k, v]) => [k, pixelOf(v)]));
+  return pixelColors;
+}
 const PAD = 14;
 
 /**
@@ -32,7 +37,7 @@ function offsetOf(id) {
 }
 
 export class MapView {
-  constructor(canvas, tip, store, { onSelect }) {
+  constructor({ canvas, tip }, store, { onSelect }) {
     this.canvas = canvas;
     this.ctx = canvas.getContext('2d', { alpha: false, willReadFrequently: true });
     this.tip = tip;
@@ -197,13 +202,14 @@ export class MapView {
     this.bg.height = canvas.height;
     const bctx = this.bg.getContext('2d', { alpha: false, willReadFrequently: true });
     bctx.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
-    bctx.fillStyle = '#10161e';
+    const pal = palette();
+    bctx.fillStyle = pal.mapBg;
     bctx.fillRect(0, 0, this.cssW, this.cssH);
     const side = this.world * this.scale;
     // Plane and a faint grid in tenths.
-    bctx.fillStyle = '#121a23';
+    bctx.fillStyle = pal.mapPlane;
     bctx.fillRect(this.ox, this.oy, side, side);
-    bctx.strokeStyle = '#1a2430';
+    bctx.strokeStyle = pal.mapGrid;
     bctx.lineWidth = 1;
     bctx.beginPath();
     for (let i = 0; i <= 10; i++) {
@@ -226,7 +232,8 @@ export class MapView {
     const homes = store.locations.filter((l) => l.kind === 'home');
     const places = store.locations.filter((l) => l.kind !== 'home');
     const homeSize = Math.max(3, Math.min(8, 9 * this.scale * 2));
-    ctx.fillStyle = KIND_COLORS.home;
+    const pal = palette();
+    ctx.fillStyle = pal.kind.home;
     for (const l of homes) {
       const [x, y] = this.toScreen(l.position);
       ctx.fillRect(x - homeSize / 2, y - homeSize / 2, homeSize, homeSize);
@@ -241,13 +248,13 @@ export class MapView {
     ctx.textBaseline = 'top';
     for (const l of places) {
       const [x, y] = this.toScreen(l.position);
-      ctx.fillStyle = KIND_COLORS[l.kind] || '#333';
+      ctx.fillStyle = pal.kind[l.kind] || pal.kindOther;
       ctx.globalAlpha = 0.55;
       ctx.beginPath();
       ctx.arc(x, y, r, 0, Math.PI * 2);
       ctx.fill();
       ctx.globalAlpha = 1;
-      ctx.strokeStyle = KIND_COLORS[l.kind] || '#444';
+      ctx.strokeStyle = pal.kind[l.kind] || pal.kindOtherLine;
       ctx.stroke();
     }
     // Labels after all discs, so no disc covers a label; a label that would overlap
@@ -262,9 +269,9 @@ export class MapView {
       if (overlaps(box)) box = { ...box, y: y - r - 17 };
       if (overlaps(box)) continue;
       placed.push(box);
-      ctx.fillStyle = 'rgba(13,17,23,.75)';
+      ctx.fillStyle = pal.mapLabelBg;
       ctx.fillRect(box.x, box.y, box.w, box.h);
-      ctx.fillStyle = '#c9d4e0';
+      ctx.fillStyle = pal.mapLabel;
       ctx.fillText(l.name, x, box.y + 1);
     }
   }
@@ -280,9 +287,10 @@ export class MapView {
       (byState.get(c.state) || byState.get('idle')).push(c);
     }
     let drawn = 0;
+    const colors = palette().state;
     for (const [state, list] of byState) {
       if (!list.length) continue;
-      ctx.fillStyle = STATE_COLORS[state];
+      ctx.fillStyle = colors[state];
       ctx.beginPath();
       const { ox, oy, scale } = this;
       for (const c of list) {
@@ -317,7 +325,7 @@ export class MapView {
     const rd = Math.max(1, Math.round(1.5 * dpr));
     const stamp = [];
     for (let dy = -rd; dy <= rd; dy++) for (let dx = -rd; dx <= rd; dx++) if (dx * dx + dy * dy <= rd * rd + 0.5) stamp.push(dx, dy);
-    const colors = PIXEL_COLORS;
+    const colors = statePixels();
     const sx = this.scale * dpr;
     const ox = this.ox * dpr;
     const oy = this.oy * dpr;
@@ -343,7 +351,8 @@ export class MapView {
   drawHighlights() {
     const { ctx, store } = this;
     ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
-    for (const [id, color, r] of [[this.hover, '#ffffffaa', 7], [this.selected, '#ffffff', 9]]) {
+    const pal = palette();
+    for (const [id, color, r] of [[this.hover, pal.mapHover, 7], [this.selected, pal.mapSelected, 9]]) {
       const c = id !== null ? store.characters.get(id) : null;
       if (!c || !c.position) continue;
       const [x, y] = this.toScreen(c.position, c.id);
@@ -357,9 +366,9 @@ export class MapView {
         ctx.textAlign = 'left';
         ctx.textBaseline = 'middle';
         const w = ctx.measureText(c.name).width;
-        ctx.fillStyle = 'rgba(13,17,23,.85)';
+        ctx.fillStyle = pal.mapNameBg;
         ctx.fillRect(x + 12, y - 9, w + 8, 18);
-        ctx.fillStyle = '#fff';
+        ctx.fillStyle = pal.mapName;
         ctx.fillText(c.name, x + 16, y);
       }
     }

@@ -2,12 +2,13 @@
 // events/s are measured here, client-side, over a sliding 3 s window. Who is watching
 // is pushed by the server (presence.js): nothing here is polled.
 
-import { $, fmtNum, fmtClock, RateMeter } from './util.js';
+import { fmtNum, fmtClock, RateMeter } from './util.js';
 
 const SHOW_MS = 250;
 
 export class MetricsStrip {
-  constructor(store) {
+  constructor(els, store) {
+    this.el = els;
     this.store = store;
     this.batches = new RateMeter();
     this.items = new RateMeter();
@@ -38,12 +39,12 @@ export class MetricsStrip {
     if (now - this.lastShow < SHOW_MS) return;
     this.lastShow = now;
     const { store } = this;
-    $('tick').textContent = store.tick ?? '–';
-    $('clock').textContent = fmtClock(store.clock, store.tick);
-    $('tps').textContent = tps === null ? '–' : fmtNum(tps, 1);
-    $('bps').textContent = fmtNum(this.batches.perSecond(now), 1);
-    $('eps').textContent = fmtNum(this.items.perSecond(now), 0);
-    $('char-count').textContent = fmtNum(store.characters.size);
-    $('seq').textContent = store.seq ?? '–';
+    this.el.tick.textContent = store.tick ?? '–';
+    this.el.clock.textContent = fmtClock(store.clock, store.tick);
+    this.el.tps.textContent = tps === null ? '–' : fmtNum(tps, 1);
+    this.el.bps.textContent = fmtNum(this.batches.perSecond(now), 1);
+    this.el.eps.textContent = fmtNum(this.items.perSecond(now), 0);
+    this.el.charCount.textContent = fmtNum(store.characters.size);
+    this.el.seq.textContent = store.seq ?? '–';
   }
 }

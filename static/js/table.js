@@ -19,8 +19,6 @@ function ranks(values) {
   return new Map(distinct.map((v, i) => [v, i]));
 }
 
-const NEED_COLORS = { energy: '#6c8cff', hunger: '#3fc380', social: '#e05fa6' };
-
 export class CharTable {
   constructor({ scroll, table, tbody, filter, stateSelect, count }, store, { onSelect }) {
     Object.assign(this, { scroll, table, tbody, filter, stateSelect, countEl: count, store, onSelect });
@@ -159,7 +157,7 @@ export class CharTable {
     const needs = c.needs || {};
     const need = (k) => {
       const v = Math.max(0, Math.min(100, needs[k] ?? 0));
-      return `<td class="num"><span class="need">${Math.round(v)}<i><b style="width:${v}%;background:${NEED_COLORS[k]}"></b></i></span></td>`;
+      return `<td class="num"><span class="need">${Math.round(v)}<i><b style="width:${v}%;background:var(--need-${k})"></b></i></span></td>`;
     };
     return `<tr class="row${c.id === this.selected ? ' selected' : ''}" data-id="${c.id}" data-testid="char-row">`
       + `<td title="${esc(c.name)} (#${c.id})">${esc(c.name)}<span class="id">#${c.id}</span></td>`

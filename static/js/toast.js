@@ -32,6 +32,15 @@ export function describeError(data) {
   return `${data.code ?? ''}${name}: ${data.message ?? ''}`.trim();
 }
 
+/**
+ * A failed command's text: the contract's code and message for a refusal from the
+ * server (a CommandError), the plain message for anything else (timeout, no network).
+ * The one formatter for every place that shows a command failure.
+ */
+export function errorText(e) {
+  return e.code ? describeError(e.data) : e.message;
+}
+
 /** A persistent banner for conditions that need the person's action (bad token). */
 export function banner(message) {
   const node = $('banner');

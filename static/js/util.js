@@ -1,29 +1,42 @@
-// Small shared helpers: state colours (one palette for map, table, chart and
+// Small shared helpers: the palette (one set of colours for map, table, chart and
 // badges, so a colour means the same thing everywhere) and formatting.
 
 /** The states of the contract, in the order used by legends and the chart. */
 export const STATES = ['idle', 'sleeping', 'working', 'eating', 'traveling', 'socializing'];
 
-/** Colour-blind-friendly palette (Okabe–Ito based), readable on the dark background. */
-export const STATE_COLORS = {
-  idle: '#9aa5b1',
-  sleeping: '#6c8cff',
-  working: '#e69f00',
-  eating: '#3fc380',
-  traveling: '#56b4e9',
-  socializing: '#e05fa6',
-};
+/** The kinds of place that have a colour of their own. */
+export const KINDS = ['home', 'workplace', 'market', 'tavern', 'park'];
 
-export const KIND_COLORS = {
-  home: '#3a4556',
-  workplace: '#6b5326',
-  market: '#2f6b4c',
-  tavern: '#6b2f55',
-  park: '#2c5b2c',
-};
+export const NEEDS = ['energy', 'hunger', 'social'];
 
+let cachedPalette = null;
+
+/**
+ * The palette as colour strings, for drawing on a canvas. The colours are defined once,
+ * as custom properties in app.css (:root); elements use them as var(--state-…) and
+ * canvases read them here (Okabe–Ito based, colour-blind friendly, on the dark
+ * background). Read on first use, when the stylesheet has applied.
+ */
+export function palette() {
+  if (cachedPalette) return cachedPalette;
+  const css = getComputedStyle(document.documentElement);
+  const get = (name) => css.getPropertyValue(name).trim();
+  const each = (list, prefix) => Object.fromEntries(list.map((k) => [k, get(`--${prefix}-${k}`)]));
+  cachedPalette = {
+    state: each(STATES, 'state'),
+    kind: each(KINDS, 'kind'),
+    need: each(NEEDS, 'need'),
+    ...Object.fromEntries([
+      'state-unknown', 'kind-other', 'kind-other-line', 'map-bg', 'map-plane', 'map-grid', 'map-label', 'map-label-bg',
+      'map-name', 'map-name-bg', 'map-hover', 'map-selected', 'chart-text', 'chart-grid',
+    ].map((n) => [n.replace(/-(\w)/g, (_, c) => c.toUpperCase()), get(`--${n}`)])),
+  };
+  return cachedPalette;
+}
+
+/** A state's fill colour as CSS, for an element's style (the palette in app.css). */
 export function stateColor(state) {
-  return STATE_COLORS[state] || '#cccccc';
+  return STATES.includes(state) ? `var(--state-${state})` : 'var(--state-unknown)';
 }
 
 /** Shorthand for document.getElementById. */
