@@ -486,10 +486,39 @@ async fn watch_once(
                 }
             }
             "snapshot" => on_snapshot(&v["data"], last_seq),
+            "presence" => log::info!("{}", presence_line(&v["data"])),
             "error" => log::warn!("server error: {}", v["data"]),
             _ => {}
         }
     }
+}
+
+/// `presence: 2 viewers, 1 operator` (plus who, for an operator's view).
+fn presence_line(d: &Value) -> String {
+    let count = |k: &str, one: &str| {
+        let n = d[k].as_u64().unwrap_or(0);
+        format!("{n} {one}{}", if n == 1 { "" } else { "s" })
+    };
+    let mut line = format!(
+        "presence: {}, {}",
+        count("viewers", "viewer"),
+        count("operators", "operator")
+    );
+    if let Some(sessions) = d["sessions"].as_array() {
+        let who: Vec<String> = sessions
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} ({}, {})",
+                    s["name"].as_str().unwrap_or("?"),
+                    s["role"].as_str().unwrap_or("?"),
+                    s["transport"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        line.push_str(&format!(": {}", who.join(", ")));
+    }
+    line
 }
 
 /// Sends one JSON message.
@@ -616,6 +645,19 @@ fn follow(last: Option<u64>, batch: &Value, repairing: &mut Option<u64>) -> Cont
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn presence_is_one_line_with_counts_and_for_operators_who() {
+        let viewer = json!({"viewers": 1, "operators": 2});
+        assert_eq!(presence_line(&viewer), "presence: 1 viewer, 2 operators");
+        let op = json!({"viewers": 0, "operators": 1, "sessions": [
+            {"session_id": 3, "role": "operator", "name": "alice", "transport": "ws", "since": 1.0}
+        ]});
+        assert_eq!(
+            presence_line(&op),
+            "presence: 0 viewers, 1 operator: alice (operator, ws)"
+        );
+    }
     use crate::protocol::{CharState, Command, OPERATOR_COMMANDS};
 
     #[test]
