@@ -336,9 +336,9 @@ impl Simulation {
                 let tick = self.state.world.tick();
                 let value = self.state.apply(state_changing, now, items)?;
                 items.splice(0..0, SimState::control_item(state_changing, by, tick, now));
-                self.journal(JournalEntry::Command {
-                    cmd: state_changing.clone(),
-                });
+                if let Some(entry) = JournalEntry::command(state_changing) {
+                    self.journal(entry);
+                }
                 Ok(value)
             }
         }
