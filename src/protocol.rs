@@ -395,6 +395,30 @@ impl<'a, T: Serialize> Envelope<'a, T> {
     }
 }
 
+/// A `reply`'s data: a command's result with `"ok": true`. The one place `ok` is set:
+/// every reply (WebSocket, `POST /api/command`, the broker's snapshot replies) is built here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply(Value);
+
+impl Reply {
+    /// The result of a command that succeeded; an object gains `"ok": true`.
+    pub fn new(mut data: Value) -> Self {
+        if let Value::Object(map) = &mut data {
+            map.insert("ok".into(), Value::Bool(true));
+        }
+        Reply(data)
+    }
+
+    pub fn data(&self) -> &Value {
+        &self.0
+    }
+
+    /// The `reply` object, answering the command `id` if it had one.
+    pub fn to_json(&self, id: Option<&Value>) -> String {
+        Envelope::new("reply", &self.0).with_id(id).to_json()
+    }
+}
+
 /// `welcome` data.
 #[derive(Debug, Clone, Serialize)]
 pub struct Welcome {
