@@ -8,13 +8,12 @@
 use crate::broker::{RequestSnapshot, SnapshotRoute};
 use crate::conn::ConnHandle;
 use crate::protocol::Topic;
-use crate::protocol::{Command, Envelope, ErrorCode, ErrorData, Role, OPERATOR_COMMANDS};
-use crate::session::actor::metrics_reply;
+use crate::protocol::{ClientMessage, Envelope, ErrorCode, ErrorData, Reply};
 use crate::session::auth::{token_from_request, Identity};
+use crate::session::commands::{self, Dispatch, Failure};
 use crate::session::reject::Reject;
 use crate::session::sse::SseSession;
 use crate::session::{Session, SessionShared};
-use crate::sim::actor::RunCommand;
 use crate::topics::TopicSet;
 use actix::Actor;
 use actix_web::http::header::{self, ContentType};
@@ -209,6 +208,26 @@ async fn events_route(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         .streaming(body)
 }
 
+/// A `reply` as the response body.
+fn reply_response(reply: &Reply, id: Option<&Value>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(reply.to_json(id))
+}
+
+/// A failure the dispatch has counted already, with the status its kind calls for.
+fn failure_response(failure: &Failure, id: Option<&Value>) -> HttpResponse {
+    let status = match failure.code {
+        _ if failure.unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::AuthFailed => StatusCode::FORBIDDEN,
+        ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    error_response(status, failure.code, &failure.message, id)
+}
+
+/// `POST /api/command`: the WebSocket `command` object (with or without
+/// `"type":"command"`), dispatched as on a WebSocket (`session::commands`).
 async fn command_route(
     req: HttpRequest,
     body: web::Bytes,
@@ -218,89 +237,47 @@ async fn command_route(
         Ok(who) => who,
         Err(resp) => return *resp,
     };
-    let role = who.role;
-    state.shared.metrics.messages_received.inc();
-    let forbidden = |cmd: &str, id: Option<&Value>| {
-        state.shared.metrics.error(ErrorCode::AuthFailed.as_u16());
-        error_response(
-            StatusCode::FORBIDDEN,
-            ErrorCode::AuthFailed,
-            &format!("command `{cmd}` requires the operator role"),
-            id,
-        )
-    };
-    let bad = |message: String, id: Option<&Value>| bad_request(&state, &message, id);
+    let shared = &state.shared;
+    shared.metrics.messages_received.inc();
+    let bad = |message: String| bad_request(&state, &message, None);
     let text = match std::str::from_utf8(&body) {
         Ok(t) => t,
-        Err(_) => return bad("body must be UTF-8 JSON".into(), None),
+        Err(_) => return bad("body must be UTF-8 JSON".into()),
     };
-    // Accept the WebSocket `command` object, with or without `"type":"command"`.
     let mut value: Value = match serde_json::from_str(text) {
         Ok(v) => v,
-        Err(e) => return bad(format!("invalid JSON: {e}"), None),
+        Err(e) => return bad(format!("invalid JSON: {e}")),
     };
     if let Value::Object(map) = &mut value {
         map.entry("type")
             .or_insert_with(|| Value::String("command".into()));
     }
     let (id, command) = match crate::protocol::parse_client_message(&value.to_string()) {
-        Ok(crate::protocol::ClientMessage::Command { id, command }) => (id, command),
-        Ok(_) => return bad("the body must be a `command` object".into(), None),
-        Err(e) => match e.cmd.as_deref() {
-            Some(cmd) if role != Role::Operator && OPERATOR_COMMANDS.contains(&cmd) => {
-                return forbidden(cmd, e.id.as_ref())
-            }
-            _ => return bad(e.message, e.id.as_ref()),
-        },
-    };
-    if command.requires_operator() && role != Role::Operator {
-        return forbidden(command.name(), id.as_ref());
-    }
-    let json_ok = |mut data: Value| {
-        if let Value::Object(map) = &mut data {
-            map.insert("ok".into(), Value::Bool(true));
+        Ok(ClientMessage::Command { id, command }) => (id, command),
+        Ok(_) => return bad("the body must be a `command` object".into()),
+        Err(e) => {
+            let failure = commands::refuse(shared, who.role, &e);
+            return failure_response(&failure, e.id.as_ref());
         }
-        HttpResponse::Ok()
-            .content_type(ContentType::json())
-            .body(Envelope::new("reply", data).with_id(id.as_ref()).to_json())
     };
-    match command {
-        Command::Metrics {} => json_ok(metrics_reply(&state.shared)),
-        Command::Snapshot {} => match fetch_snapshot(&state).await {
+    let id = id.as_ref();
+    match commands::dispatch(shared, who.role, who.label, command) {
+        Err(failure) => failure_response(&failure, id),
+        Ok(Dispatch::Reply(reply)) => reply_response(&reply, id),
+        Ok(Dispatch::Snapshot) => match fetch_snapshot(&state).await {
+            // The reply's result is the snapshot's data.
             Ok(text) => {
-                // The reply's result is the snapshot's data.
                 let data = serde_json::from_str::<Value>(&text)
                     .ok()
                     .and_then(|mut v| v.get_mut("data").map(Value::take))
                     .unwrap_or(Value::Null);
-                json_ok(data)
+                reply_response(&Reply::new(data), id)
             }
             Err(resp) => resp,
         },
-        command => match state
-            .shared
-            .sim_commands
-            .send(RunCommand {
-                command,
-                by: who.label,
-            })
-            .await
-        {
-            Ok(Ok(data)) => json_ok(data),
-            Ok(Err(e)) => {
-                state.shared.metrics.error(e.code.as_u16());
-                let status = match e.code {
-                    ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
-                    _ => StatusCode::BAD_REQUEST,
-                };
-                error_response(status, e.code, &e.message, id.as_ref())
-            }
-            Err(e) => error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::ServerError,
-                &format!("simulation unavailable: {e}"),
-                id.as_ref(),
-            ),
+        Ok(Dispatch::Pending(answer)) => match answer.await {
+            Ok(reply) => reply_response(&reply, id),
+            Err(failure) => failure_response(&failure, id),
         },
     }
 }

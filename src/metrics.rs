@@ -10,6 +10,7 @@ use prometheus::{
     TextEncoder,
 };
 use serde::Serialize;
+use serde_json::{json, Value};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -163,6 +164,18 @@ impl Metrics {
             evictions: Self::sum(&self.evictions),
         }
     }
+}
+
+/// The `metrics` command's result: the counters plus the connection pool.
+pub fn metrics_reply(metrics: &Metrics, pool: &crate::conn::Pool) -> Value {
+    let mut data = serde_json::to_value(metrics.summary()).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut data {
+        map.insert(
+            "pool".into(),
+            json!({ "active": pool.active(), "max": pool.max() }),
+        );
+    }
+    data
 }
 
 #[cfg(test)]

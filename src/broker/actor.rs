@@ -26,10 +26,10 @@ use super::{
 use crate::clock;
 use crate::conn::ConnHandle;
 use crate::metrics::Metrics;
-use crate::protocol::{Envelope, Snapshot};
+use crate::protocol::{Envelope, Reply, Snapshot};
 use actix::prelude::*;
 use bytestring::ByteString;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -306,13 +306,8 @@ impl Broker {
             }
             SnapshotRoute::Reply { session, id } => {
                 self.with_roster(|r, h, out| r.release(session, h, out));
-                let mut result = serde_json::to_value(&snapshot).unwrap_or(Value::Null);
-                if let Value::Object(map) = &mut result {
-                    map.insert("ok".into(), json!(true));
-                }
-                let reply = Envelope::new("reply", result)
-                    .with_id(id.as_ref())
-                    .to_json();
+                let result = serde_json::to_value(&snapshot).unwrap_or(Value::Null);
+                let reply = Reply::new(result).to_json(id.as_ref());
                 let snap = Envelope::new("snapshot", &snapshot)
                     .with_id(id.as_ref())
                     .to_json();

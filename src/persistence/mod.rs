@@ -408,9 +408,7 @@ mod tests {
         let first = live.clone();
         let e1 = vec![
             JournalEntry::Ticks { ticks: 30 },
-            JournalEntry::Command {
-                cmd: Command::Pause {},
-            },
+            JournalEntry::command(&Command::Pause {}).expect("state-changing"),
         ];
         live.replay(&e1, None);
         let second = live.clone();

@@ -21,6 +21,7 @@
 //! (or keeps the capacity of) a whole join snapshot. The TCP connection ends as soon as
 //! the close frame is written: see `client_disconnect_timeout` in `crate::run`.
 
+use super::commands::{self, Dispatch, Failure};
 use super::fragments::{
     needs_fragments, Assembled, Fragment, Piece, Pieces, Reassembler, ReassemblyError, PIECE_BYTES,
 };
@@ -35,9 +36,8 @@ use crate::conn::{ConnHandle, PoolPermit};
 use crate::presence::PushPresence;
 use crate::protocol::{
     now_ts, parse_client_message, ClientMessage, Command, Envelope, ErrorCode, ErrorData,
-    HeartbeatData, PresenceSession, Role, TransportKind, OPERATOR_COMMANDS,
+    HeartbeatData, Reply, Role, TransportKind,
 };
-use crate::sim::actor::RunCommand;
 use crate::topics::TopicSet;
 use actix::prelude::*;
 use actix_http::ws::Item;
@@ -110,11 +110,17 @@ impl Session {
         self.shared.metrics.messages_sent.inc();
     }
 
-    fn reply(&self, ctx: &mut ws::WebsocketContext<Self>, id: Option<&Value>, mut data: Value) {
-        if let Value::Object(map) = &mut data {
-            map.insert("ok".into(), Value::Bool(true));
-        }
-        self.send_text(ctx, Envelope::new("reply", data).with_id(id).to_json());
+    fn reply(&self, ctx: &mut ws::WebsocketContext<Self>, id: Option<&Value>, reply: Reply) {
+        self.send_text(ctx, reply.to_json(id));
+    }
+
+    /// Sends a failure the dispatch has counted already.
+    fn failure(&self, ctx: &mut ws::WebsocketContext<Self>, f: Failure, id: Option<&Value>) {
+        let data = ErrorData {
+            code: f.code.as_u16(),
+            message: f.message,
+        };
+        self.send_text(ctx, Envelope::new("error", data).with_id(id).to_json());
     }
 
     fn error(
@@ -213,19 +219,11 @@ impl Session {
         }
         match parse_client_message(text) {
             Ok(msg) => self.on_message(msg, ctx),
-            Err(e) => match e.cmd.as_deref() {
-                Some(cmd)
-                    if self.role != Some(Role::Operator) && OPERATOR_COMMANDS.contains(&cmd) =>
-                {
-                    self.error(
-                        ctx,
-                        ErrorCode::AuthFailed,
-                        format!("command `{cmd}` requires the operator role"),
-                        e.id.as_ref(),
-                    )
-                }
-                _ => self.error(ctx, e.code, e.message, e.id.as_ref()),
-            },
+            Err(e) => {
+                let role = self.role.unwrap_or(Role::Viewer);
+                let failure = commands::refuse(&self.shared, role, &e);
+                self.failure(ctx, failure, e.id.as_ref());
+            }
         }
     }
 
@@ -315,7 +313,7 @@ impl Session {
             ctx,
         );
         let data = json!({ "topics": self.topics.to_strings() });
-        self.reply(ctx, None, data);
+        self.reply(ctx, None, Reply::new(data));
     }
 
     /// Sends a control message to the broker, waiting for mailbox room if need be.
@@ -343,38 +341,21 @@ impl Session {
         command: Command,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
-        if command.requires_operator() && self.role != Some(Role::Operator) {
-            return self.error(
-                ctx,
-                ErrorCode::AuthFailed,
-                format!("command `{}` requires the operator role", command.name()),
-                id.as_ref(),
-            );
-        }
-        match command {
-            Command::Snapshot {} => {
+        let role = self.role.unwrap_or(Role::Viewer);
+        match commands::dispatch(&self.shared, role, self.label.clone(), command) {
+            Err(failure) => self.failure(ctx, failure, id.as_ref()),
+            Ok(Dispatch::Reply(reply)) => self.reply(ctx, id.as_ref(), reply),
+            Ok(Dispatch::Snapshot) => {
                 let route = SnapshotRoute::Reply {
                     session: self.id,
                     id: id.clone(),
                 };
                 self.request_snapshot(route, id, ctx);
             }
-            Command::Metrics {} => {
-                let data = metrics_reply(&self.shared);
-                self.reply(ctx, id.as_ref(), data);
-            }
-            command => {
-                let by = self.label.clone();
-                let fut = self.shared.sim_commands.send(RunCommand { command, by });
-                ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
-                    Ok(Ok(data)) => act.reply(ctx, id.as_ref(), data),
-                    Ok(Err(e)) => act.error(ctx, e.code, e.message, id.as_ref()),
-                    Err(e) => act.error(
-                        ctx,
-                        ErrorCode::ServerError,
-                        format!("simulation unavailable: {e}"),
-                        id.as_ref(),
-                    ),
+            Ok(Dispatch::Pending(answer)) => {
+                ctx.spawn(answer.into_actor(self).map(move |res, act, ctx| match res {
+                    Ok(reply) => act.reply(ctx, id.as_ref(), reply),
+                    Err(failure) => act.failure(ctx, failure, id.as_ref()),
                 }));
             }
         }
@@ -410,18 +391,6 @@ impl Session {
         log::info!("session {} timed out after {silent} ms of silence", self.id);
         self.reject(ctx, Reject::ClientTimeout);
     }
-}
-
-/// The `metrics` command's result: the counters plus the pool.
-pub fn metrics_reply(shared: &SessionShared) -> Value {
-    let mut data = serde_json::to_value(shared.metrics.summary()).unwrap_or(Value::Null);
-    if let Value::Object(map) = &mut data {
-        map.insert(
-            "pool".into(),
-            json!({ "active": shared.pool.active(), "max": shared.pool.max() }),
-        );
-    }
-    data
 }
 
 impl Actor for Session {
@@ -492,14 +461,10 @@ impl Session {
             return;
         };
         self.in_presence = true;
-        let info = PresenceSession {
-            session_id: self.id,
-            role,
-            name: self.label.clone(),
-            transport: TransportKind::Ws,
-            since: self.since,
-        };
-        self.shared.join_presence(info, ctx.address().recipient());
+        let push = ctx.address().recipient();
+        let (id, since) = (self.id, self.since);
+        self.shared
+            .join_presence(TransportKind::Ws, id, role, &self.label, since, push);
     }
 }
 

@@ -3,11 +3,13 @@
 //! The actor (`actor.rs`) is the only file that knows the transport
 //! (actix-web-actors); authentication ([`auth`]), rate limiting ([`rate`]),
 //! topic sets ([`crate::topics`]) and message fragmentation ([`fragments`]) are plain
-//! types, unit-tested without sockets. Both kinds of session join `crate::presence`
+//! types, unit-tested without sockets. Commands go through one dispatch ([`commands`]),
+//! shared with `POST /api/command`. Both kinds of session join `crate::presence`
 //! once their first snapshot is on its way, and leave it from [`Registration`]'s drop.
 
 pub mod actor;
 pub mod auth;
+pub mod commands;
 pub mod fragments;
 pub mod rate;
 pub mod reject;
@@ -73,14 +75,25 @@ impl SessionShared {
         crate::protocol::Envelope::new("welcome", welcome).to_json()
     }
 
-    /// Joins presence for a session whose first snapshot is on its way; a full
+    /// Joins presence for a session whose first snapshot is on its way, as the token
+    /// labelled `name` sees it (role, transport, `since` it authenticated); a full
     /// presence mailbox leaves it out (logged), nothing else.
     pub fn join_presence(
         &self,
-        session: crate::protocol::PresenceSession,
+        transport: crate::protocol::TransportKind,
+        id: SessionId,
+        role: crate::protocol::Role,
+        name: &str,
+        since: f64,
         push: Recipient<crate::presence::PushPresence>,
     ) {
-        let id = session.session_id;
+        let session = crate::protocol::PresenceSession {
+            session_id: id,
+            role,
+            name: name.to_owned(),
+            transport,
+            since,
+        };
         let join = crate::presence::JoinPresence { session, push };
         if let Err(e) = self.presence.try_send(join) {
             log::warn!("session {id} is not in presence: {e}");

@@ -24,7 +24,7 @@ use crate::broker::{CloseSession, Deliver, ResumeFrom, SessionId};
 use crate::clock;
 use crate::conn::{ConnHandle, PoolPermit};
 use crate::presence::PushPresence;
-use crate::protocol::{PresenceSession, Role, TransportKind};
+use crate::protocol::{Role, TransportKind};
 use crate::topics::TopicSet;
 use actix::prelude::*;
 use actix_web::web::Bytes;
@@ -177,14 +177,10 @@ impl SseSession {
         if std::mem::replace(&mut self.in_presence, true) {
             return;
         }
-        let info = PresenceSession {
-            session_id: self.id,
-            role: self.role,
-            name: self.label.clone(),
-            transport: TransportKind::Sse,
-            since: self.since,
-        };
-        self.shared.join_presence(info, ctx.address().recipient());
+        let push = ctx.address().recipient();
+        let (id, role, since) = (self.id, self.role, self.since);
+        self.shared
+            .join_presence(TransportKind::Sse, id, role, &self.label, since, push);
     }
 }
 

@@ -15,7 +15,7 @@ use crate::broker::{Publish, RequestSnapshot, SnapshotRoute};
 use crate::metrics::Metrics;
 use crate::persistence::writer::{WriteRequest, Writer};
 use crate::persistence::{SavedWorld, FORMAT};
-use crate::protocol::{now_ts, CharacterId, Command, ErrorCode, Item, Snapshot};
+use crate::protocol::{now_ts, CharacterId, Command, ErrorCode, Item, Reply, Snapshot};
 use actix::prelude::*;
 use serde_json::Value;
 use std::collections::VecDeque;
@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 pub const OUTBOX_LIMIT: usize = 4096;
 
 /// Session/HTTP → simulation: run one command that is not `snapshot` or `metrics`
-/// (those are served elsewhere: see `session::actor`).
+/// (those are served elsewhere: see `session::commands`).
 #[derive(Message, Debug)]
-#[rtype(result = "Result<Value, CommandError>")]
+#[rtype(result = "Result<Reply, CommandError>")]
 pub struct RunCommand {
     pub command: Command,
     /// The label of the token that sent it (`auth::Identity::label`), shown to everyone
@@ -285,12 +285,12 @@ impl Simulation {
         command: Command,
         by: &str,
         ctx: &mut Context<Self>,
-    ) -> Result<Value, CommandError> {
+    ) -> Result<Reply, CommandError> {
         if self.outbox.len() >= OUTBOX_LIMIT {
             return Err(server_error("the broker is behind; try again shortly"));
         }
         let mut items = Vec::new();
-        let mut result = self.answer(&command, by, &mut items, ctx)?;
+        let result = self.answer(&command, by, &mut items, ctx)?;
         // Before a reset's resync snapshot: the control item comes first.
         if !items.is_empty() {
             self.publish(
@@ -302,10 +302,7 @@ impl Simulation {
             );
         }
         self.after_command(&command, ctx);
-        if let Value::Object(map) = &mut result {
-            map.insert("ok".into(), Value::Bool(true));
-        }
-        Ok(result)
+        Ok(Reply::new(result))
     }
 
     /// The answer to a command. A state-changing command adds its items (control item
@@ -336,9 +333,9 @@ impl Simulation {
                 let tick = self.state.world.tick();
                 let value = self.state.apply(state_changing, now, items)?;
                 items.splice(0..0, SimState::control_item(state_changing, by, tick, now));
-                self.journal(JournalEntry::Command {
-                    cmd: state_changing.clone(),
-                });
+                if let Some(entry) = JournalEntry::command(state_changing) {
+                    self.journal(entry);
+                }
                 Ok(value)
             }
         }
@@ -435,7 +432,6 @@ impl Simulation {
         Box::pin(async move {
             match rx.await {
                 Ok(Ok(path)) => Ok(serde_json::json!({
-                    "ok": true,
                     "path": path.display().to_string(),
                     "tick": tick,
                 })),
@@ -462,7 +458,7 @@ impl Actor for Simulation {
 }
 
 impl Handler<RunCommand> for Simulation {
-    type Result = ResponseFuture<Result<Value, CommandError>>;
+    type Result = ResponseFuture<Result<Reply, CommandError>>;
 
     fn handle(&mut self, msg: RunCommand, ctx: &mut Self::Context) -> Self::Result {
         let entry = audit::audited(&msg.command)
@@ -470,7 +466,7 @@ impl Handler<RunCommand> for Simulation {
         if let Command::Save {} = msg.command {
             let (saved, log) = (self.save(), self.audit.clone());
             return Box::pin(async move {
-                let result = saved.await;
+                let result = saved.await.map(Reply::new);
                 record(&log, entry, &result);
                 result
             });
@@ -486,7 +482,7 @@ impl Handler<RunCommand> for Simulation {
 }
 
 /// Writes a command's audit entry (if it has one) with its outcome.
-fn record(log: &AuditLog, entry: Option<AuditEntry>, result: &Result<Value, CommandError>) {
+fn record<T>(log: &AuditLog, entry: Option<AuditEntry>, result: &Result<T, CommandError>) {
     if let Some(entry) = entry {
         let outcome = result.as_ref().map(|_| ()).map_err(|e| e.message.as_str());
         log.record(entry.finish(outcome));

@@ -8,6 +8,7 @@
 pub mod actor;
 pub mod character;
 mod hash;
+pub mod journal;
 pub mod rules;
 pub mod schedule;
 pub mod state;
@@ -15,5 +16,6 @@ pub mod town;
 pub mod world;
 
 pub use character::Inspection;
-pub use state::{JournalEntry, SimState};
+pub use journal::{JournalEntry, JournaledCommand};
+pub use state::SimState;
 pub use world::{SimError, World};

@@ -2,9 +2,11 @@
 //! clock settings (paused, tick rate) and the population `reset` rebuilds.
 //!
 //! Plain data and one function, [`SimState::apply`]: the actor applies commands through
-//! it live, and `persistence` replays the journal through the very same function, so a
-//! replayed world *is* the live world (same state hash), not a re-implementation of it.
+//! it live, and `persistence` replays the journal ([`super::journal`]) through the very
+//! same function, so a replayed world *is* the live world (same state hash), not a
+//! re-implementation of it.
 
+use super::journal::JournalEntry;
 use super::{SimError, World};
 use crate::protocol::{Command, EventNotification, Item, ItemData};
 use serde::{Deserialize, Serialize};
@@ -17,16 +19,6 @@ pub struct SimState {
     pub tick_rate: f64,
     /// Characters a `reset` creates.
     pub characters: usize,
-}
-
-/// What the journal records, in the order it happened.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum JournalEntry {
-    /// The world advanced this many ticks (by the clock or by `step`).
-    Ticks { ticks: u64 },
-    /// A command that changed the state was applied.
-    Command { cmd: Command },
 }
 
 impl SimState {
@@ -192,9 +184,10 @@ impl SimState {
                     if until.is_some_and(|u| self.world.tick() >= u) {
                         return false;
                     }
+                    let cmd = Command::from(cmd.clone());
                     // Journaled commands succeeded live, so they succeed again; a
                     // failure here would mean a corrupt journal.
-                    if let Err(e) = self.apply(cmd, 0.0, &mut sink) {
+                    if let Err(e) = self.apply(&cmd, 0.0, &mut sink) {
                         log::warn!("replaying {}: {e}", cmd.name());
                     }
                     sink.clear();
@@ -252,7 +245,7 @@ mod tests {
             live.step(17, 0.0, &mut out);
             journal.push(JournalEntry::Ticks { ticks: 17 });
             live.apply(cmd, 0.0, &mut out).expect("applies");
-            journal.push(JournalEntry::Command { cmd: cmd.clone() });
+            journal.push(JournalEntry::command(cmd).expect("state-changing"));
             if i == 2 {
                 let text = serde_json::to_string(&journal).expect("json");
                 journal = serde_json::from_str(&text).expect("parse back");

@@ -1,0 +1,474 @@
+//! Server → client objects: the [`Envelope`] every one of them is sent in, batch items,
+//! `welcome`, `snapshot`, `presence`, `reply` ([`Reply`], the one owner of `"ok"`),
+//! `error` and `heartbeat` data, and the [`wire`] rounding of positions and needs.
+//! Serialize only: the server never reads these back.
+
+use super::{now_ts, CharState, CharacterId, EventId, Needs, Role, SERVER_NAME};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
+
+/// Wire rounding of positions and needs.
+///
+/// A 1 000-character snapshot with full-precision floats is ~310 KB, most of it digits
+/// no client shows: the dashboard and the CLI draw positions on a 1000 × 1000 plane and
+/// print needs as whole numbers. So the wire carries positions to 0.1 and needs as whole
+/// numbers, in every object that has them (snapshot characters and locations, `inspect`,
+/// `character_update`), so that a client sees the same value whichever object it last
+/// read. Rounding happens here, at serialization, and nowhere else: the world, its
+/// `state_hash`, saved worlds and determinism all keep the exact floats.
+pub mod wire {
+    use super::Needs;
+    use serde::ser::{SerializeStruct, SerializeTuple};
+    use serde::Serializer;
+
+    /// Rounds to one decimal, the precision of positions on the wire.
+    pub fn tenth(v: f64) -> f64 {
+        (v * 10.0).round() / 10.0
+    }
+
+    /// A need (0–100) as the whole number the wire carries.
+    pub fn whole(v: f64) -> i64 {
+        // `as` saturates and maps NaN to 0; needs are clamped to 0–100 anyway.
+        v.round() as i64
+    }
+
+    /// `[x, y]`, each to one decimal.
+    pub fn position<S: Serializer>(p: &[f64; 2], serializer: S) -> Result<S::Ok, S::Error> {
+        let mut t = serializer.serialize_tuple(2)?;
+        t.serialize_element(&tenth(p[0]))?;
+        t.serialize_element(&tenth(p[1]))?;
+        t.end()
+    }
+
+    /// `{energy, hunger, social}` as whole numbers.
+    pub fn needs<S: Serializer>(n: &Needs, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Needs", 3)?;
+        s.serialize_field("energy", &whole(n.energy))?;
+        s.serialize_field("hunger", &whole(n.hunger))?;
+        s.serialize_field("social", &whole(n.social))?;
+        s.end()
+    }
+}
+
+/// A character as clients see it (snapshots, `inspect`). Positions and needs are
+/// rounded when serialized (see [`wire`]); the fields themselves keep full precision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CharacterView {
+    pub id: CharacterId,
+    pub name: String,
+    pub state: CharState,
+    /// Id of the place the character is at; while traveling, the place it left.
+    pub location: String,
+    #[serde(serialize_with = "wire::position")]
+    pub position: [f64; 2],
+    #[serde(serialize_with = "wire::needs")]
+    pub needs: Needs,
+    /// Id of the place the character is heading to while traveling; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    pub home: String,
+    pub workplace: String,
+    /// Tick at which the current state was entered.
+    pub state_since: u64,
+}
+
+/// Kind of a place in the town.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LocationKind {
+    Home,
+    Workplace,
+    Market,
+    Tavern,
+    Park,
+}
+
+/// A place in the town (snapshots).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LocationView {
+    pub id: String,
+    pub name: String,
+    pub kind: LocationKind,
+    #[serde(serialize_with = "wire::position")]
+    pub position: [f64; 2],
+}
+
+/// `state_change` item data.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StateChange {
+    pub character_id: CharacterId,
+    pub name: String,
+    pub old_state: CharState,
+    pub new_state: CharState,
+    pub location: String,
+    pub tick: u64,
+}
+
+/// `event_notification` item data.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventNotification {
+    pub event_type: String,
+    pub tick: u64,
+    pub data: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<EventId>,
+    /// Characters this event is about, for `character:<id>` topics. Not on the wire.
+    #[serde(skip)]
+    pub characters: Vec<CharacterId>,
+}
+
+/// `character_update` item data.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CharacterUpdate {
+    pub character_id: CharacterId,
+    pub state: CharState,
+    pub location: String,
+    #[serde(serialize_with = "wire::position")]
+    pub position: [f64; 2],
+    #[serde(serialize_with = "wire::needs")]
+    pub needs: Needs,
+    pub tick: u64,
+}
+
+/// The payload of one batch item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ItemData {
+    StateChange(StateChange),
+    EventNotification(EventNotification),
+    CharacterUpdate(CharacterUpdate),
+}
+
+/// The three item kinds, which are also the three kind topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ItemKind {
+    StateChange,
+    EventNotification,
+    CharacterUpdate,
+}
+
+impl ItemKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemKind::StateChange => "state_change",
+            ItemKind::EventNotification => "event_notification",
+            ItemKind::CharacterUpdate => "character_update",
+        }
+    }
+}
+
+/// One element of a `batch`: `{type, data, timestamp}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub data: ItemData,
+    /// When the simulation produced it (Unix seconds); latency is measured from here.
+    pub timestamp: f64,
+}
+
+impl Item {
+    pub fn new(data: ItemData, timestamp: f64) -> Self {
+        Item { data, timestamp }
+    }
+
+    pub fn kind(&self) -> ItemKind {
+        match self.data {
+            ItemData::StateChange(_) => ItemKind::StateChange,
+            ItemData::EventNotification(_) => ItemKind::EventNotification,
+            ItemData::CharacterUpdate(_) => ItemKind::CharacterUpdate,
+        }
+    }
+
+    /// Whether this item is about the given character (`character:<id>` topics).
+    pub fn concerns(&self, id: CharacterId) -> bool {
+        match &self.data {
+            ItemData::StateChange(s) => s.character_id == id,
+            ItemData::CharacterUpdate(u) => u.character_id == id,
+            ItemData::EventNotification(e) => e.characters.contains(&id),
+        }
+    }
+}
+
+impl Serialize for Item {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("type", self.kind().as_str())?;
+        match &self.data {
+            ItemData::StateChange(d) => map.serialize_entry("data", d)?,
+            ItemData::EventNotification(d) => map.serialize_entry("data", d)?,
+            ItemData::CharacterUpdate(d) => map.serialize_entry("data", d)?,
+        }
+        map.serialize_entry("timestamp", &self.timestamp)?;
+        map.end()
+    }
+}
+
+/// Every server → client object: `{type, id?, seq?, data, timestamp}`.
+#[derive(Debug, Serialize)]
+pub struct Envelope<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    pub data: T,
+    pub timestamp: f64,
+}
+
+impl<'a, T: Serialize> Envelope<'a, T> {
+    pub fn new(kind: &'a str, data: T) -> Self {
+        Envelope {
+            kind,
+            id: None,
+            seq: None,
+            data,
+            timestamp: now_ts(),
+        }
+    }
+
+    pub fn with_id(mut self, id: Option<&'a Value>) -> Self {
+        self.id = id;
+        self
+    }
+
+    pub fn with_seq(mut self, seq: u64) -> Self {
+        self.seq = Some(seq);
+        self
+    }
+
+    /// Serializes to a JSON string. Our types contain no maps with non-string keys and
+    /// no non-finite floats by construction, so failure is a bug; it is logged and an
+    /// `error` object is returned instead of panicking.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            log::error!("serializing {} failed: {e}", self.kind);
+            format!(
+                r#"{{"type":"error","data":{{"code":1004,"message":"serialization failed"}},"timestamp":{}}}"#,
+                now_ts()
+            )
+        })
+    }
+}
+
+/// A `reply`'s data: a command's result with `"ok": true`. The one place `ok` is set:
+/// every reply (WebSocket, `POST /api/command`, the broker's snapshot replies) is built here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply(Value);
+
+impl Reply {
+    /// The result of a command that succeeded; an object gains `"ok": true`.
+    pub fn new(mut data: Value) -> Self {
+        if let Value::Object(map) = &mut data {
+            map.insert("ok".into(), Value::Bool(true));
+        }
+        Reply(data)
+    }
+
+    pub fn data(&self) -> &Value {
+        &self.0
+    }
+
+    /// The `reply` object, answering the command `id` if it had one.
+    pub fn to_json(&self, id: Option<&Value>) -> String {
+        Envelope::new("reply", &self.0).with_id(id).to_json()
+    }
+}
+
+/// `welcome` data.
+#[derive(Debug, Clone, Serialize)]
+pub struct Welcome {
+    pub session_id: u64,
+    pub role: Role,
+    pub server: ServerInfo,
+    pub heartbeat_interval_ms: u64,
+    pub seq: u64,
+    pub protocol: u32,
+    /// What this server allows (protocol 1.1): clients read these, never copies.
+    pub limits: Limits,
+    /// Random per server start: a client that sees it change knows the server restarted
+    /// (its `seq` may have restarted too).
+    pub boot_id: String,
+}
+
+/// `welcome.data.limits`: every bound a client must stay within, taken from the
+/// server's own config and rules (nothing here is a second copy of them).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Limits {
+    /// The per-connection message budget (`session.rate_limit_*`).
+    pub rate: RateBudget,
+    /// Largest client message (`server.max_message_bytes`); bigger closes with 1009.
+    pub max_message_bytes: usize,
+    /// `step {ticks}` accepts `min..=max`.
+    pub step_ticks: Bounds<u64>,
+    /// `set_speed {tick_rate}` accepts `min..=max` ticks per second.
+    pub tick_rate: Bounds<f64>,
+    /// Positions lie in `0..=town_size` on both axes.
+    pub town_size: f64,
+}
+
+/// Messages per window, counted after authentication (see `session::rate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RateBudget {
+    pub messages: u32,
+    pub window_ms: u64,
+}
+
+/// An inclusive range of accepted values.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Bounds<T> {
+    pub min: T,
+    pub max: T,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerInfo {
+    pub name: &'static str,
+    pub version: &'static str,
+}
+
+impl ServerInfo {
+    pub fn current() -> Self {
+        ServerInfo {
+            name: SERVER_NAME,
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+}
+
+/// The game clock at a tick (protocol 1.1): clients show this and advance it by the
+/// `tick` of later items (one tick is one game minute); they never derive it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Clock {
+    /// The game day; the first day is 1.
+    pub day: u64,
+    /// Minute of the day, 0–1439.
+    pub minute_of_day: u32,
+}
+
+/// `snapshot` data: the whole world as of batch `seq`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub tick: u64,
+    /// The game clock at `tick`.
+    pub clock: Clock,
+    pub paused: bool,
+    pub tick_rate: f64,
+    pub seed: u64,
+    /// `World::state_hash` in hex: equal hashes mean equal worlds (determinism checks,
+    /// replay, restarts).
+    pub state_hash: String,
+    pub characters: Vec<CharacterView>,
+    pub locations: Vec<LocationView>,
+    /// Every batch up to and including `seq` is reflected in this snapshot.
+    pub seq: u64,
+    pub resync: bool,
+}
+
+/// `presence` data (protocol 1.1): who is connected, pushed (coalesced) to everyone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Presence {
+    pub viewers: usize,
+    pub operators: usize,
+    /// Only in operators' presence: every connected session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<Vec<PresenceSession>>,
+}
+
+/// One connected session, as operators see it: the token's label, never the token.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PresenceSession {
+    pub session_id: u64,
+    pub role: Role,
+    pub name: String,
+    pub transport: TransportKind,
+    /// When it authenticated, Unix seconds.
+    pub since: f64,
+}
+
+/// How a session is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportKind {
+    Ws,
+    Sse,
+}
+
+/// `error` data.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorData {
+    pub code: u16,
+    pub message: String,
+}
+
+/// `heartbeat` data.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeartbeatData {
+    pub server_time: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn items_serialize_as_type_data_timestamp() {
+        let item = Item::new(
+            ItemData::StateChange(StateChange {
+                character_id: 1,
+                name: "Ada".into(),
+                old_state: CharState::Idle,
+                new_state: CharState::Eating,
+                location: "market".into(),
+                tick: 5,
+            }),
+            1.5,
+        );
+        let v: Value = serde_json::to_value(&item).expect("serialize");
+        assert_eq!(v["type"], "state_change");
+        assert_eq!(v["data"]["new_state"], "eating");
+        assert_eq!(v["timestamp"], 1.5);
+        assert!(item.concerns(1) && !item.concerns(2));
+    }
+
+    #[test]
+    fn character_updates_are_rounded_on_the_wire_only() {
+        let update = CharacterUpdate {
+            character_id: 3,
+            state: CharState::Traveling,
+            location: "park".into(),
+            position: [508.616_804_882, 326.849_999],
+            needs: Needs {
+                energy: 49.686,
+                hunger: 0.4,
+                social: 99.5,
+            },
+            tick: 9,
+        };
+        let v = serde_json::to_value(&update).expect("serialize");
+        assert_eq!(v["position"], json!([508.6, 326.8]));
+        assert_eq!(
+            v["needs"],
+            json!({"energy": 50, "hunger": 0, "social": 100})
+        );
+        assert_eq!(
+            update.position[0], 508.616_804_882,
+            "the value itself is kept"
+        );
+    }
+
+    #[test]
+    fn envelope_has_type_data_timestamp_and_optional_seq_id() {
+        let id = json!("x");
+        let v: Value = serde_json::from_str(
+            &Envelope::new("reply", json!({"ok": true}))
+                .with_id(Some(&id))
+                .to_json(),
+        )
+        .expect("json");
+        assert_eq!(v["type"], "reply");
+        assert_eq!(v["id"], "x");
+        assert!(v["timestamp"].as_f64().is_some());
+        assert!(v.get("seq").is_none());
+    }
+}
