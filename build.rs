@@ -41,7 +41,7 @@ fn main() {
     println!("cargo:rerun-if-changed=static");
     let mut files = Vec::new();
     walk(&static_dir, &mut files);
-    let mut code = String::from("pub const STATIC_FILES: &[(&str, &str, &[u8])] = &[\n");
+    let mut code = String::from("pub(crate) const STATIC_FILES: &[(&str, &str, &[u8])] = &[\n");
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());
         let rel = file

@@ -31,20 +31,20 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
 /// The audit file in the data directory.
-pub const FILE: &str = "audit.jsonl";
+pub(crate) const FILE: &str = "audit.jsonl";
 /// The audit file before the last rotation.
-pub const PREV_FILE: &str = "audit.prev.jsonl";
+pub(crate) const PREV_FILE: &str = "audit.prev.jsonl";
 /// Entries kept in memory, answered by `audit`, and written per file before rotation.
-pub const MAX_ENTRIES: usize = 1000;
+pub(crate) const MAX_ENTRIES: usize = 1000;
 /// Entries `audit` returns when no `limit` is given.
-pub const DEFAULT_LIMIT: usize = 100;
+pub(crate) const DEFAULT_LIMIT: usize = 100;
 /// Longest `args` (as JSON) kept as is; `schedule`'s free `data` could otherwise make
 /// one entry as big as a whole client message.
-pub const MAX_ARGS_BYTES: usize = 4096;
+pub(crate) const MAX_ARGS_BYTES: usize = 4096;
 /// Entries waiting for the writer thread. When it is full (the disk is stalled), an
 /// entry is kept in memory, and so still answered by `audit`, but not written; it is
 /// counted in `audit_unwritten_total` and logged.
-pub const QUEUE: usize = 1024;
+pub(crate) const QUEUE: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -113,7 +113,7 @@ impl AuditEntry {
 
 /// Whether a command goes into the audit: every operator command except `audit`
 /// itself, which only reads it.
-pub fn audited(command: &Command) -> bool {
+pub(crate) fn audited(command: &Command) -> bool {
     command.requires_operator() && !matches!(command, Command::Audit { .. })
 }
 

@@ -10,7 +10,7 @@ use std::time::Instant;
 static EPOCH: OnceLock<Instant> = OnceLock::new();
 
 /// Milliseconds since the first call in this process (monotonic).
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     let epoch = EPOCH.get_or_init(Instant::now);
     epoch.elapsed().as_millis() as u64
 }

@@ -32,14 +32,14 @@ enum State {
 }
 
 /// See the module documentation.
-pub struct FrameGuard<S> {
+pub(crate) struct FrameGuard<S> {
     inner: S,
     max: u64,
     state: State,
 }
 
 impl<S> FrameGuard<S> {
-    pub fn new(inner: S, max: usize) -> Self {
+    pub(crate) fn new(inner: S, max: usize) -> Self {
         FrameGuard {
             inner,
             max: max as u64,

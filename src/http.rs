@@ -24,7 +24,7 @@ use serde_json::Value;
 use std::sync::Arc;
 
 /// State shared by all routes.
-pub struct AppState {
+pub(crate) struct AppState {
     pub shared: Arc<SessionShared>,
     pub websocket_enabled: bool,
     pub allowed_origins: Vec<String>,
@@ -34,7 +34,7 @@ pub struct AppState {
 // `STATIC_FILES`: every file under `static/`, embedded by build.rs.
 include!(concat!(env!("OUT_DIR"), "/static_files.rs"));
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(ws_route))
         .route("/events", web::get().to(events_route))
         .route("/api/command", web::post().to(command_route))
@@ -49,7 +49,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Called by `HttpServer::on_connect` for every accepted TCP connection.
-pub fn on_connect(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions) {
+pub(crate) fn on_connect(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions) {
     if let Some(stream) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
         if let Some(handle) = ConnHandle::from_stream(stream) {
             ext.insert(handle);

@@ -19,22 +19,26 @@
 //!
 //! [`run`] starts everything on an already-bound listener, so tests run the real server
 //! on `127.0.0.1:0`.
+//!
+//! Visibility: the `pub` modules are what `main.rs`, the load generator, the tests and
+//! the benches use; the rest are private, and inside them `unreachable_pub` (on in
+//! Cargo.toml) keeps items `pub(crate)`, so dead code warns.
 
-pub mod audit;
+mod audit;
 pub mod broker;
 pub mod cli;
-pub mod clock;
+mod clock;
 pub mod config;
-pub mod conn;
-pub mod frame_guard;
-pub mod http;
-pub mod metrics;
+mod conn;
+mod frame_guard;
+mod http;
+mod metrics;
 pub mod persistence;
-pub mod presence;
+mod presence;
 pub mod protocol;
 pub mod session;
 pub mod sim;
-pub mod tls;
+mod tls;
 pub mod topics;
 
 use actix::prelude::*;

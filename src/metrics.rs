@@ -167,7 +167,7 @@ impl Metrics {
 }
 
 /// The `metrics` command's result: the counters plus the connection pool.
-pub fn metrics_reply(metrics: &Metrics, pool: &crate::conn::Pool) -> Value {
+pub(crate) fn metrics_reply(metrics: &Metrics, pool: &crate::conn::Pool) -> Value {
     let mut data = serde_json::to_value(metrics.summary()).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut data {
         map.insert(

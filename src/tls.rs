@@ -45,7 +45,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// Reads every certificate in a PEM file; at least one is required.
-pub fn load_certs(
+pub(crate) fn load_certs(
     what: &'static str,
     path: &Path,
 ) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -66,7 +66,7 @@ pub fn load_certs(
 }
 
 /// Reads the first private key (PKCS#8, PKCS#1 or SEC1) in a PEM file.
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub(crate) fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let what = "key file";
     let bytes =
         std::fs::read(path).map_err(|e| tls_error(what, path, format!("cannot read: {e}")))?;
@@ -79,7 +79,7 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 }
 
 /// The rustls server configuration for `[server.tls]`.
-pub fn server_config(tls: &TlsConfig) -> Result<rustls::ServerConfig, TlsError> {
+pub(crate) fn server_config(tls: &TlsConfig) -> Result<rustls::ServerConfig, TlsError> {
     let cert_path = Path::new(&tls.cert_file);
     let key_path = Path::new(&tls.key_file);
     let certs = load_certs("certificate file", cert_path)?;
@@ -100,7 +100,7 @@ pub fn server_config(tls: &TlsConfig) -> Result<rustls::ServerConfig, TlsError> 
 
 /// The rustls client configuration for `simcast watch|ctl` over `wss://`: the system's
 /// root certificates, plus every certificate in `ca` (e.g. a self-signed server's own).
-pub fn client_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
+pub(crate) fn client_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for e in &native.errors {
@@ -126,7 +126,7 @@ pub fn client_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, TlsError
 /// `HttpServer::on_connect` for TLS listeners: records the TCP socket under the TLS
 /// stream, exactly as [`crate::http::on_connect`] does for plain ones, so the broker can
 /// evict a jammed TLS client too.
-pub fn on_connect(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions) {
+pub(crate) fn on_connect(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions) {
     use actix_tls::accept::rustls_0_23::TlsStream;
     if let Some(stream) = conn.downcast_ref::<TlsStream<actix_web::rt::net::TcpStream>>() {
         let (tcp, _) = stream.get_ref();

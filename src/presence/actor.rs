@@ -27,12 +27,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Messages waiting for the presence actor (see the module doc for what overflows).
-pub const MAILBOX_CAPACITY: usize = 4096;
+pub(crate) const MAILBOX_CAPACITY: usize = 4096;
 /// Most sessions an operator's `sessions` lists: operators first, then viewers, each in
 /// joining order. The counts stay exact. Without a cap, a thousand operators would each
 /// get the whole roster (~100 KB) every second while people come and go: a megabyte per
 /// connection per second, and slow readers evicted, whose leaving is news again.
-pub const MAX_LISTED: usize = 100;
+pub(crate) const MAX_LISTED: usize = 100;
 
 /// What a member has seen: the counts, and for operators the roster's version too
 /// (their presence lists every session, so any join or leave is news to them).

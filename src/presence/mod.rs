@@ -8,10 +8,10 @@
 //! Viewers get the counts; operators also the session list. Both frames are
 //! serialized once per round and shared by everyone who gets them.
 
-pub mod actor;
-pub mod pacer;
+pub(crate) mod actor;
+pub(crate) mod pacer;
 
-pub use actor::Presence;
+pub(crate) use actor::Presence;
 
 use crate::broker::SessionId;
 use crate::protocol::PresenceSession;

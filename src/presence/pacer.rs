@@ -8,11 +8,11 @@
 //! the latest state; a change that is undone inside it sends nothing.
 
 /// At most one presence per connection per this many milliseconds.
-pub const MIN_INTERVAL_MS: u64 = 1000;
+pub(crate) const MIN_INTERVAL_MS: u64 = 1000;
 
 /// What to do for one connection now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Send the current presence now.
     Send,
     /// There is news, but not before this time (ms): ask again then.
@@ -23,17 +23,17 @@ pub enum Decision {
 
 /// One connection's presence history: what it was last sent (by key) and when.
 #[derive(Debug, Clone, Default)]
-pub struct Pacer<K> {
+pub(crate) struct Pacer<K> {
     last: Option<(K, u64)>,
 }
 
 impl<K: PartialEq + Copy> Pacer<K> {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Pacer { last: None }
     }
 
     /// Whether to send `current` at `now_ms`.
-    pub fn decide(&self, current: K, now_ms: u64) -> Decision {
+    pub(crate) fn decide(&self, current: K, now_ms: u64) -> Decision {
         match self.last {
             None => Decision::Send,
             Some((sent, _)) if sent == current => Decision::UpToDate,
@@ -43,7 +43,7 @@ impl<K: PartialEq + Copy> Pacer<K> {
     }
 
     /// Records that `key` was sent at `now_ms`.
-    pub fn sent(&mut self, key: K, now_ms: u64) {
+    pub(crate) fn sent(&mut self, key: K, now_ms: u64) {
         self.last = Some((key, now_ms));
     }
 }

@@ -2,7 +2,7 @@
 //! thread and actix System, and a tokio-tungstenite client with timeouts everywhere.
 #![allow(dead_code)]
 
-pub mod process;
+pub(crate) mod process;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use simcast::config::{Config, TokenConfig};
@@ -15,14 +15,14 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-pub const OPERATOR: &str = "op-token";
-pub const VIEWER: &str = "viewer-token";
+pub(crate) const OPERATOR: &str = "op-token";
+pub(crate) const VIEWER: &str = "viewer-token";
 /// Upper bound for any single wait in a test: generous, so a loaded CI machine does not
 /// flake, while a hang still fails in bounded time.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 /// A small, fast world with one operator and one viewer token.
-pub fn test_config() -> Config {
+pub(crate) fn test_config() -> Config {
     let mut c = Config::default();
     c.auth.tokens = vec![
         TokenConfig {
@@ -56,7 +56,7 @@ fn rand_suffix() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-pub struct TestServer {
+pub(crate) struct TestServer {
     pub addr: SocketAddr,
     handle: actix_web::dev::ServerHandle,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -65,7 +65,7 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    pub fn start(config: Config) -> TestServer {
+    pub(crate) fn start(config: Config) -> TestServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -96,19 +96,19 @@ impl TestServer {
         }
     }
 
-    pub fn ws_url(&self, token: Option<&str>) -> String {
+    pub(crate) fn ws_url(&self, token: Option<&str>) -> String {
         match token {
             Some(t) => format!("ws://{}/ws?token={}", self.addr, t),
             None => format!("ws://{}/ws", self.addr),
         }
     }
 
-    pub fn http_url(&self, path: &str) -> String {
+    pub(crate) fn http_url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 
     /// Connects and reads `welcome` and `snapshot`.
-    pub async fn client(&self, token: &str) -> (Client, Value, Value) {
+    pub(crate) async fn client(&self, token: &str) -> (Client, Value, Value) {
         let mut c = Client::connect(&self.ws_url(Some(token))).await;
         let welcome = c.next_json().await;
         assert_eq!(welcome["type"], "welcome", "{welcome}");
@@ -116,7 +116,7 @@ impl TestServer {
         (c, welcome, snapshot)
     }
 
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         self.shutdown();
     }
 
@@ -143,26 +143,26 @@ impl Drop for TestServer {
     }
 }
 
-pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-pub struct Client {
+pub(crate) struct Client {
     pub ws: Ws,
 }
 
 /// How a connection ended, as the client saw it.
 #[derive(Debug, PartialEq)]
-pub enum Ended {
+pub(crate) enum Ended {
     Closed(u16, String),
     /// The TCP connection ended without a close frame.
     Dropped,
 }
 
 impl Client {
-    pub async fn connect(url: &str) -> Client {
+    pub(crate) async fn connect(url: &str) -> Client {
         Self::connect_with(url.into_client_request().expect("request")).await
     }
 
-    pub async fn connect_with(
+    pub(crate) async fn connect_with(
         req: tokio_tungstenite::tungstenite::handshake::client::Request,
     ) -> Client {
         let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
@@ -172,26 +172,26 @@ impl Client {
         Client { ws }
     }
 
-    pub async fn send_text(&mut self, text: &str) {
+    pub(crate) async fn send_text(&mut self, text: &str) {
         self.ws
             .send(Message::Text(text.to_owned()))
             .await
             .expect("send");
     }
 
-    pub async fn send_binary(&mut self, bytes: &[u8]) {
+    pub(crate) async fn send_binary(&mut self, bytes: &[u8]) {
         self.ws
             .send(Message::Binary(bytes.to_vec()))
             .await
             .expect("send");
     }
 
-    pub async fn send_json(&mut self, v: Value) {
+    pub(crate) async fn send_json(&mut self, v: Value) {
         self.send_text(&v.to_string()).await;
     }
 
     /// Next text frame (JSON or not), skipping control frames; panics on close/timeout.
-    pub async fn next_text(&mut self) -> String {
+    pub(crate) async fn next_text(&mut self) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -208,13 +208,13 @@ impl Client {
         }
     }
 
-    pub async fn next_json(&mut self) -> Value {
+    pub(crate) async fn next_json(&mut self) -> Value {
         let t = self.next_text().await;
         serde_json::from_str(&t).unwrap_or_else(|e| panic!("not JSON ({e}): {t}"))
     }
 
     /// Next object of the given type, skipping others.
-    pub async fn next_of(&mut self, kind: &str) -> Value {
+    pub(crate) async fn next_of(&mut self, kind: &str) -> Value {
         loop {
             let v = self.next_json().await;
             if v["type"] == kind {
@@ -224,7 +224,7 @@ impl Client {
     }
 
     /// Next object carrying the given command id (reply or error).
-    pub async fn next_with_id(&mut self, id: &str) -> Value {
+    pub(crate) async fn next_with_id(&mut self, id: &str) -> Value {
         loop {
             let v = self.next_json().await;
             if v["id"] == id {
@@ -234,14 +234,14 @@ impl Client {
     }
 
     /// Sends a command and returns the `reply` or `error` with its id.
-    pub async fn command(&mut self, id: &str, cmd: &str, args: Value) -> Value {
+    pub(crate) async fn command(&mut self, id: &str, cmd: &str, args: Value) -> Value {
         self.send_json(json!({"type": "command", "id": id, "cmd": cmd, "args": args}))
             .await;
         self.next_with_id(id).await
     }
 
     /// Reads until the server ends the connection; returns how.
-    pub async fn ended(&mut self) -> Ended {
+    pub(crate) async fn ended(&mut self) -> Ended {
         let deadline = Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -257,23 +257,23 @@ impl Client {
         }
     }
 
-    pub async fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         let _ = self.ws.close(None).await;
     }
 }
 
-pub fn close_code(e: &Ended) -> u16 {
+pub(crate) fn close_code(e: &Ended) -> u16 {
     match e {
         Ended::Closed(code, _) => *code,
         Ended::Dropped => 0,
     }
 }
 
-pub fn _unused(_: CloseCode) {}
+pub(crate) fn _unused(_: CloseCode) {}
 
 /// Splits a raw HTTP/1.1 response into status, head (lower-cased, for header checks)
 /// and body.
-pub fn parse_response(raw: &[u8]) -> (u16, String, String) {
+pub(crate) fn parse_response(raw: &[u8]) -> (u16, String, String) {
     let text = String::from_utf8_lossy(raw).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
@@ -286,7 +286,7 @@ pub fn parse_response(raw: &[u8]) -> (u16, String, String) {
 
 /// Plain HTTP/1.1 request over a raw TCP socket (keeps the test dependencies small);
 /// returns status, lower-cased head and body.
-pub async fn http_full(
+pub(crate) async fn http_full(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -319,7 +319,7 @@ pub async fn http_full(
 /// [`http_full`] without the head.
 /// `POST /api/command` with `body` (a command object) and a Bearer `token`; returns the
 /// status and the body of the answer.
-pub async fn post_command(addr: SocketAddr, token: &str, body: &Value) -> (u16, String) {
+pub(crate) async fn post_command(addr: SocketAddr, token: &str, body: &Value) -> (u16, String) {
     let auth = format!("Bearer {token}");
     let headers = [
         ("Authorization", auth.as_str()),
@@ -328,7 +328,7 @@ pub async fn post_command(addr: SocketAddr, token: &str, body: &Value) -> (u16, 
     http(addr, "POST", "/api/command", &headers, &body.to_string()).await
 }
 
-pub async fn http(
+pub(crate) async fn http(
     addr: SocketAddr,
     method: &str,
     path: &str,

@@ -8,9 +8,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_simcast");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_simcast");
 
-pub struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: Child,
     /// `host:port`.
     pub addr: String,
@@ -22,7 +22,7 @@ pub struct ServerProcess {
 }
 
 /// A fresh directory under the system temp dir, unique to this test process and tag.
-pub fn temp_dir(tag: &str) -> PathBuf {
+pub(crate) fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("simcast-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("temp dir");
@@ -32,7 +32,7 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 impl ServerProcess {
     /// Writes `config` to `dir/config.toml` and starts the binary with it. Returns the
     /// server's log when it refuses to start.
-    pub fn start(dir: &Path, config: &str, extra: &[&str]) -> Result<ServerProcess, String> {
+    pub(crate) fn start(dir: &Path, config: &str, extra: &[&str]) -> Result<ServerProcess, String> {
         let path = dir.join("config.toml");
         std::fs::write(&path, config).expect("config");
         let mut child = Command::new(BIN)
@@ -81,11 +81,11 @@ impl ServerProcess {
         })
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    pub fn signal(&self, sig: i32) {
+    pub(crate) fn signal(&self, sig: i32) {
         // SAFETY: a signal to the child this harness started, by its PID.
         #[allow(unsafe_code)]
         let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
@@ -93,7 +93,7 @@ impl ServerProcess {
     }
 
     /// Waits for the process to exit, failing the test after `within`.
-    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+    pub(crate) fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -108,7 +108,7 @@ impl ServerProcess {
     }
 
     /// Everything the server logged so far.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 }

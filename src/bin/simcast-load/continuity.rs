@@ -8,7 +8,7 @@
 
 /// What one connection has seen so far.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Continuity {
+pub(crate) struct Continuity {
     /// The `from_seq` (or, from a v1 server, the `seq`) the next batch must have;
     /// `None` until a snapshot or a batch says.
     expected: Option<u64>,
@@ -20,17 +20,17 @@ pub struct Continuity {
 
 impl Continuity {
     /// A `snapshot` reflecting every batch up to `seq`.
-    pub fn snapshot(&mut self, seq: u64) {
+    pub(crate) fn snapshot(&mut self, seq: u64) {
         self.expected = Some(seq + 1);
     }
 
     /// A batch that carries no seq (the lean broadcaster): counted, not judged.
-    pub fn unnumbered(&mut self) {
+    pub(crate) fn unnumbered(&mut self) {
         self.batches += 1;
     }
 
     /// A batch covering `from_seq` (when given) through `seq`.
-    pub fn batch(&mut self, from_seq: Option<u64>, seq: u64) {
+    pub(crate) fn batch(&mut self, from_seq: Option<u64>, seq: u64) {
         let start = from_seq.unwrap_or(seq);
         if self.expected.is_some_and(|e| e != start) {
             self.gaps += 1;

@@ -4,14 +4,14 @@ use std::time::Instant;
 
 /// One reading of `/proc/PID/{stat,status}`.
 #[derive(Debug, Clone, Copy)]
-pub struct Reading {
+pub(crate) struct Reading {
     pub at: Instant,
     /// User + system CPU time, seconds.
     pub cpu_s: f64,
     pub rss_kib: u64,
 }
 
-pub fn read(pid: u32) -> Option<Reading> {
+pub(crate) fn read(pid: u32) -> Option<Reading> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may contain spaces) start after ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -46,7 +46,7 @@ fn clock_ticks() -> f64 {
 }
 
 /// CPU use between two readings, in percent of one core.
-pub fn cpu_pct(a: &Reading, b: &Reading) -> f64 {
+pub(crate) fn cpu_pct(a: &Reading, b: &Reading) -> f64 {
     let wall = b.at.duration_since(a.at).as_secs_f64();
     if wall <= 0.0 {
         return 0.0;
@@ -56,7 +56,7 @@ pub fn cpu_pct(a: &Reading, b: &Reading) -> f64 {
 
 /// Running summary of a process's readings.
 #[derive(Debug, Default, Clone)]
-pub struct Track {
+pub(crate) struct Track {
     pub first: Option<Reading>,
     pub last: Option<Reading>,
     pub rss_max_kib: u64,
@@ -66,7 +66,7 @@ pub struct Track {
 }
 
 impl Track {
-    pub fn push(&mut self, r: Reading) -> Option<f64> {
+    pub(crate) fn push(&mut self, r: Reading) -> Option<f64> {
         let pct = self.last.map(|l| cpu_pct(&l, &r));
         if let Some(p) = pct {
             self.cpu_max_pct = self.cpu_max_pct.max(p);
@@ -86,11 +86,11 @@ impl Track {
     }
 
     /// Average CPU % (of one core) over the measured phase.
-    pub fn cpu_avg_measured(&self) -> Option<f64> {
+    pub(crate) fn cpu_avg_measured(&self) -> Option<f64> {
         self.avg_since(self.measure_start)
     }
 
-    pub fn json(&self, pid: u32) -> serde_json::Value {
+    pub(crate) fn json(&self, pid: u32) -> serde_json::Value {
         let avg = |a: Option<Reading>| self.avg_since(a);
         serde_json::json!({
             "pid": pid,

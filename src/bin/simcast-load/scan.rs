@@ -16,7 +16,7 @@
 
 /// What one batch frame carries.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct BatchInfo {
+pub(crate) struct BatchInfo {
     /// The 1.1 range start; `None` from a v1 server (and from the lean broadcaster).
     pub from_seq: Option<u64>,
     /// `None` from the lean broadcaster.
@@ -35,7 +35,7 @@ const LEAN_TS_KEY: &str = r#""ts":"#;
 const DATA_KEY: &str = r#""data":["#;
 
 /// A simcast `batch` frame: `Some` for a batch, `None` for anything else.
-pub fn batch(text: &str, out: &mut BatchInfo) -> Option<()> {
+pub(crate) fn batch(text: &str, out: &mut BatchInfo) -> Option<()> {
     let after = text.strip_prefix(BATCH_PREFIX)?;
     let head = &after[..after.find(DATA_KEY)?];
     out.from_seq = number_after(head, FROM_SEQ_KEY);
@@ -50,7 +50,7 @@ pub fn batch(text: &str, out: &mut BatchInfo) -> Option<()> {
 
 /// A lean-broadcaster `batch` frame (or a single unbatched event, which counts as a
 /// batch of one); `None` for anything else.
-pub fn lean_batch(text: &str, out: &mut BatchInfo) -> Option<()> {
+pub(crate) fn lean_batch(text: &str, out: &mut BatchInfo) -> Option<()> {
     out.from_seq = None;
     out.seq = None;
     out.item_timestamps.clear();
@@ -75,7 +75,7 @@ pub fn lean_batch(text: &str, out: &mut BatchInfo) -> Option<()> {
 
 /// `data.seq` of a `snapshot` frame. `seq` follows `characters` and `locations` in
 /// the object and neither has a `seq` member, so the last `"seq":` in the frame is it.
-pub fn snapshot_seq(text: &str) -> Option<u64> {
+pub(crate) fn snapshot_seq(text: &str) -> Option<u64> {
     let at = text.rfind(r#""seq":"#)? + r#""seq":"#.len();
     leading_number(&text[at..])?.parse().ok()
 }
@@ -113,7 +113,7 @@ fn leading_number(s: &str) -> Option<&str> {
 }
 
 /// The `type` of a server object, cheaply (`welcome`, `snapshot`, `batch`, ...).
-pub fn kind(text: &str) -> Option<&str> {
+pub(crate) fn kind(text: &str) -> Option<&str> {
     let rest = text.strip_prefix(r#"{"type":""#)?;
     rest.split('"').next()
 }
