@@ -7,9 +7,7 @@ use common::process::{temp_dir, ServerProcess, BIN};
 use std::process::Command;
 
 fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("simcast-cli-files-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(name);
+    let path = common::scratch_dir("cli-files").join(name);
     std::fs::write(&path, text).expect("write");
     path
 }

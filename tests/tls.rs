@@ -31,8 +31,7 @@ impl Drop for Certs {
 }
 
 fn make_certs(tag: &str) -> Certs {
-    let dir = std::env::temp_dir().join(format!("simcast-tls-{}-{tag}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = common::scratch_dir(&format!("tls-{tag}"));
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
         .expect("self-signed certificate");
     let cert = dir.join("cert.pem");

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use simcast::config::{Config, TokenConfig};
 use simcast::protocol::Role;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -39,21 +40,20 @@ pub(crate) fn test_config() -> Config {
     c.sim.characters = 30;
     c.sim.tick_rate = 20.0;
     c.server.workers = 2;
-    c.persistence.dir = std::env::temp_dir()
-        .join(format!(
-            "simcast-test-{}-{}",
-            std::process::id(),
-            rand_suffix()
-        ))
-        .display()
-        .to_string();
+    c.persistence.dir = scratch_dir("test").display().to_string();
     c
 }
 
-fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
+/// A fresh, empty directory for one test's files: the one way the tests make one. It
+/// lives under cargo's scratch space for integration tests (`CARGO_TARGET_TMPDIR`,
+/// inside `target/`), so runs do not pile directories up in /tmp and `cargo clean`
+/// removes them; `tempfile` makes the name unique.
+pub(crate) fn scratch_dir(tag: &str) -> PathBuf {
+    tempfile::Builder::new()
+        .prefix(&format!("simcast-{tag}-"))
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("scratch dir")
+        .keep()
 }
 
 pub(crate) struct TestServer {

@@ -21,12 +21,9 @@ pub(crate) struct ServerProcess {
     log: Arc<Mutex<String>>,
 }
 
-/// A fresh directory under the system temp dir, unique to this test process and tag.
+/// A fresh, empty directory for a server process's files ([`super::scratch_dir`]).
 pub(crate) fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("simcast-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
+    super::scratch_dir(tag)
 }
 
 impl ServerProcess {
