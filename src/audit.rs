@@ -365,10 +365,14 @@ mod tests {
         prometheus::IntCounter::new("unwritten", "test").expect("counter")
     }
 
-    fn temp_dir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("simcast-audit-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        d
+    /// A fresh directory, removed when the guard drops (at the end of the test).
+    fn temp_dir(tag: &str) -> (tempfile::TempDir, PathBuf) {
+        let guard = tempfile::Builder::new()
+            .prefix(&format!("simcast-audit-{tag}-"))
+            .tempdir()
+            .expect("dir");
+        let path = guard.path().to_path_buf();
+        (guard, path)
     }
 
     fn entry(n: u64) -> AuditEntry {
@@ -431,7 +435,7 @@ mod tests {
 
     #[test]
     fn survives_reopening_rotates_and_skips_a_torn_line() {
-        let dir = temp_dir("reopen");
+        let (_tmp, dir) = temp_dir("reopen");
         let total = 2 * MAX_ENTRIES + 10;
         {
             let unwritten = counter();

@@ -369,11 +369,14 @@ mod tests {
     use super::*;
     use crate::protocol::Command;
 
-    fn temp_dir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("simcast-store-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).expect("dir");
-        d
+    /// A fresh directory, removed when the guard drops (at the end of the test).
+    fn temp_dir(tag: &str) -> (tempfile::TempDir, PathBuf) {
+        let guard = tempfile::Builder::new()
+            .prefix(&format!("simcast-store-{tag}-"))
+            .tempdir()
+            .expect("dir");
+        let path = guard.path().to_path_buf();
+        (guard, path)
     }
 
     fn write_journal(dir: &Path, name: &str, id: u64, entries: &[JournalEntry]) {
@@ -397,13 +400,13 @@ mod tests {
 
     #[test]
     fn empty_dir_restores_nothing() {
-        let dir = temp_dir("empty");
+        let (_tmp, dir) = temp_dir("empty");
         assert!(Store::new(dir).restore(None).expect("ok").is_none());
     }
 
     #[test]
     fn snapshot_plus_journal_and_fallback_to_previous() {
-        let dir = temp_dir("chain");
+        let (_tmp, dir) = temp_dir("chain");
         let mut live = SimState::new(1, 20, 10.0);
         let first = live.clone();
         let e1 = vec![
@@ -452,7 +455,7 @@ mod tests {
 
     #[test]
     fn seq_mark_reserves_ahead() {
-        let dir = temp_dir("seq");
+        let (_tmp, dir) = temp_dir("seq");
         let store = Store::new(dir);
         assert_eq!(store.read_seq().expect("ok"), 0);
         let mut mark = store.seq_mark(0);
