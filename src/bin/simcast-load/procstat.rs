@@ -1,4 +1,4 @@
-//! Sampling a process's RSS and CPU time from `/proc` (Linux).
+//! Sampling a process's RSS and CPU time from `/proc` (Linux), through `procfs`.
 
 use std::time::Instant;
 
@@ -12,37 +12,15 @@ pub(crate) struct Reading {
 }
 
 pub(crate) fn read(pid: u32) -> Option<Reading> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may contain spaces) start after ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after ')'.
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kib = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
+    let process = procfs::process::Process::new(i32::try_from(pid).ok()?).ok()?;
+    let stat = process.stat().ok()?;
+    let rss_kib = process.status().ok()?.vmrss?;
+    let ticks = procfs::ticks_per_second().max(1) as f64;
     Some(Reading {
         at: Instant::now(),
-        cpu_s: (utime + stime) / clock_ticks(),
+        cpu_s: (stat.utime + stat.stime) as f64 / ticks,
         rss_kib,
     })
-}
-
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf only reads a system constant.
-    #[allow(unsafe_code)]
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
-    }
 }
 
 /// CPU use between two readings, in percent of one core.
