@@ -284,8 +284,9 @@ pub(crate) fn parse_response(raw: &[u8]) -> (u16, String, String) {
     (status, head.to_ascii_lowercase(), body.to_owned())
 }
 
-/// Plain HTTP/1.1 request over a raw TCP socket (keeps the test dependencies small);
-/// returns status, lower-cased head and body.
+/// One HTTP request (reqwest, a fresh connection each time); returns the status, the
+/// head (status line and headers, lower-cased, for header checks) and the body. Status
+/// 0 when no HTTP answer came within [`WAIT`].
 pub(crate) async fn http_full(
     addr: SocketAddr,
     method: &str,
@@ -293,27 +294,29 @@ pub(crate) async fn http_full(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::time::timeout(WAIT, TcpStream::connect(addr))
-        .await
-        .expect("connect in time")
-        .expect("connect");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
+    let client = reqwest::Client::builder()
+        .timeout(WAIT)
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("http client");
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut req = client
+        .request(method, format!("http://{addr}{path}"))
+        .body(body.to_owned());
     for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
+        req = req.header(*k, *v);
     }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
-        .await
-        .expect("response in time")
-        .expect("read");
-    parse_response(&buf)
+    // No HTTP answer at all (a TLS port, a closed socket): status 0, as a client sees it.
+    let Ok(resp) = req.send().await else {
+        return (0, String::new(), String::new());
+    };
+    let status = resp.status().as_u16();
+    let mut head = format!("http/1.1 {status}\r\n");
+    for (k, v) in resp.headers() {
+        head.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap_or("")));
+    }
+    let body = resp.text().await.expect("body in time");
+    (status, head.to_ascii_lowercase(), body)
 }
 
 /// [`http_full`] without the head.
