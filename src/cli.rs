@@ -320,6 +320,24 @@ pub fn parse_ctl(words: &[String]) -> Result<(String, Value), CliError> {
     }
 }
 
+/// The message `ctl` sends. When the words make a valid `protocol::Command`, the
+/// message is built from that value, so its wire shape comes from the one type the
+/// server parses (empty options go as `null`, a speed as a float: the server reads
+/// both). An unknown name, or arguments the type refuses, go as written: the server
+/// then answers with its own 1001, which names the problem in its terms.
+fn command_message(cmd: &str, args: Value) -> Value {
+    let written = json!({"cmd": cmd, "args": args});
+    let mut msg = serde_json::from_value::<crate::protocol::Command>(written.clone())
+        .ok()
+        .and_then(|typed| serde_json::to_value(typed).ok())
+        .unwrap_or(written);
+    if let Value::Object(map) = &mut msg {
+        map.insert("type".into(), json!("command"));
+        map.insert("id".into(), json!("ctl"));
+    }
+    msg
+}
+
 /// `simcast ctl`: sends one command, prints the reply's data, fails on an error.
 pub async fn ctl(url: &str, token: &str, words: &[String]) -> Result<Value, CliError> {
     ctl_with_ca(url, token, words, None).await
@@ -338,8 +356,7 @@ pub async fn ctl_with_ca(
     if welcome["type"] != "welcome" {
         return Err(CliError::Closed(format!(": unexpected {welcome}")));
     }
-    let msg = json!({"type": "command", "id": "ctl", "cmd": cmd, "args": args});
-    send_json(&mut ws, &msg).await?;
+    send_json(&mut ws, &command_message(&cmd, args)).await?;
     loop {
         let v = next_json(&mut ws, Duration::from_secs(30)).await?;
         if v["id"] != "ctl" {
@@ -814,6 +831,23 @@ mod tests {
                 assert_eq!(parsed.name(), spec.name);
             }
         }
+    }
+
+    #[test]
+    fn ctl_sends_typed_commands_and_passes_unknown_ones_through() {
+        let typed = command_message("spawn", json!({}));
+        assert_eq!(
+            typed,
+            json!({"type": "command", "id": "ctl", "cmd": "spawn",
+                   "args": {"name": null, "location": null}})
+        );
+        let speed = command_message("set_speed", json!({"tick_rate": 5}));
+        assert_eq!(speed["args"]["tick_rate"], json!(5.0));
+        let unknown = command_message("fly", json!({}));
+        assert_eq!(
+            unknown,
+            json!({"type": "command", "id": "ctl", "cmd": "fly", "args": {}})
+        );
     }
 
     #[test]
