@@ -6,24 +6,11 @@
 //! on the wire that leaked into the journal format would fail here.
 
 mod common;
-use common::process::BIN;
 use serde_json::Value;
-use std::process::Command;
 
 fn replay(until: Option<u64>) -> Value {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/journal-v1");
-    let mut cmd = Command::new(BIN);
-    cmd.args(["replay", "--data-dir", dir]);
-    if let Some(u) = until {
-        cmd.args(["--until", &u.to_string()]);
-    }
-    let out = cmd.output().expect("replay");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
+    common::process::replay(std::path::Path::new(dir), until)
 }
 
 #[test]

@@ -72,22 +72,7 @@ async fn step_collect_events(c: &mut Client, n: u64) -> Vec<u64> {
 }
 
 fn replay(dir: &Path, until: Option<u64>) -> Value {
-    let mut cmd = Command::new(BIN);
-    cmd.args([
-        "replay",
-        "--data-dir",
-        &dir.join("data").display().to_string(),
-    ]);
-    if let Some(u) = until {
-        cmd.args(["--until", &u.to_string()]);
-    }
-    let out = cmd.output().expect("replay");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
+    common::process::replay(&dir.join("data"), until)
 }
 
 async fn survives(sig: i32, tag: &str) {

@@ -116,3 +116,20 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// `simcast replay --data-dir DIR [--until T]`: the replayed world's summary (JSON).
+#[allow(dead_code)] // not every test binary replays
+pub(crate) fn replay(data_dir: &std::path::Path, until: Option<u64>) -> serde_json::Value {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["replay", "--data-dir", &data_dir.display().to_string()]);
+    if let Some(u) = until {
+        cmd.args(["--until", &u.to_string()]);
+    }
+    let out = cmd.output().expect("replay");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
