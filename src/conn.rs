@@ -1,13 +1,12 @@
 //! The bounded connection pool: permits for live sockets, and a handle to shut a socket
 //! down from outside its session.
 //!
-//! Why a socket handle: actix-web-actors stops polling a session whose client stops
-//! reading (actix-web#2441). Its mailbox, timers and heartbeat all freeze with it, so a
-//! jammed client could hold its slot (and its buffers) forever. The HTTP server records a
-//! [`ConnHandle`] for every accepted TCP connection (`HttpServer::on_connect`); the
-//! broker, which notices a jammed session (its mailbox is full, or it has been silent
-//! past `client_timeout`), calls [`ConnHandle::shutdown`]. The kernel then fails the
-//! pending write and reports EOF, the dispatcher drops the connection, and the session
+//! Why a socket handle: the broker evicts sessions it cannot deliver to (a full outbox,
+//! or silence past `client_timeout`) from its own thread, and the one thing that ends a
+//! connection from outside whatever its session is doing is the kernel. The HTTP service
+//! records a [`ConnHandle`] for every accepted TCP connection (`on_connect_ext`); the
+//! broker calls [`ConnHandle::shutdown`]. The kernel then fails the pending write and
+//! reports EOF, and the session (which owns the socket, `session::transport`) ends, the
 //! actor with it. The handle holds only the fd number and the socket's `SO_COOKIE`
 //! (unique per socket for the life of the kernel), checked before acting, so a
 //! handle that outlived its socket can never shut down an unrelated one that reused the

@@ -123,7 +123,7 @@ pub(crate) fn client_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, T
     Ok(config)
 }
 
-/// `HttpServer::on_connect` for TLS listeners: records the TCP socket under the TLS
+/// The `on_connect_ext` hook for TLS listeners: records the TCP socket under the TLS
 /// stream, exactly as [`crate::http::on_connect`] does for plain ones, so the broker can
 /// evict a jammed TLS client too.
 pub(crate) fn on_connect(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions) {

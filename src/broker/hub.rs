@@ -251,6 +251,14 @@ pub struct Outbox {
     gave: bool,
 }
 
+impl Outbox {
+    /// The next frame, or `None` after registering `waker` for the next push. For a
+    /// writer that paces itself (the WebSocket session's own transport).
+    pub fn poll_pop(&mut self, waker: &Waker) -> Option<Deliver> {
+        self.queue.borrow_mut().pop(waker)
+    }
+}
+
 impl futures_util::Stream for Outbox {
     type Item = Deliver;
 

@@ -1,35 +1,32 @@
-//! The session actor: one per WebSocket (actix-web-actors), the transport edge.
+//! The session actor: one per WebSocket, the transport edge.
 //!
 //! It authenticates, keeps the heartbeat, rate-limits, validates and dispatches client
 //! messages, and writes the frames the broker delivers. Those arrive through the
 //! session's outbox on its thread's delivery hub (`broker::hub`), the bounded outbound
 //! queue (`session.outbound_queue` frames); the broker evicts a session whose outbox is
 //! full. Logic lives in plain types ([`RateLimiter`], [`TopicSet`], [`Tokens`],
-//! `protocol::parse_client_message`); this file only moves messages.
+//! `protocol::parse_client_message`, and the socket's two halves in
+//! [`super::transport`]); this file only moves messages.
 //!
-//! Heartbeat: every `heartbeat_interval` the server pings; a client that sends nothing
-//! (pongs included) for `client_timeout` is closed here. If the client stopped reading,
-//! this actor is not polled at all (actix-web#2441) and cannot close itself: the broker's
-//! sweep then shuts the socket down from outside (see `crate::conn::ConnHandle`).
+//! The session owns its connection (see `transport`): the client's frames come in as a
+//! stream on the actor's context, and a future on the same context ([`WriteLoop`])
+//! writes the session's own frames and the outbox's shared ones. So the actor is polled
+//! even when the client stopped reading, and closes itself on its heartbeat deadline.
 //!
 //! RFC 6455 at this edge: fragmented client messages are joined by [`Reassembler`]
 //! (capped like one frame) and then handled like one text frame; a text message that is
 //! not UTF-8 closes with 1007, a frame that breaks the framing rules with 1002, a message
-//! over the cap with 1009. Large outbound frames go out as a text frame plus
-//! continuations, one [`PIECE_BYTES`] piece per poll ([`FeedPieces`]), so neither
-//! actix-web-actors' encode buffer nor the HTTP/1 dispatcher's write buffer ever holds
-//! (or keeps the capacity of) a whole join snapshot. The TCP connection ends as soon as
-//! the close frame is written: see `client_disconnect_timeout` in `crate::run`.
+//! over the cap with 1009. A close frame (ours or the echo of the client's) is the last
+//! frame; the connection is shut down as soon as it is written.
 
 use super::commands::{self, Dispatch, Failure};
-use super::fragments::{
-    needs_fragments, Assembled, Fragment, Piece, Pieces, Reassembler, ReassemblyError, PIECE_BYTES,
-};
+use super::fragments::{Assembled, Reassembler, ReassemblyError};
 use super::rate::{RateLimiter, Verdict};
 use super::reject::Reject;
+use super::transport::{Inbound, InboundFailure, Incoming, Outgoing, Writer, Written};
 use super::{Registration, SessionShared};
 use crate::broker::{
-    CloseSession, Deliver, RequestSnapshot, ResumeFrom, SessionId, SetTopics, SnapshotRoute,
+    CloseSession, RequestSnapshot, ResumeFrom, SessionId, SetTopics, SnapshotRoute,
 };
 use crate::clock;
 use crate::conn::{ConnHandle, PoolPermit};
@@ -40,8 +37,7 @@ use crate::protocol::{
 };
 use crate::topics::TopicSet;
 use actix::prelude::*;
-use actix_http::ws::Item;
-use actix_web_actors::ws::{self, CloseCode, CloseReason};
+use actix_http::ws::{self, CloseCode, CloseReason, Item};
 use serde_json::{json, Value};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,10 +45,9 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-/// After a session ends (whoever closed), how long its last frames get to reach the
-/// client before the socket is shut down regardless. Normally the dispatcher has closed
-/// TCP long before (no linger, see `crate::run`); this only catches a client that stopped
-/// reading, whose pending write would otherwise never finish.
+/// After a close frame is queued (whoever closed), how long the frames before it and
+/// the close frame itself get to reach the client. Normally they are out at once and
+/// the connection shut down; this only bounds a client that stopped reading.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 pub struct Session {
@@ -64,6 +59,12 @@ pub struct Session {
     handshake_token: Option<String>,
     registration: Option<Registration>,
     conn: Option<ConnHandle>,
+    /// The connection's halves until `started` puts them on the context.
+    transport: Option<(Inbound, Writer)>,
+    /// Everything this session writes, in order.
+    out: Outgoing,
+    /// The client's side of the connection ended (EOF or a read error).
+    inbound_done: bool,
     last_seen: Arc<AtomicU64>,
     topics: TopicSet,
     rate: RateLimiter,
@@ -84,6 +85,7 @@ impl Session {
         permit: Option<PoolPermit>,
         handshake_token: Option<String>,
         conn: Option<ConnHandle>,
+        transport: (Inbound, Writer),
     ) -> Self {
         let id = shared.next_session_id();
         let registration = permit.map(|permit| Registration::new(id, &shared, permit));
@@ -97,6 +99,9 @@ impl Session {
             handshake_token,
             registration,
             conn,
+            transport: Some(transport),
+            out: Outgoing::default(),
+            inbound_done: false,
             last_seen: Arc::new(AtomicU64::new(clock::now_ms())),
             topics: TopicSet::default_topics(),
             server_closed: false,
@@ -105,17 +110,29 @@ impl Session {
         }
     }
 
-    fn send_text(&self, ctx: &mut ws::WebsocketContext<Self>, text: String) {
-        ctx.text(text);
+    /// Queues a frame of the session's own. A client that lets [`OWN_FRAMES_CAPACITY`]
+    /// of them pile up is not reading: it is closed as slow, like a full outbox.
+    ///
+    /// [`OWN_FRAMES_CAPACITY`]: super::transport::OWN_FRAMES_CAPACITY
+    fn send_text(&mut self, ctx: &mut Context<Self>, text: impl Into<bytestring::ByteString>) {
+        if self.out.text(text).is_err() {
+            log::info!("session {}: not reading its replies; closing", self.id);
+            self.shared
+                .metrics
+                .evictions
+                .with_label_values(&["slow"])
+                .inc();
+            return self.close(ctx, crate::protocol::close::POLICY, "Slow consumer");
+        }
         self.shared.metrics.messages_sent.inc();
     }
 
-    fn reply(&self, ctx: &mut ws::WebsocketContext<Self>, id: Option<&Value>, reply: Reply) {
+    fn reply(&mut self, ctx: &mut Context<Self>, id: Option<&Value>, reply: Reply) {
         self.send_text(ctx, reply.to_json(id));
     }
 
     /// Sends a failure the dispatch has counted already.
-    fn failure(&self, ctx: &mut ws::WebsocketContext<Self>, f: Failure, id: Option<&Value>) {
+    fn failure(&mut self, ctx: &mut Context<Self>, f: Failure, id: Option<&Value>) {
         let data = ErrorData {
             code: f.code.as_u16(),
             message: f.message,
@@ -124,8 +141,8 @@ impl Session {
     }
 
     fn error(
-        &self,
-        ctx: &mut ws::WebsocketContext<Self>,
+        &mut self,
+        ctx: &mut Context<Self>,
         code: ErrorCode,
         message: impl Into<String>,
         id: Option<&Value>,
@@ -139,21 +156,33 @@ impl Session {
     }
 
     /// Counts `why` and closes with its code and reason.
-    fn reject(&mut self, ctx: &mut ws::WebsocketContext<Self>, why: Reject) {
+    fn reject(&mut self, ctx: &mut Context<Self>, why: Reject) {
         why.count(&self.shared.metrics);
         self.close(ctx, why.code(), why.reason());
     }
 
-    fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: u16, reason: &str) {
-        ctx.close(Some(CloseReason {
-            code: CloseCode::from(code),
-            description: Some(reason.to_owned()),
-        }));
+    fn close(&mut self, ctx: &mut Context<Self>, code: u16, reason: &str) {
         self.server_closed = true;
-        ctx.stop();
+        self.end(
+            ctx,
+            Some(CloseReason {
+                code: CloseCode::from(code),
+                description: Some(reason.to_owned()),
+            }),
+        );
     }
 
-    fn authenticate(&mut self, token: &str, ctx: &mut ws::WebsocketContext<Self>) {
+    /// Queues the last frame, a close frame with `reason`; the write loop stops the actor
+    /// once it is out, or [`CLOSE_GRACE`] stops it regardless.
+    fn end(&mut self, ctx: &mut Context<Self>, reason: Option<CloseReason>) {
+        if self.out.is_closing() {
+            return;
+        }
+        self.out.close(reason);
+        ctx.run_later(CLOSE_GRACE, |_, ctx| ctx.stop());
+    }
+
+    fn authenticate(&mut self, token: &str, ctx: &mut Context<Self>) {
         let Some(who) = self.shared.tokens.identify(token) else {
             return self.reject_unauthenticated(ctx);
         };
@@ -164,9 +193,11 @@ impl Session {
         let welcome = self.shared.welcome_json(self.id, role);
         self.send_text(ctx, welcome);
         let (conn, topics) = (self.conn.clone(), self.topics.clone());
-        let joined = self
+        let close = ctx.address().recipient();
+        let (outbox, joined) = self
             .shared
-            .join::<Self>(self.id, ctx, conn, &self.last_seen, topics);
+            .join(self.id, close, conn, &self.last_seen, topics);
+        self.out.attach(outbox);
         self.on_snapshot_sent(joined, None, ctx);
     }
 
@@ -175,7 +206,7 @@ impl Session {
         &mut self,
         route: SnapshotRoute,
         id: Option<Value>,
-        ctx: &mut ws::WebsocketContext<Self>,
+        ctx: &mut Context<Self>,
     ) {
         let fut = self.shared.sim_snapshots.send(RequestSnapshot { route });
         self.on_snapshot_sent(fut, id, ctx);
@@ -186,7 +217,7 @@ impl Session {
         &mut self,
         fut: actix::dev::RecipientRequest<RequestSnapshot>,
         id: Option<Value>,
-        ctx: &mut ws::WebsocketContext<Self>,
+        ctx: &mut Context<Self>,
     ) {
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             if let Err(e) = res {
@@ -200,7 +231,7 @@ impl Session {
         }));
     }
 
-    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+    fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
         if self.role.is_none() {
             return self.on_text_unauthenticated(text, ctx);
         }
@@ -214,8 +245,7 @@ impl Session {
             return;
         }
         if text == "ping" {
-            self.shared.metrics.messages_sent.inc();
-            return ctx.text("pong");
+            return self.send_text(ctx, "pong");
         }
         match parse_client_message(text) {
             Ok(msg) => self.on_message(msg, ctx),
@@ -227,10 +257,9 @@ impl Session {
         }
     }
 
-    fn on_text_unauthenticated(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+    fn on_text_unauthenticated(&mut self, text: &str, ctx: &mut Context<Self>) {
         if text == "ping" {
-            self.shared.metrics.messages_sent.inc();
-            return ctx.text("pong");
+            return self.send_text(ctx, "pong");
         }
         match parse_client_message(text) {
             Ok(ClientMessage::Auth { token }) => self.authenticate(&token, ctx),
@@ -240,18 +269,14 @@ impl Session {
 
     /// A wrong token, or anything but `auth` before authentication: counted, then
     /// closed with 1008.
-    fn reject_unauthenticated(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+    fn reject_unauthenticated(&mut self, ctx: &mut Context<Self>) {
         self.reject(ctx, Reject::InvalidToken);
     }
 
     /// The rate limit, for every message an authenticated client sends (text or
     /// binary): over budget, error 1003 (with the command's `id`, computed only then)
     /// and the message is dropped; past twice the budget, counted and closed with 1008.
-    fn admit(
-        &mut self,
-        id: impl FnOnce() -> Option<Value>,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) -> bool {
+    fn admit(&mut self, id: impl FnOnce() -> Option<Value>, ctx: &mut Context<Self>) -> bool {
         match self.rate.check(clock::now_ms()) {
             Verdict::Allow => true,
             Verdict::Refuse => {
@@ -269,7 +294,7 @@ impl Session {
         }
     }
 
-    fn on_message(&mut self, msg: ClientMessage, ctx: &mut ws::WebsocketContext<Self>) {
+    fn on_message(&mut self, msg: ClientMessage, ctx: &mut Context<Self>) {
         match msg {
             ClientMessage::Auth { .. } => {
                 self.error(ctx, ErrorCode::AuthFailed, "already authenticated", None)
@@ -303,7 +328,7 @@ impl Session {
         }
     }
 
-    fn set_topics(&mut self, topics: TopicSet, ctx: &mut ws::WebsocketContext<Self>) {
+    fn set_topics(&mut self, topics: TopicSet, ctx: &mut Context<Self>) {
         self.topics = topics.clone();
         self.tell_broker(
             SetTopics {
@@ -317,7 +342,7 @@ impl Session {
     }
 
     /// Sends a control message to the broker, waiting for mailbox room if need be.
-    fn tell_broker<M>(&mut self, msg: M, ctx: &mut ws::WebsocketContext<Self>)
+    fn tell_broker<M>(&mut self, msg: M, ctx: &mut Context<Self>)
     where
         M: Message<Result = ()> + Send + 'static,
         crate::broker::Broker: Handler<M>,
@@ -335,12 +360,7 @@ impl Session {
         }));
     }
 
-    fn on_command(
-        &mut self,
-        id: Option<Value>,
-        command: Command,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
+    fn on_command(&mut self, id: Option<Value>, command: Command, ctx: &mut Context<Self>) {
         let role = self.role.unwrap_or(Role::Viewer);
         match commands::dispatch(&self.shared, role, self.label.clone(), command) {
             Err(failure) => self.failure(ctx, failure, id.as_ref()),
@@ -361,10 +381,15 @@ impl Session {
         }
     }
 
-    fn heartbeat(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
         self.check_silence(ctx);
-        if !self.server_closed {
-            ctx.ping(b"");
+        if !self.server_closed
+            && self
+                .out
+                .control(ws::Message::Ping(Default::default()))
+                .is_err()
+        {
+            self.close(ctx, crate::protocol::close::POLICY, "Slow consumer");
         }
     }
 
@@ -373,7 +398,7 @@ impl Session {
     /// before the next one, exactly at the deadline: a live session closes itself, with
     /// a close frame, before the broker's sweep (which waits a grace period longer)
     /// would shut a frozen one down from outside.
-    fn check_silence(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+    fn check_silence(&mut self, ctx: &mut Context<Self>) {
         if self.server_closed {
             return;
         }
@@ -394,9 +419,13 @@ impl Session {
 }
 
 impl Actor for Session {
-    type Context = ws::WebsocketContext<Self>;
+    type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some((inbound, writer)) = self.transport.take() {
+            ctx.add_stream(inbound);
+            ctx.spawn(WriteLoop { writer });
+        }
         if self.registration.is_none() {
             return self.reject(ctx, Reject::PoolFull);
         }
@@ -416,15 +445,8 @@ impl Actor for Session {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        // Dropping the actor drops the connection's halves, which closes the socket.
         self.registration.take();
-        if let Some(conn) = self.conn.take() {
-            // A client that never reads would never see our close frame; end the socket
-            // after a grace period. ConnHandle checks it is still the same socket.
-            actix::spawn(async move {
-                actix::clock::sleep(CLOSE_GRACE).await;
-                conn.shutdown();
-            });
-        }
     }
 }
 
@@ -436,27 +458,55 @@ impl Handler<CloseSession> for Session {
     }
 }
 
-impl StreamHandler<Deliver> for Session {
-    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        self.join_presence(ctx);
-        if !needs_fragments(msg.frame.len()) {
-            return ctx.text(msg.frame);
+/// Writes everything the session queues, for as long as the actor lives; stops it once
+/// the close frame is out or the connection failed.
+struct WriteLoop {
+    writer: Writer,
+}
+
+impl ActorFuture<Session> for WriteLoop {
+    type Output = ();
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        act: &mut Session,
+        ctx: &mut Context<Session>,
+        task: &mut std::task::Context<'_>,
+    ) -> Poll<()> {
+        loop {
+            match self.writer.poll_write(&mut act.out, task) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(Written { closed: true, .. })) => {
+                    // Our FIN is out; the socket is dropped once the client's EOF
+                    // arrives too (`finished`), or at CLOSE_GRACE.
+                    if act.inbound_done {
+                        ctx.stop();
+                    }
+                    return Poll::Ready(());
+                }
+                Poll::Ready(Ok(written)) => act.on_delivered(written.delivered, ctx),
+                Poll::Ready(Err(e)) => {
+                    log::debug!("session {}: write failed: {e}", act.id);
+                    act.server_closed = true;
+                    ctx.stop();
+                    return Poll::Ready(());
+                }
+            }
         }
-        // Waiting (not spawning) keeps the mailbox shut while the pieces go out: no other
-        // data frame can land between two fragments, and a slow client still fills the
-        // bounded mailbox the broker watches.
-        ctx.wait(FeedPieces {
-            pieces: Pieces::new(msg.frame.into_bytes(), PIECE_BYTES),
-            wrote_last_poll: false,
-        });
     }
 }
 
 impl Session {
-    /// Joins presence once, at the first delivered frame (the join snapshot), so that
-    /// presence comes after it. Its pushes wait in the mailbox behind this frame's
-    /// pieces, which keep the mailbox shut until they are out.
-    fn join_presence(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+    /// Broker frames went out: the first is the join snapshot, after which the session
+    /// joins presence (so presence comes after it).
+    fn on_delivered(&mut self, frames: usize, ctx: &mut Context<Self>) {
+        if frames > 0 {
+            self.join_presence(ctx);
+        }
+    }
+
+    /// Joins presence once, at the first delivered frame (the join snapshot).
+    fn join_presence(&mut self, ctx: &mut Context<Self>) {
         let Some(role) = self.role.filter(|_| !self.in_presence) else {
             return;
         };
@@ -472,93 +522,14 @@ impl Handler<PushPresence> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: PushPresence, ctx: &mut Self::Context) {
-        ctx.text(msg.frame);
-        self.shared.metrics.messages_sent.inc();
-    }
-}
-
-/// Writes a large text frame as fragments, at most one piece per poll of the session.
-///
-/// actix-web-actors encodes everything queued on the context into one buffer per poll,
-/// and the HTTP/1 dispatcher copies what it gets into its write buffer: queueing all
-/// pieces at once would rebuild the whole frame in both. Every other poll this writes
-/// nothing, so the body stream reports "pending" and the dispatcher flushes its write
-/// buffer to the socket before it asks for the next piece.
-struct FeedPieces {
-    pieces: Pieces,
-    wrote_last_poll: bool,
-}
-
-impl ActorFuture<Session> for FeedPieces {
-    type Output = ();
-
-    fn poll(
-        mut self: Pin<&mut Self>,
-        _: &mut Session,
-        ctx: &mut ws::WebsocketContext<Session>,
-        task: &mut std::task::Context<'_>,
-    ) -> Poll<()> {
-        let this = &mut *self;
-        // Woken either way: the dispatcher polls the body again once it has flushed.
-        task.waker().wake_by_ref();
-        if std::mem::take(&mut this.wrote_last_poll) {
-            return Poll::Pending;
-        }
-        let Some(piece) = this.pieces.next() else {
-            return Poll::Ready(());
-        };
-        let last = matches!(piece, Piece::Last(_));
-        ctx.write_raw(ws::Message::Continuation(match piece {
-            Piece::First(b) => Item::FirstText(b),
-            Piece::Continue(b) => Item::Continue(b),
-            Piece::Last(b) => Item::Last(b),
-        }));
-        if last {
-            return Poll::Ready(());
-        }
-        this.wrote_last_poll = true;
-        Poll::Pending
-    }
-}
-
-/// What a decoder error means for the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum InboundFailure {
-    /// A frame over `max_message_bytes`: close 1009.
-    TooBig,
-    /// A text frame that is not UTF-8: close 1007.
-    InvalidUtf8,
-    /// The client broke the framing rules: close 1002.
-    Protocol,
-    /// Reading the socket failed: nobody is left to send a close frame to.
-    Transport,
-}
-
-/// Sorts actix-http's decoder errors by the close code RFC 6455 asks for.
-///
-/// Two cases arrive as `ProtocolError::Io` rather than as a variant of their own:
-/// actix-web-actors turns a text frame's `Utf8Error` into `Io(Other, "<utf8 error>")`
-/// (`WsStream::poll_next`), and actix-http reports reserved bits as `Io(InvalidData)`
-/// (`Parser::parse_metadata`). Any other `Io` is the request payload failing, i.e. the
-/// connection itself. `tests/ws_rfc6455.rs` pins both wordings.
-fn classify(e: &ws::ProtocolError) -> InboundFailure {
-    match e {
-        ws::ProtocolError::Overflow => InboundFailure::TooBig,
-        ws::ProtocolError::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
-            InboundFailure::Protocol
-        }
-        ws::ProtocolError::Io(io) if io.to_string().contains("utf-8") => {
-            InboundFailure::InvalidUtf8
-        }
-        ws::ProtocolError::Io(_) => InboundFailure::Transport,
-        _ => InboundFailure::Protocol,
+        self.send_text(ctx, msg.frame);
     }
 }
 
 impl Session {
-    fn on_protocol_error(&mut self, e: ws::ProtocolError, ctx: &mut ws::WebsocketContext<Self>) {
-        log::debug!("session {}: protocol error: {e}", self.id);
-        match classify(&e) {
+    fn on_inbound_failure(&mut self, failure: InboundFailure, ctx: &mut Context<Self>) {
+        log::debug!("session {}: inbound failure: {failure:?}", self.id);
+        match failure {
             InboundFailure::TooBig => self.close_too_big(ctx),
             InboundFailure::InvalidUtf8 => self.reject(ctx, Reject::InvalidUtf8),
             InboundFailure::Protocol => self.reject(ctx, Reject::Protocol),
@@ -569,13 +540,13 @@ impl Session {
         }
     }
 
-    fn close_too_big(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+    fn close_too_big(&mut self, ctx: &mut Context<Self>) {
         self.shared.metrics.messages_received.inc();
         self.reject(ctx, Reject::TooBig);
     }
 
     /// A binary message (one frame or reassembled): refused, the connection stays.
-    fn on_binary(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+    fn on_binary(&mut self, ctx: &mut Context<Self>) {
         self.shared.metrics.messages_received.inc();
         if self.role.is_none() {
             return self.reject_unauthenticated(ctx);
@@ -591,14 +562,8 @@ impl Session {
         );
     }
 
-    fn on_fragment(&mut self, item: Item, ctx: &mut ws::WebsocketContext<Self>) {
-        let fragment = match &item {
-            Item::FirstText(b) => Fragment::FirstText(b),
-            Item::FirstBinary(b) => Fragment::FirstBinary(b),
-            Item::Continue(b) => Fragment::Continue(b),
-            Item::Last(b) => Fragment::Last(b),
-        };
-        match self.reassembler.push(fragment) {
+    fn on_fragment(&mut self, item: Item, ctx: &mut Context<Self>) {
+        match self.reassembler.push(Incoming::fragment(&item)) {
             Ok(Assembled::Pending) => {}
             Ok(Assembled::Text(text)) => {
                 self.shared.metrics.messages_received.inc();
@@ -614,80 +579,41 @@ impl Session {
     }
 }
 
-impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
-    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+impl StreamHandler<Result<Incoming, InboundFailure>> for Session {
+    fn handle(&mut self, msg: Result<Incoming, InboundFailure>, ctx: &mut Self::Context) {
         self.last_seen.store(clock::now_ms(), Ordering::Release);
-        if self.server_closed {
-            // Closing already: a decoder that failed keeps reporting the same error.
+        if self.out.is_closing() {
+            // Closing already: only the close frame and the shutdown are left.
             return;
         }
         let msg = match msg {
             Ok(msg) => msg,
-            Err(e) => return self.on_protocol_error(e, ctx),
+            Err(failure) => return self.on_inbound_failure(failure, ctx),
         };
         match msg {
-            ws::Message::Text(text) => {
+            Incoming::Text(text) => {
                 self.shared.metrics.messages_received.inc();
                 self.on_text(&text, ctx);
             }
-            ws::Message::Binary(_) => self.on_binary(ctx),
-            ws::Message::Continuation(item) => self.on_fragment(item, ctx),
-            ws::Message::Ping(payload) => ctx.pong(&payload),
-            ws::Message::Pong(_) => {}
-            ws::Message::Close(reason) => {
-                // Echo the code (RFC 6455 §5.5.1); the dispatcher then ends TCP at once.
-                ctx.close(reason);
-                ctx.stop();
+            Incoming::Binary => self.on_binary(ctx),
+            Incoming::Fragment(item) => self.on_fragment(item, ctx),
+            Incoming::Ping(payload) => {
+                if self.out.control(ws::Message::Pong(payload)).is_err() {
+                    self.close(ctx, crate::protocol::close::POLICY, "Slow consumer");
+                }
             }
-            ws::Message::Nop => {}
+            Incoming::Pong => {}
+            // Echo the code (RFC 6455 §5.5.1); the connection ends once the echo is out.
+            Incoming::Close(reason) => self.end(ctx, reason),
         }
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
-        ctx.stop();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn io(kind: std::io::ErrorKind, msg: String) -> ws::ProtocolError {
-        ws::ProtocolError::Io(std::io::Error::new(kind, msg))
-    }
-
-    #[test]
-    fn decoder_errors_map_to_rfc6455_close_codes() {
-        // Built at run time: the error text is what `ByteString::try_from` reports.
-        let bad: Vec<u8> = vec![0xC3, 0x28];
-        let utf8 = std::str::from_utf8(&bad).expect_err("invalid");
-        let cut = std::str::from_utf8(&bad[..1]).expect_err("incomplete");
-        let other = std::io::ErrorKind::Other;
-        assert_eq!(
-            classify(&io(other, utf8.to_string())),
-            InboundFailure::InvalidUtf8
-        );
-        assert_eq!(
-            classify(&io(other, cut.to_string())),
-            InboundFailure::InvalidUtf8
-        );
-        let rsv = io(std::io::ErrorKind::InvalidData, "reserved bits".into());
-        assert_eq!(classify(&rsv), InboundFailure::Protocol);
-        let payload = io(other, "A payload reached EOF, but is not complete.".into());
-        assert_eq!(classify(&payload), InboundFailure::Transport);
-        assert_eq!(
-            classify(&ws::ProtocolError::Overflow),
-            InboundFailure::TooBig
-        );
-        for e in [
-            ws::ProtocolError::UnmaskedFrame,
-            ws::ProtocolError::BadOpCode,
-            ws::ProtocolError::InvalidOpcode(3),
-            ws::ProtocolError::InvalidLength(126),
-            ws::ProtocolError::ContinuationNotStarted,
-            ws::ProtocolError::ContinuationStarted,
-        ] {
-            assert_eq!(classify(&e), InboundFailure::Protocol, "{e}");
+        // The client's side ended (EOF). While closing, the write loop still gets our
+        // close frame out (a half-closed client can read it) and then stops the actor.
+        self.inbound_done = true;
+        if !self.out.is_closing() || self.out.is_closed() {
+            ctx.stop();
         }
     }
 }

@@ -2,8 +2,8 @@
 
 use crate::config::TokenConfig;
 use crate::protocol::Role;
+use actix_web::dev::RequestHead;
 use actix_web::http::header::AUTHORIZATION;
-use actix_web::HttpRequest;
 
 /// Who a token belongs to, as others may see it: its role and label, never the token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,14 +89,16 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-/// The token a request carries: `?token=T`, else `Authorization: Bearer T`.
-pub fn token_from_request(req: &HttpRequest) -> Option<String> {
-    if let Ok(q) = actix_web::web::Query::<TokenQuery>::from_query(req.query_string()) {
+/// The token a request carries: `?token=T`, else `Authorization: Bearer T`. Takes the
+/// head, which routes (`req.head()`) and the WebSocket upgrade (a bare request) share.
+pub fn token_from_request(head: &RequestHead) -> Option<String> {
+    let query = head.uri.query().unwrap_or("");
+    if let Ok(q) = actix_web::web::Query::<TokenQuery>::from_query(query) {
         if let Some(t) = q.into_inner().token {
             return Some(t);
         }
     }
-    let header = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    let header = head.headers().get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = header.trim().split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -149,18 +151,18 @@ mod tests {
     #[test]
     fn token_from_query_or_bearer_header() {
         let req = TestRequest::get().uri("/ws?token=a%20b").to_http_request();
-        assert_eq!(token_from_request(&req), Some("a b".into()));
+        assert_eq!(token_from_request(req.head()), Some("a b".into()));
         let req = TestRequest::get()
             .uri("/ws")
             .insert_header((AUTHORIZATION, "Bearer xyz"))
             .to_http_request();
-        assert_eq!(token_from_request(&req), Some("xyz".into()));
+        assert_eq!(token_from_request(req.head()), Some("xyz".into()));
         let req = TestRequest::get()
             .uri("/ws")
             .insert_header((AUTHORIZATION, "Basic xyz"))
             .to_http_request();
-        assert_eq!(token_from_request(&req), None);
+        assert_eq!(token_from_request(req.head()), None);
         let req = TestRequest::get().uri("/ws").to_http_request();
-        assert_eq!(token_from_request(&req), None);
+        assert_eq!(token_from_request(req.head()), None);
     }
 }

@@ -1,4 +1,4 @@
-//! Fragmented WebSocket messages (RFC 6455 §5.4), both directions, without sockets.
+//! Fragmented client messages (RFC 6455 §5.4), without sockets.
 //!
 //! Inbound: actix-http's decoder hands fragments over one by one (first, continue,
 //! last) and leaves aggregation to us. [`Reassembler`] joins the fragments of a text
@@ -7,20 +7,6 @@
 //! checks UTF-8 once the message is whole (a fragment may end inside a character).
 //! Binary messages are refused by the protocol anyway: their fragments are counted,
 //! never kept.
-//!
-//! Outbound: a large frame (the join snapshot is 60–300 KB) written in one piece is
-//! copied whole into actix-web-actors' encode buffer and then into the HTTP/1
-//! dispatcher's write buffer, which keeps its peak capacity while the connection lives
-//! (up to 128 KiB, `WRITE_BUFFER_RETENTION_LIMIT` in actix-http). [`Pieces`] cuts such a
-//! frame into a text frame and continuation frames of at most [`PIECE_BYTES`], which the
-//! session feeds one at a time so those buffers only ever hold a piece or two.
-
-// The `bytes` crate, as actix-web re-exports it (no extra dependency).
-use actix_web::web::Bytes;
-
-/// Largest payload of one outbound fragment. Small enough that a piece plus its header
-/// fits the dispatcher's initial 8 KiB write buffer, so feeding pieces never grows it.
-pub const PIECE_BYTES: usize = 8 * 1024 - 16;
 
 /// Why a fragmented message was refused; each maps to one close code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -157,66 +143,6 @@ impl Reassembler {
     }
 }
 
-/// One outbound piece of a large text frame, in the order they must be written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Piece {
-    /// The text frame with FIN=0 that starts the message.
-    First(Bytes),
-    Continue(Bytes),
-    /// The continuation frame with FIN=1.
-    Last(Bytes),
-}
-
-/// Cuts a text message into pieces of at most `size` bytes (zero-copy slices of it):
-/// a `First`, any number of `Continue`, and a `Last`. A message that fits one piece
-/// still gets a (then empty) `Last`, so the fragmented message is always terminated;
-/// callers send such messages unfragmented instead ([`needs_fragments`]).
-#[derive(Debug)]
-pub struct Pieces {
-    data: Bytes,
-    size: usize,
-    offset: usize,
-    done: bool,
-}
-
-/// Whether a text message of `len` bytes is sent in pieces.
-pub fn needs_fragments(len: usize) -> bool {
-    len > PIECE_BYTES
-}
-
-impl Pieces {
-    pub fn new(data: Bytes, size: usize) -> Self {
-        Pieces {
-            data,
-            size: size.max(1),
-            offset: 0,
-            done: false,
-        }
-    }
-}
-
-impl Iterator for Pieces {
-    type Item = Piece;
-
-    fn next(&mut self) -> Option<Piece> {
-        if self.done {
-            return None;
-        }
-        let start = self.offset;
-        let end = (start + self.size).min(self.data.len());
-        self.offset = end;
-        let chunk = self.data.slice(start..end);
-        if start == 0 {
-            return Some(Piece::First(chunk));
-        }
-        if end == self.data.len() {
-            self.done = true;
-            return Some(Piece::Last(chunk));
-        }
-        Some(Piece::Continue(chunk))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,40 +245,5 @@ mod tests {
             r.push(Fragment::FirstText(b"b")),
             Err(ReassemblyError::AlreadyStarted)
         );
-    }
-
-    #[test]
-    fn pieces_cover_the_message_in_order() {
-        let data = Bytes::from((0..=255u8).cycle().take(1000).collect::<Vec<_>>());
-        let pieces: Vec<_> = Pieces::new(data.clone(), 300).collect();
-        assert_eq!(pieces.len(), 4);
-        assert!(matches!(pieces[0], Piece::First(ref b) if b.len() == 300));
-        assert!(matches!(pieces[1], Piece::Continue(_)));
-        assert!(matches!(pieces[2], Piece::Continue(_)));
-        assert!(matches!(pieces[3], Piece::Last(ref b) if b.len() == 100));
-        let joined: Vec<u8> = pieces
-            .iter()
-            .flat_map(|p| match p {
-                Piece::First(b) | Piece::Continue(b) | Piece::Last(b) => b.to_vec(),
-            })
-            .collect();
-        assert_eq!(joined, data.to_vec());
-    }
-
-    #[test]
-    fn an_exact_multiple_ends_with_a_full_last_piece() {
-        let pieces: Vec<_> = Pieces::new(Bytes::from(vec![b'a'; 600]), 300).collect();
-        assert_eq!(pieces.len(), 2);
-        assert!(matches!(pieces[1], Piece::Last(ref b) if b.len() == 300));
-        let small: Vec<_> = Pieces::new(Bytes::from_static(b"hi"), 300).collect();
-        assert_eq!(
-            small,
-            vec![
-                Piece::First(Bytes::from_static(b"hi")),
-                Piece::Last(Bytes::new())
-            ]
-        );
-        assert!(needs_fragments(PIECE_BYTES + 1));
-        assert!(!needs_fragments(PIECE_BYTES));
     }
 }

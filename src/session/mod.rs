@@ -1,7 +1,8 @@
 //! Sessions: one actor per WebSocket, and the plain types it is built from.
 //!
-//! The actor (`actor.rs`) is the only file that knows the transport
-//! (actix-web-actors); authentication ([`auth`]), rate limiting ([`rate`]),
+//! The actor (`actor.rs`) moves messages between the connection it owns
+//! ([`transport`]: the socket's halves, read through actix-http's `ws::Codec` and
+//! written directly) and the rest of the server; authentication ([`auth`]), rate limiting ([`rate`]),
 //! topic sets ([`crate::topics`]) and message fragmentation ([`fragments`]) are plain
 //! types, unit-tested without sockets. Commands go through one dispatch ([`commands`]),
 //! shared with `POST /api/command`. Both kinds of session join `crate::presence`
@@ -14,19 +15,20 @@ pub mod fragments;
 pub mod rate;
 pub mod reject;
 pub mod sse;
+pub mod transport;
 
 pub use actor::Session;
 
-use crate::broker::hub::LocalHub;
+use crate::broker::hub::{LocalHub, Outbox};
 use crate::broker::{
-    Broker, CloseSession, Deliver, JoinSession, Leave, RequestSnapshot, SessionId, SnapshotRoute,
+    Broker, CloseSession, JoinSession, Leave, RequestSnapshot, SessionId, SnapshotRoute,
 };
 use crate::conn::{ConnHandle, PoolPermit};
 use crate::metrics::Metrics;
 use crate::protocol::{self, Bounds, Limits, RateBudget};
 use crate::sim::actor::RunCommand;
 use crate::topics::TopicSet;
-use actix::dev::{RecipientRequest, ToEnvelope};
+use actix::dev::RecipientRequest;
 use actix::prelude::*;
 use auth::Tokens;
 use std::sync::atomic::AtomicU64;
@@ -131,35 +133,33 @@ impl SessionShared {
     }
 
     /// The one join path of both transports, once the session is authenticated: opens
-    /// its outbox on the delivery hub of the calling (worker) thread, adds it to the
-    /// actor as the stream of every frame the broker sends it, and asks the simulation
+    /// its outbox on the delivery hub of the calling (worker) thread (the stream of every
+    /// frame the broker sends it, which the caller reads as its transport needs), and
+    /// asks the simulation
     /// for the join snapshot. The snapshot travels simulation → broker, which stamps its
     /// seq and from then on delivers every batch to this session: nothing falls between.
-    pub fn join<A>(
+    pub fn join(
         &self,
         session: SessionId,
-        ctx: &mut A::Context,
+        close: Recipient<CloseSession>,
         conn: Option<ConnHandle>,
         last_seen: &Arc<AtomicU64>,
         topics: TopicSet,
-    ) -> RecipientRequest<RequestSnapshot>
-    where
-        A: Actor + StreamHandler<Deliver> + Handler<CloseSession>,
-        A::Context: AsyncContext<A> + ToEnvelope<A, CloseSession>,
-    {
+    ) -> (Outbox, RecipientRequest<RequestSnapshot>) {
         let hub = LocalHub::this_thread();
-        ctx.add_stream(hub.open(session, self.outbound_queue));
+        let outbox = hub.open(session, self.outbound_queue);
         let join = JoinSession {
             session,
             route: hub.route(),
-            close: ctx.address().recipient(),
+            close,
             conn,
             last_seen: Arc::clone(last_seen),
             topics,
         };
-        self.sim_snapshots.send(RequestSnapshot {
+        let request = self.sim_snapshots.send(RequestSnapshot {
             route: SnapshotRoute::Join(join),
-        })
+        });
+        (outbox, request)
     }
 }
 

@@ -126,9 +126,11 @@ impl Actor for SseSession {
         let json = self.shared.welcome_json(self.id, self.role);
         self.push(Self::event(&json, None), ctx);
         let (conn, topics) = (self.conn.clone(), self.topics.clone());
-        let snapshot = self
+        let close = ctx.address().recipient();
+        let (outbox, snapshot) = self
             .shared
-            .join::<Self>(self.id, ctx, conn, &self.last_seen, topics);
+            .join(self.id, close, conn, &self.last_seen, topics);
+        ctx.add_stream(outbox);
         ctx.spawn(snapshot.into_actor(self).map(|res, act, ctx| {
             if let Err(e) = res {
                 log::warn!("sse session {}: no snapshot: {e}", act.id);

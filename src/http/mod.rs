@@ -13,17 +13,18 @@ use crate::session::auth::{token_from_request, Identity};
 use crate::session::commands::{self, Dispatch, Failure};
 use crate::session::reject::Reject;
 use crate::session::sse::SseSession;
-use crate::session::{Session, SessionShared};
+use crate::session::SessionShared;
 use crate::topics::TopicSet;
 use actix::Actor;
 use actix_web::http::header::{self, ContentType};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_web_actors::ws;
 use serde_json::Value;
 use std::sync::Arc;
 
 /// State shared by all routes.
+pub(crate) mod upgrade;
+
 pub(crate) struct AppState {
     pub shared: Arc<SessionShared>,
     pub websocket_enabled: bool,
@@ -48,7 +49,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/{file:.*}", web::get().to(static_route));
 }
 
-/// Called by `HttpServer::on_connect` for every accepted TCP connection.
+/// The HTTP service's `on_connect_ext` hook for every accepted TCP connection.
 pub(crate) fn on_connect(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions) {
     if let Some(stream) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
         if let Some(handle) = ConnHandle::from_stream(stream) {
@@ -88,7 +89,7 @@ fn bad_request(state: &AppState, message: &str, id: Option<&Value>) -> HttpRespo
 
 /// The role of the request's token, or the 401 response to send.
 fn authorize(req: &HttpRequest, state: &AppState) -> Result<Identity, Box<HttpResponse>> {
-    token_from_request(req)
+    token_from_request(req.head())
         .and_then(|t| state.shared.tokens.identify(&t))
         .ok_or_else(|| {
             state.shared.metrics.error(ErrorCode::AuthFailed.as_u16());
@@ -101,40 +102,15 @@ fn authorize(req: &HttpRequest, state: &AppState) -> Result<Identity, Box<HttpRe
         })
 }
 
-async fn ws_route(
-    req: HttpRequest,
-    stream: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, actix_web::Error> {
-    if !state.websocket_enabled {
-        return Ok(HttpResponse::ServiceUnavailable()
-            .body("WebSocket is disabled on this server; use /events (SSE)"));
+/// `GET /ws` without an upgrade: a real handshake never reaches the routes (actix-http
+/// hands it to [`upgrade::accept`]); this answers what that would have refused.
+async fn ws_route(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    match upgrade::admit(&state, req.head()) {
+        Err(refusal) => refusal.response(),
+        // Unreachable in practice: a request that passes the handshake checks is an
+        // upgrade request, which the dispatcher never routes here.
+        Ok(()) => HttpResponse::BadRequest().body("WebSocket handshake required"),
     }
-    if !state.allowed_origins.is_empty() {
-        if let Some(origin) = req.headers().get(header::ORIGIN) {
-            let allowed = origin
-                .to_str()
-                .map(|o| state.allowed_origins.iter().any(|a| a == o))
-                .unwrap_or(false);
-            if !allowed {
-                Reject::Origin.count(&state.shared.metrics);
-                return Ok(HttpResponse::Forbidden().body("origin not allowed"));
-            }
-        }
-    }
-    let permit = state.shared.pool.try_acquire();
-    let conn = req.conn_data::<ConnHandle>().cloned();
-    let session = Session::new(
-        Arc::clone(&state.shared),
-        permit,
-        token_from_request(&req),
-        conn,
-    );
-    // The guard caps what one frame can make us buffer (see `frame_guard`).
-    let stream = crate::frame_guard::FrameGuard::new(stream, state.max_message_bytes);
-    ws::WsResponseBuilder::new(session, &req, stream)
-        .frame_size(state.max_message_bytes)
-        .start()
 }
 
 #[derive(serde::Deserialize)]
