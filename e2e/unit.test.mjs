@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { parseLine } from '../static/js/console.js';
 import { backoffDelay } from '../static/js/transport.js';
-import { Store } from '../static/js/store.js';
+import { Store, snapshotCharacters } from '../static/js/store.js';
 
 test('console words map to contract commands', () => {
   assert.deepEqual(parseLine('step 10'), { cmd: 'step', args: { ticks: 10 } });
@@ -180,4 +180,22 @@ test('the console parses every example of the command table (static/commands.jso
     assert.ok(c.examples?.length, `${c.name} has examples`);
     for (const ex of c.examples) assert.deepEqual(parseLine(ex.line), { cmd: c.name, args: ex.args }, ex.line);
   }
+});
+
+test('store: compact snapshot rows expand to the same characters as objects', () => {
+  const fields = ['id', 'name', 'state', 'location', 'position', 'needs', 'destination', 'home', 'workplace', 'state_since'];
+  const objects = [
+    { id: 1, name: 'Ada', state: 'idle', location: 'home_0', position: [1.5, 2], needs: { energy: 1, hunger: 2, social: 3 }, home: 'home_0', workplace: 'work_1', state_since: 4 },
+    { id: 2, name: 'Bo', state: 'traveling', location: 'home_1', position: [9, 9.5], needs: { energy: 5, hunger: 6, social: 7 }, destination: 'market', home: 'home_1', workplace: 'work_2', state_since: 8 },
+  ];
+  const rows = [
+    [1, 'Ada', 'idle', 'home_0', [1.5, 2], [1, 2, 3], null, 'home_0', 'work_1', 4],
+    [2, 'Bo', 'traveling', 'home_1', [9, 9.5], [5, 6, 7], 'market', 'home_1', 'work_2', 8],
+  ];
+  assert.deepEqual(snapshotCharacters({ character_fields: fields, characters: rows }), objects);
+  assert.deepEqual(snapshotCharacters({ characters: objects }), objects);
+  const s = new Store();
+  s.applySnapshot(snap(3, { character_fields: fields, characters: rows }));
+  assert.equal(s.characters.get(2).destination, 'market');
+  assert.equal(s.counts.traveling, 1);
 });

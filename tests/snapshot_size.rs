@@ -2,10 +2,11 @@
 //! connect, so at 1 000 characters its size is the cost of a reconnect storm. The wire
 //! rounds positions and needs (`protocol::wire`); these tests pin what that buys, check
 //! that the rounding stays on the wire (the world keeps its exact floats) and that
-//! `destination` is present exactly while traveling.
+//! `destination` is present exactly while traveling. The compact encoding
+//! (`?snapshot=compact`) must carry exactly what the objects carry, in far fewer bytes.
 
 use serde_json::Value;
-use simcast::protocol::{Envelope, Snapshot};
+use simcast::protocol::{Envelope, Snapshot, SnapshotEncoding, CHARACTER_FIELDS};
 use simcast::sim::World;
 
 /// Bytes of the whole `snapshot` frame at 1 000 characters (~218 KB now; ~310 KB with
@@ -16,6 +17,8 @@ use simcast::sim::World;
 const BUDGET_1000: usize = 225_000;
 /// The same at 200 characters (~62 KB before rounding).
 const BUDGET_200: usize = 46_000;
+/// The compact encoding at 1 000 characters: the 150 KB target (~85 KB now).
+const COMPACT_BUDGET_1000: usize = 150_000;
 
 /// A world of `characters` characters after `ticks` ticks (so some are traveling).
 fn world(characters: usize, ticks: u64) -> World {
@@ -30,7 +33,11 @@ fn world(characters: usize, ticks: u64) -> World {
 
 /// The `snapshot` frame, encoded as the broker encodes it.
 fn encoded_snapshot(world: &World) -> String {
-    let snapshot = Snapshot {
+    Envelope::new("snapshot", &snapshot_of(world)).to_json()
+}
+
+fn snapshot_of(world: &World) -> Snapshot {
+    Snapshot {
         tick: world.tick(),
         clock: simcast::sim::rules::clock_at(world.tick()),
         paused: false,
@@ -41,8 +48,7 @@ fn encoded_snapshot(world: &World) -> String {
         locations: world.locations(),
         seq: 123_456,
         resync: false,
-    };
-    Envelope::new("snapshot", &snapshot).to_json()
+    }
 }
 
 fn parse(frame: &str) -> Value {
@@ -107,5 +113,60 @@ fn inspect_rounds_like_the_snapshot() {
     let inspection = serde_json::to_value(w.inspect(id).expect("character")).expect("json");
     for key in ["position", "needs", "state", "location"] {
         assert_eq!(inspection[key], first[key], "{key}");
+    }
+}
+
+#[test]
+fn the_compact_snapshot_fits_150_kb_at_1000_characters() {
+    for ticks in [0, 600] {
+        let snapshot = snapshot_of(&world(1000, ticks));
+        let len = snapshot.to_frame(SnapshotEncoding::Compact, None).len();
+        let objects = snapshot.to_frame(SnapshotEncoding::Objects, None).len();
+        eprintln!("1000 characters, tick {ticks}: compact {len} bytes, objects {objects}");
+        assert!(len <= COMPACT_BUDGET_1000, "{len} > {COMPACT_BUDGET_1000}");
+    }
+}
+
+/// Expands a compact row the way a client does: a field per column, `position` and
+/// `needs` as in objects, a `null` destination left out.
+fn expand(fields: &[Value], row: &Value) -> Value {
+    let mut object = serde_json::Map::new();
+    for (field, value) in fields.iter().zip(row.as_array().expect("row")) {
+        let field = field.as_str().expect("field name");
+        let value = match field {
+            "needs" => serde_json::json!({
+                "energy": value[0], "hunger": value[1], "social": value[2]
+            }),
+            "destination" if value.is_null() => continue,
+            _ => value.clone(),
+        };
+        object.insert(field.to_owned(), value);
+    }
+    Value::Object(object)
+}
+
+#[test]
+fn the_compact_snapshot_carries_exactly_what_the_objects_carry() {
+    let snapshot = snapshot_of(&world(200, 600));
+    let objects = parse(&snapshot.to_frame(SnapshotEncoding::Objects, None));
+    let compact = parse(&snapshot.to_frame(SnapshotEncoding::Compact, None));
+    let (o, c) = (&objects["data"], &compact["data"]);
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().expect("data").keys().cloned().collect();
+        k.retain(|k| k != "character_fields");
+        k.sort();
+        k
+    };
+    assert_eq!(keys(o), keys(c), "the same fields besides character_fields");
+    for key in keys(o).iter().filter(|k| *k != "characters") {
+        assert_eq!(o[key], c[key], "{key}");
+    }
+    let fields = c["character_fields"].as_array().expect("character_fields");
+    assert_eq!(fields.len(), CHARACTER_FIELDS.len());
+    let rows = c["characters"].as_array().expect("rows");
+    let wanted = o["characters"].as_array().expect("objects");
+    assert_eq!(rows.len(), wanted.len());
+    for (row, want) in rows.iter().zip(wanted) {
+        assert_eq!(&expand(fields, row), want);
     }
 }

@@ -258,3 +258,18 @@ async fn sse_streams_get_presence_and_are_listed_as_sse() {
         "{listed}"
     );
 }
+
+#[tokio::test]
+async fn events_can_ask_for_compact_snapshots_and_a_bad_encoding_is_refused() {
+    let server = TestServer::start(test_config());
+    let path = format!("/events?token={VIEWER}&snapshot=compact");
+    let mut sse = SseClient::open(&server, &path, &[]).await;
+    assert_eq!(sse.status, 200);
+    let (_, snapshot) = sse.next_of("snapshot").await;
+    let fields = snapshot["data"]["character_fields"].as_array().expect("fields");
+    assert_eq!(fields[0], "id");
+    assert!(snapshot["data"]["characters"][0].is_array(), "{snapshot}");
+    let path = format!("/events?token={VIEWER}&snapshot=tiny");
+    let (status, body) = http(server.addr, "GET", &path, &[], "").await;
+    assert_eq!(status, 400, "{body}");
+}

@@ -26,10 +26,9 @@ use super::{
 use crate::clock;
 use crate::conn::ConnHandle;
 use crate::metrics::Metrics;
-use crate::protocol::{Envelope, Reply, Snapshot};
+use crate::protocol::{Envelope, Reply, Snapshot, SnapshotEncoding};
 use actix::prelude::*;
 use bytestring::ByteString;
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -56,6 +55,8 @@ pub struct BrokerSettings {
 /// How to reach a joined session outside its frames, watch it, and evict it.
 struct Contact {
     close: Recipient<CloseSession>,
+    /// How its snapshots are encoded.
+    encoding: SnapshotEncoding,
     conn: Option<ConnHandle>,
     last_seen: Arc<AtomicU64>,
 }
@@ -100,8 +101,8 @@ pub struct Broker {
     latest_seq: Arc<AtomicU64>,
     /// Keeps a high-water mark of `seq` on disk so it rises across restarts.
     seq_mark: Option<crate::persistence::SeqMark>,
-    /// The last join snapshot's identity and encoding (see `join_frame`).
-    join_cache: Option<(SnapshotKey, ByteString)>,
+    /// The last join snapshot's identity and frame, per encoding (see `join_frame`).
+    join_cache: [Option<(SnapshotKey, ByteString)>; 2],
     /// This actor's address for hubs' overflow reports (set when it starts).
     overflowed: Option<Recipient<Overflowed>>,
 }
@@ -138,7 +139,7 @@ impl Broker {
             metrics,
             latest_seq,
             seq_mark: None,
-            join_cache: None,
+            join_cache: [None, None],
             overflowed: None,
         }
     }
@@ -243,9 +244,11 @@ impl Broker {
             conn,
             last_seen,
             topics,
+            encoding,
         } = join;
         let contact = Contact {
             close,
+            encoding,
             conn,
             last_seen,
         };
@@ -269,7 +272,7 @@ impl Broker {
     /// The join snapshot, serialized once per world state: clients joining in a burst
     /// (a reconnect storm, a load test) share one encoding instead of one each. The
     /// `timestamp` is that of the first encoding, at most the same world state old.
-    fn join_frame(&mut self, snapshot: &Snapshot) -> ByteString {
+    fn join_frame(&mut self, snapshot: &Snapshot, encoding: SnapshotEncoding) -> ByteString {
         let key = SnapshotKey {
             seq: snapshot.seq,
             tick: snapshot.tick,
@@ -277,18 +280,22 @@ impl Broker {
             tick_rate_bits: snapshot.tick_rate.to_bits(),
             state_hash: snapshot.state_hash.clone(),
         };
-        if let Some((cached, frame)) = &self.join_cache {
+        let slot = &mut self.join_cache[encoding as usize];
+        if let Some((cached, frame)) = slot {
             if *cached == key {
                 return frame.clone();
             }
         }
-        let frame = Self::encode_snapshot(snapshot);
-        self.join_cache = Some((key, frame.clone()));
+        let frame = ByteString::from(snapshot.to_frame(encoding, None));
+        *slot = Some((key, frame.clone()));
         frame
     }
 
-    fn encode_snapshot(snapshot: &Snapshot) -> ByteString {
-        ByteString::from(Envelope::new("snapshot", snapshot).to_json())
+    /// How `session` wants its snapshots (objects for one that is not joined).
+    fn encoding_of(&self, session: SessionId) -> SnapshotEncoding {
+        self.contacts
+            .get(&session)
+            .map_or(SnapshotEncoding::Objects, |c| c.encoding)
     }
 
     fn route_snapshot(
@@ -301,16 +308,14 @@ impl Broker {
         snapshot.seq = seq;
         match route {
             SnapshotRoute::Join(join) => {
-                let frame = self.join_frame(&snapshot);
+                let frame = self.join_frame(&snapshot, join.encoding);
                 self.join(join, frame, seq, ctx);
             }
             SnapshotRoute::Reply { session, id } => {
                 self.with_roster(|r, h, out| r.release(session, h, out));
-                let result = serde_json::to_value(&snapshot).unwrap_or(Value::Null);
-                let reply = Reply::new(result).to_json(id.as_ref());
-                let snap = Envelope::new("snapshot", &snapshot)
-                    .with_id(id.as_ref())
-                    .to_json();
+                let encoding = self.encoding_of(session);
+                let reply = Reply::new(snapshot.to_value(encoding)).to_json(id.as_ref());
+                let snap = snapshot.to_frame(encoding, id.as_ref());
                 let frames = [(reply, None), (snap, Some(seq))]
                     .map(|(frame, seq)| Deliver {
                         frame: frame.into(),
@@ -321,7 +326,7 @@ impl Broker {
             }
             SnapshotRoute::Resync { session } => {
                 snapshot.resync = true;
-                let frame = Self::encode_snapshot(&snapshot);
+                let frame = snapshot.to_frame(self.encoding_of(session), None).into();
                 let frames = vec![Deliver {
                     frame,
                     seq: Some(seq),
@@ -330,10 +335,12 @@ impl Broker {
             }
             SnapshotRoute::Everyone => {
                 snapshot.resync = true;
-                let frame = Self::encode_snapshot(&snapshot);
+                let frames = [SnapshotEncoding::Objects, SnapshotEncoding::Compact]
+                    .map(|e| ByteString::from(snapshot.to_frame(e, None)));
                 for id in self.roster.ids() {
+                    let frame = frames[self.encoding_of(id) as usize].clone();
                     let frames = vec![Deliver {
-                        frame: frame.clone(),
+                        frame,
                         seq: Some(seq),
                     }];
                     self.send_snapshot(id, frames, seq);

@@ -82,6 +82,8 @@ pub struct JoinSession {
     /// Milliseconds (see [`crate::clock`]) of the session's last inbound frame.
     pub last_seen: Arc<AtomicU64>,
     pub topics: TopicSet,
+    /// How this session wants snapshots (its join snapshot and every later one).
+    pub encoding: crate::protocol::SnapshotEncoding,
 }
 
 /// Broker → session (through its hub's [`hub::Outbox`]): one serialized frame to write

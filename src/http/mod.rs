@@ -109,13 +109,15 @@ async fn ws_route(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         Err(refusal) => refusal.response(),
         // Unreachable in practice: a request that passes the handshake checks is an
         // upgrade request, which the dispatcher never routes here.
-        Ok(()) => HttpResponse::BadRequest().body("WebSocket handshake required"),
+        Ok(_) => HttpResponse::BadRequest().body("WebSocket handshake required"),
     }
 }
 
 #[derive(serde::Deserialize)]
 struct EventsQuery {
     topics: Option<String>,
+    /// `objects` (the default) or `compact` (see `protocol::SnapshotEncoding`).
+    snapshot: Option<crate::protocol::SnapshotEncoding>,
     last_event_id: Option<u64>,
 }
 
@@ -170,6 +172,7 @@ async fn events_route(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         topics,
         resume_from,
         conn,
+        query.snapshot.unwrap_or_default(),
     );
     session.start();
     let body = futures_util::stream::unfold(rx, |mut rx| async move {

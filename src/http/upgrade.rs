@@ -13,7 +13,8 @@ use super::AppState;
 use crate::conn::ConnHandle;
 use crate::session::auth::token_from_request;
 use crate::session::reject::Reject;
-use crate::session::{transport, Session};
+use crate::protocol::SnapshotEncoding;
+use crate::session::{transport, Handshake, Session};
 use actix::Actor;
 use actix_codec::{AsyncRead, AsyncWrite, Framed};
 use actix_http::body::BodySize;
@@ -53,6 +54,8 @@ pub(crate) enum Refusal {
     Origin,
     /// Not a valid RFC 6455 handshake.
     Handshake(ws::HandshakeError),
+    /// A query parameter with a value it cannot have.
+    Query(String),
 }
 
 impl Refusal {
@@ -68,6 +71,7 @@ impl Refusal {
             ),
             Refusal::Origin => (StatusCode::FORBIDDEN, "origin not allowed".into()),
             Refusal::Handshake(e) => (StatusCode::BAD_REQUEST, e.to_string()),
+            Refusal::Query(e) => (StatusCode::BAD_REQUEST, format!("bad query: {e}")),
         }
     }
 
@@ -78,8 +82,9 @@ impl Refusal {
     }
 }
 
-/// Whether `head` may become a session on `/ws`; counts an origin refusal.
-pub(crate) fn admit(state: &AppState, head: &RequestHead) -> Result<(), Refusal> {
+/// Whether `head` may become a session on `/ws`, and the snapshot encoding it asks for;
+/// counts an origin refusal.
+pub(crate) fn admit(state: &AppState, head: &RequestHead) -> Result<SnapshotEncoding, Refusal> {
     if head.uri.path() != "/ws" {
         return Err(Refusal::NotWs);
     }
@@ -98,7 +103,19 @@ pub(crate) fn admit(state: &AppState, head: &RequestHead) -> Result<(), Refusal>
             }
         }
     }
-    ws::verify_handshake(head).map_err(Refusal::Handshake)
+    ws::verify_handshake(head).map_err(Refusal::Handshake)?;
+    let query = head.uri.query().unwrap_or("");
+    match actix_web::web::Query::<ConnectQuery>::from_query(query) {
+        Ok(q) => Ok(q.into_inner().snapshot.unwrap_or_default()),
+        Err(e) => Err(Refusal::Query(e.to_string())),
+    }
+}
+
+/// The handshake's own query parameters (`token` is read by `token_from_request`).
+#[derive(serde::Deserialize)]
+pub(crate) struct ConnectQuery {
+    /// `objects` (the default) or `compact`.
+    pub snapshot: Option<SnapshotEncoding>,
 }
 
 /// The upgrade service: answers the handshake and starts the session on this worker.
@@ -110,21 +127,21 @@ pub(crate) async fn accept<T>(
 where
     T: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    if let Err(refusal) = admit(&state, req.head()) {
-        return refuse(framed, &refusal).await;
-    }
+    let snapshot_encoding = match admit(&state, req.head()) {
+        Ok(encoding) => encoding,
+        Err(refusal) => return refuse(framed, &refusal).await,
+    };
     let response = ws::handshake_response(req.head()).message_body(())?;
     framed.send((response, BodySize::None).into()).await?;
     let parts = framed.into_parts();
     let transport = transport::split(Box::new(parts.io), parts.read_buf, state.max_message_bytes);
-    Session::new(
-        Arc::clone(&state.shared),
-        state.shared.pool.try_acquire(),
-        token_from_request(req.head()),
-        req.conn_data::<ConnHandle>().cloned(),
-        transport,
-    )
-    .start();
+    let handshake = Handshake {
+        token: token_from_request(req.head()),
+        conn: req.conn_data::<ConnHandle>().cloned(),
+        snapshot_encoding,
+    };
+    let shared = Arc::clone(&state.shared);
+    Session::new(shared, state.shared.pool.try_acquire(), handshake, transport).start();
     Ok(())
 }
 

@@ -23,7 +23,8 @@ pub use inbound::{parse_client_message, ClientMessage, ProtocolError, Topic};
 pub use outbound::{
     wire, Bounds, CharacterUpdate, CharacterView, Clock, Envelope, ErrorData, EventNotification,
     HeartbeatData, Item, ItemData, ItemKind, Limits, LocationKind, LocationView, Presence,
-    PresenceSession, RateBudget, Reply, ServerInfo, Snapshot, StateChange, TransportKind, Welcome,
+    PresenceSession, RateBudget, Reply, ServerInfo, Snapshot, SnapshotEncoding, StateChange,
+    TransportKind, Welcome, CHARACTER_FIELDS,
 };
 
 use serde::{Deserialize, Serialize};

@@ -33,7 +33,7 @@ use crate::conn::{ConnHandle, PoolPermit};
 use crate::presence::PushPresence;
 use crate::protocol::{
     now_ts, parse_client_message, ClientMessage, Command, Envelope, ErrorCode, ErrorData,
-    HeartbeatData, Reply, Role, TransportKind,
+    HeartbeatData, Reply, Role, SnapshotEncoding, TransportKind,
 };
 use crate::topics::TopicSet;
 use actix::prelude::*;
@@ -50,6 +50,14 @@ use std::time::Duration;
 /// the connection shut down; this only bounds a client that stopped reading.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
+/// What the handshake request said that the session needs.
+pub struct Handshake {
+    /// `?token=` or `Authorization: Bearer` (else the client sends `auth`).
+    pub token: Option<String>,
+    pub conn: Option<ConnHandle>,
+    pub snapshot_encoding: SnapshotEncoding,
+}
+
 pub struct Session {
     id: SessionId,
     shared: Arc<SessionShared>,
@@ -57,6 +65,8 @@ pub struct Session {
     /// The token's label (see `auth::Identity`), once authenticated.
     label: String,
     handshake_token: Option<String>,
+    /// How this connection wants snapshots (`?snapshot=` at the handshake).
+    snapshot_encoding: SnapshotEncoding,
     registration: Option<Registration>,
     conn: Option<ConnHandle>,
     /// The connection's halves until `started` puts them on the context.
@@ -83,10 +93,14 @@ impl Session {
     pub fn new(
         shared: Arc<SessionShared>,
         permit: Option<PoolPermit>,
-        handshake_token: Option<String>,
-        conn: Option<ConnHandle>,
+        handshake: Handshake,
         transport: (Inbound, Writer),
     ) -> Self {
+        let Handshake {
+            token: handshake_token,
+            conn,
+            snapshot_encoding,
+        } = handshake;
         let id = shared.next_session_id();
         let registration = permit.map(|permit| Registration::new(id, &shared, permit));
         Session {
@@ -97,6 +111,7 @@ impl Session {
             role: None,
             label: String::new(),
             handshake_token,
+            snapshot_encoding,
             registration,
             conn,
             transport: Some(transport),
@@ -196,7 +211,7 @@ impl Session {
         let close = ctx.address().recipient();
         let (outbox, joined) = self
             .shared
-            .join(self.id, close, conn, &self.last_seen, topics);
+            .join(self.id, close, conn, &self.last_seen, topics, self.snapshot_encoding);
         self.out.attach(outbox);
         self.on_snapshot_sent(joined, None, ctx);
     }

@@ -17,7 +17,7 @@ pub mod reject;
 pub mod sse;
 pub mod transport;
 
-pub use actor::Session;
+pub use actor::{Handshake, Session};
 
 use crate::broker::hub::{LocalHub, Outbox};
 use crate::broker::{
@@ -145,6 +145,7 @@ impl SessionShared {
         conn: Option<ConnHandle>,
         last_seen: &Arc<AtomicU64>,
         topics: TopicSet,
+        encoding: crate::protocol::SnapshotEncoding,
     ) -> (Outbox, RecipientRequest<RequestSnapshot>) {
         let hub = LocalHub::this_thread();
         let outbox = hub.open(session, self.outbound_queue);
@@ -155,6 +156,7 @@ impl SessionShared {
             conn,
             last_seen: Arc::clone(last_seen),
             topics,
+            encoding,
         };
         let request = self.sim_snapshots.send(RequestSnapshot {
             route: SnapshotRoute::Join(join),

@@ -45,6 +45,8 @@ pub struct SseSession {
     last_seen: Arc<AtomicU64>,
     topics: TopicSet,
     resume_from: Option<u64>,
+    /// How this connection wants snapshots (`?snapshot=`).
+    encoding: crate::protocol::SnapshotEncoding,
     /// The token's label and when the stream started, for presence.
     label: String,
     since: f64,
@@ -60,6 +62,7 @@ impl SseSession {
         topics: TopicSet,
         resume_from: Option<u64>,
         conn: Option<ConnHandle>,
+        encoding: crate::protocol::SnapshotEncoding,
     ) -> (Self, mpsc::Receiver<Bytes>) {
         let id = shared.next_session_id();
         let (tx, rx) = mpsc::channel(shared.outbound_queue);
@@ -77,6 +80,7 @@ impl SseSession {
             last_seen: Arc::new(AtomicU64::new(clock::now_ms())),
             topics,
             resume_from,
+            encoding,
         };
         (session, rx)
     }
@@ -129,7 +133,7 @@ impl Actor for SseSession {
         let close = ctx.address().recipient();
         let (outbox, snapshot) = self
             .shared
-            .join(self.id, close, conn, &self.last_seen, topics);
+            .join(self.id, close, conn, &self.last_seen, topics, self.encoding);
         ctx.add_stream(outbox);
         ctx.spawn(snapshot.into_actor(self).map(|res, act, ctx| {
             if let Err(e) = res {

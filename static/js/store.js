@@ -66,7 +66,7 @@ export class Store {
     if (data.resync) this.stats.resyncs++;
     const restarted = this.logSeq !== null && data.seq < this.logSeq;
     this.characters = new Map();
-    for (const c of data.characters || []) this.characters.set(c.id, { ...c });
+    for (const c of snapshotCharacters(data)) this.characters.set(c.id, c);
     this.locations = data.locations || [];
     this.locById = new Map(this.locations.map((l) => [l.id, l]));
     this.tick = data.tick;
@@ -250,4 +250,26 @@ export class Store {
   locationName(id) {
     return this.locById.get(id)?.name ?? id ?? '';
   }
+}
+
+/**
+ * A snapshot's characters as objects, whichever encoding it came in: the contract's
+ * objects, or (asked for with `?snapshot=compact`, docs/protocol.md) rows of the values
+ * named by `character_fields`, `needs` as [energy, hunger, social] and a null
+ * `destination` for characters not traveling. Always fresh objects the store may change.
+ */
+export function snapshotCharacters(data) {
+  const list = data.characters || [];
+  const fields = data.character_fields;
+  if (!fields) return list.map((c) => ({ ...c }));
+  return list.map((row) => {
+    const c = {};
+    fields.forEach((field, i) => {
+      const v = row[i];
+      if (field === 'needs') c.needs = { energy: v[0], hunger: v[1], social: v[2] };
+      else if (field === 'destination') { if (v !== null) c.destination = v; }
+      else c[field] = v;
+    });
+    return c;
+  });
 }

@@ -154,7 +154,7 @@ export class Transport {
 
   wsUrl() {
     const proto = location.protocol === 'https:' ? 'wss' : 'ws';
-    return `${proto}://${location.host}/ws?token=${encodeURIComponent(this.token)}`;
+    return `${proto}://${location.host}/ws?token=${encodeURIComponent(this.token)}&snapshot=compact`;
   }
 
   // ---------------------------------------------------------------- WebSocket
@@ -298,7 +298,7 @@ export class Transport {
     const gen = this.gen;
     let gotMessage = false;
     const last = this.lastSeq();
-    let url = `/events?token=${encodeURIComponent(this.token)}&topics=${SSE_TOPICS}`;
+    let url = `/events?token=${encodeURIComponent(this.token)}&topics=${SSE_TOPICS}&snapshot=compact`;
     if (last !== null && last !== undefined) url += `&last_event_id=${last}`;
     const es = new EventSource(url);
     this.es = es;
