@@ -388,6 +388,7 @@ fn start_core(
         max_batch_wait: std::time::Duration::from_millis(config.broker.max_batch_wait_ms),
         history_size: config.broker.history_size,
         client_timeout: config.client_timeout(),
+        seq_source: broker::SeqSource::Local,
     };
     let seq_mark = store.map(|s| s.seq_mark(seq_base));
     let broker = Broker::new(

@@ -48,6 +48,17 @@ pub struct Metrics {
     pub ticks_deferred: IntCounter,
     /// Audit entries kept in memory but not written to disk (the writer was behind).
     pub audit_unwritten: IntCounter,
+    /// Cluster (docs/cluster.md): 1 while this node is connected to NATS.
+    pub cluster_connected: IntGauge,
+    /// Cluster: batches between the stream's last and what this node has (a gateway:
+    /// ingested; a sim node: published and acknowledged).
+    pub cluster_lag: IntGauge,
+    /// Cluster: gaps in what a gateway read that it filled from the stream.
+    pub cluster_gaps_repaired: IntCounter,
+    /// Cluster: resync snapshots for everyone, after a gap the stream could not fill.
+    pub cluster_resyncs: IntCounter,
+    /// Cluster: delivered batches the sim node could not hand to its publisher.
+    pub cluster_unpublished: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -121,6 +132,23 @@ impl Metrics {
             audit_unwritten: counter(
                 "audit_unwritten_total",
                 "Audit entries not written to disk because the writer was behind",
+            )?,
+            cluster_connected: gauge("cluster_connected", "1 while connected to NATS")?,
+            cluster_lag: gauge(
+                "cluster_lag_batches",
+                "Batches this node is behind the cluster stream",
+            )?,
+            cluster_gaps_repaired: counter(
+                "cluster_gaps_repaired_total",
+                "Gaps in the cluster stream filled from the stream",
+            )?,
+            cluster_resyncs: counter(
+                "cluster_resyncs_total",
+                "Resync snapshots sent to every session after an unfillable gap",
+            )?,
+            cluster_unpublished: counter(
+                "cluster_unpublished_total",
+                "Delivered batches not handed to the cluster stream publisher",
             )?,
             registry,
         })

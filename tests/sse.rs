@@ -266,7 +266,9 @@ async fn events_can_ask_for_compact_snapshots_and_a_bad_encoding_is_refused() {
     let mut sse = SseClient::open(&server, &path, &[]).await;
     assert_eq!(sse.status, 200);
     let (_, snapshot) = sse.next_of("snapshot").await;
-    let fields = snapshot["data"]["character_fields"].as_array().expect("fields");
+    let fields = snapshot["data"]["character_fields"]
+        .as_array()
+        .expect("fields");
     assert_eq!(fields[0], "id");
     assert!(snapshot["data"]["characters"][0].is_array(), "{snapshot}");
     let path = format!("/events?token={VIEWER}&snapshot=tiny");

@@ -18,6 +18,7 @@ use super::batcher::{Batch, Batcher};
 use super::fanout::FanOut;
 use super::history::History;
 use super::hub::{DeliverFrames, HubRoute, Overflowed};
+use super::relay::{self, BatchSink, Ingest, IngestBatch, Outflow, ResyncEveryone, SeqSource};
 use super::roster::{Outlet, Roster, JOIN_HOLD};
 use super::{
     CloseAll, CloseSession, Deliver, JoinSession, Leave, Publish, RequestSnapshot, ResumeFrom,
@@ -50,6 +51,8 @@ pub struct BrokerSettings {
     /// A joined session silent for longer than this is evicted by the sweep, even when
     /// its own actor is frozen behind a jammed socket.
     pub client_timeout: Duration,
+    /// Who numbers batches: this broker, or (a gateway) the cluster stream.
+    pub seq_source: SeqSource,
 }
 
 /// How to reach a joined session outside its frames, watch it, and evict it.
@@ -105,6 +108,14 @@ pub struct Broker {
     join_cache: [Option<(SnapshotKey, ByteString)>; 2],
     /// This actor's address for hubs' overflow reports (set when it starts).
     overflowed: Option<Recipient<Overflowed>>,
+    /// A sim node's stream publisher: every delivered batch goes here too.
+    sink: Option<BatchSink>,
+    /// A gateway's last ingested seq (`None` before the first).
+    ingested: Option<u64>,
+    /// A gateway's snapshots whose seq it has not delivered yet, oldest first. Bounded by
+    /// the snapshot requests in flight (joins, resyncs, `snapshot` commands), each of
+    /// which a session waits for; routed as soon as delivery reaches their seq.
+    parked: std::collections::VecDeque<(Snapshot, SnapshotRoute)>,
 }
 
 /// What makes two snapshots the same world state.
@@ -141,7 +152,16 @@ impl Broker {
             seq_mark: None,
             join_cache: [None, None],
             overflowed: None,
+            sink: None,
+            ingested: None,
+            parked: std::collections::VecDeque::new(),
         }
+    }
+
+    /// A sim node: hands every delivered batch to `sink` as well (see [`super::relay`]).
+    pub fn with_sink(mut self, sink: BatchSink) -> Self {
+        self.sink = Some(sink);
+        self
     }
 
     /// Persists a `seq` high-water mark as batches are issued.
@@ -183,6 +203,8 @@ impl Broker {
         if self.undelivered.is_empty() {
             return;
         }
+        self.history.mark_delivered();
+        self.hand_on();
         let mut out = std::mem::take(&mut self.fan_out);
         out.clear();
         self.roster.fan_out(&self.undelivered, &mut out);
@@ -198,6 +220,25 @@ impl Broker {
             self.remove(id, None);
         }
         self.fan_out = out;
+    }
+
+    /// A sim node: the batches about to be delivered go to the stream publisher, the
+    /// last one marked as the end of this delivery.
+    fn hand_on(&mut self) {
+        let Some(sink) = &self.sink else {
+            return;
+        };
+        let last = self.undelivered.len().saturating_sub(1);
+        for (i, batch) in self.undelivered.iter().enumerate() {
+            let flow = Outflow {
+                batch: Arc::clone(batch),
+                end_of_delivery: i == last,
+            };
+            if let Err(e) = sink.try_send(flow) {
+                self.metrics.cluster_unpublished.inc();
+                log::error!("batch {} not handed to the cluster stream: {e}", batch.seq);
+            }
+        }
     }
 
     /// Removes a member; with a reason, also shuts its socket down so that a frozen
@@ -266,7 +307,7 @@ impl Broker {
     }
 
     fn send_snapshot(&mut self, id: SessionId, frames: Vec<Deliver>, seq: u64) {
-        self.with_roster(|r, _, out| r.send_snapshot(id, frames, seq, out));
+        self.with_roster(|r, h, out| r.send_snapshot(id, frames, seq, h, out));
     }
 
     /// The join snapshot, serialized once per world state: clients joining in a burst
@@ -304,7 +345,10 @@ impl Broker {
         route: SnapshotRoute,
         ctx: &mut Context<Self>,
     ) {
-        let seq = self.batcher.last_seq();
+        let seq = match self.settings.seq_source {
+            SeqSource::Local => self.batcher.last_seq(),
+            SeqSource::Stream => snapshot.seq,
+        };
         snapshot.seq = seq;
         match route {
             SnapshotRoute::Join(join) => {
@@ -404,6 +448,11 @@ impl Handler<Publish> for Broker {
                     }));
                 }
             }
+            Publish::Snapshot { snapshot, route }
+                if self.settings.seq_source == SeqSource::Stream =>
+            {
+                self.park(*snapshot, route, ctx);
+            }
             Publish::Snapshot { snapshot, route } => {
                 // Items published before this snapshot are reflected in it: flush them so
                 // that the snapshot's seq covers them.
@@ -411,6 +460,74 @@ impl Handler<Publish> for Broker {
                 self.route_snapshot(*snapshot, route, ctx);
             }
         }
+    }
+}
+
+impl Broker {
+    /// A gateway's snapshot: routed once delivery has reached its seq, parked until then.
+    fn park(&mut self, snapshot: Snapshot, route: SnapshotRoute, ctx: &mut Context<Self>) {
+        self.parked.push_back((snapshot, route));
+        self.unpark(ctx);
+    }
+
+    /// Routes the parked snapshots whose seq delivery has reached.
+    fn unpark(&mut self, ctx: &mut Context<Self>) {
+        let delivered = self.history.delivered_seq();
+        while self.parked.front().is_some_and(|(s, _)| s.seq <= delivered) {
+            if let Some((snapshot, route)) = self.parked.pop_front() {
+                self.route_snapshot(snapshot, route, ctx);
+            }
+        }
+    }
+}
+
+impl Handler<IngestBatch> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: IngestBatch, ctx: &mut Self::Context) {
+        let seq = msg.batch.seq;
+        match relay::classify(self.ingested, seq) {
+            Ingest::Duplicate => return,
+            Ingest::Next => {}
+            Ingest::Gap { expected } => {
+                log::warn!(
+                    "stream gap: batch {seq} after {} (expected {expected}); resyncing everyone",
+                    expected - 1
+                );
+                self.deliver();
+                self.resync_everyone();
+            }
+        }
+        self.ingested = Some(seq);
+        self.batcher.adopt(seq);
+        self.issue(msg.batch);
+        if msg.end_of_delivery {
+            self.deliver();
+            self.unpark(ctx);
+        }
+    }
+}
+
+impl Broker {
+    /// Holds every member until one resync snapshot for everyone arrives.
+    fn resync_everyone(&mut self) {
+        self.metrics.cluster_resyncs.inc();
+        self.roster.hold_all_for_resync();
+        let request = RequestSnapshot {
+            route: SnapshotRoute::Everyone,
+        };
+        if let Err(e) = self.sim.try_send(request) {
+            log::error!("resync snapshot not requested: {e}");
+        }
+    }
+}
+
+impl Handler<ResyncEveryone> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, _: ResyncEveryone, _: &mut Self::Context) {
+        self.deliver();
+        self.resync_everyone();
     }
 }
 

@@ -214,6 +214,11 @@ impl Batcher {
     pub fn last_seq(&self) -> u64 {
         self.last_seq
     }
+
+    /// Takes `seq` as the last issued: a gateway's batches are numbered by the sim node.
+    pub fn adopt(&mut self, seq: u64) {
+        self.last_seq = seq;
+    }
 }
 
 #[cfg(test)]

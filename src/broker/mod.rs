@@ -9,19 +9,24 @@
 //!   benches call it directly) through one [`hub`] per worker thread; the [`roster`]
 //!   keeps who is joined and where each stands in the seq stream.
 //!
-//! A future gateway node is the deliver half fed from a NATS subscription of the same
-//! `Publish` stream instead of a local simulation.
+//! In a cluster (docs/cluster.md) the halves run on different nodes. The sim node's
+//! broker also hands every delivered batch to a [`BatchSink`] (the stream publisher);
+//! a gateway's broker has no batcher of its own: the stream's batches come in as
+//! [`IngestBatch`], numbered by the sim node, and are delivered as the sim node did, so
+//! frames are the same bytes on every gateway ([`relay`]).
 
 pub mod actor;
 pub mod batcher;
 pub mod fanout;
 pub mod history;
 pub mod hub;
+pub mod relay;
 pub mod roster;
 #[cfg(test)]
 mod testing;
 
 pub use actor::{Broker, BrokerSettings};
+pub use relay::{BatchSink, IngestBatch, Outflow, ResyncEveryone, SeqSource};
 
 use crate::conn::ConnHandle;
 use crate::protocol::{Item, Snapshot};

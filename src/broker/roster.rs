@@ -192,13 +192,16 @@ impl Roster {
     }
 
     /// Sends frames that end with a snapshot reflecting every batch up to `seq` (a
-    /// resync, or a `snapshot` reply: its `reply` then its `snapshot`): the member's next
-    /// frame starts at `seq + 1`, and it is live from here on.
+    /// resync, or a `snapshot` reply: its `reply` then its `snapshot`), then what was
+    /// delivered after `seq` (nothing on a standalone server, where a snapshot is stamped
+    /// with the last seq; a gateway's snapshot can be older than what it delivered), and
+    /// it is live from there on.
     pub fn send_snapshot(
         &mut self,
         id: SessionId,
         frames: Vec<Deliver>,
         seq: u64,
+        history: &History,
         out: &mut impl Outlet,
     ) {
         for frame in frames {
@@ -206,7 +209,30 @@ impl Roster {
                 return;
             }
         }
-        self.set_live(id, seq + 1);
+        if seq >= history.delivered_seq() {
+            return self.set_live(id, seq + 1);
+        }
+        if let Some(standing) = self.members.get_mut(&id) {
+            standing.awaiting_resync = false;
+        }
+        if let Some(slot) = self.slot(id) {
+            (slot.next_from, slot.held) = (seq + 1, true);
+        }
+        self.catch_up(id, seq, history, out);
+    }
+
+    /// Holds every member out of live delivery until its resync snapshot arrives (a
+    /// gateway whose stream lost batches asks for one snapshot for everyone).
+    pub fn hold_all_for_resync(&mut self) {
+        for standing in self.members.values_mut() {
+            standing.awaiting_resync = true;
+        }
+        let ids = self.ids();
+        for id in ids {
+            if let Some(slot) = self.slot(id) {
+                slot.held = true;
+            }
+        }
     }
 
     /// Ends a member's join hold now (unless it waits for a resync): before a `snapshot`
@@ -225,7 +251,7 @@ impl Roster {
     /// Sends the member everything after `after` from the history, folded into chained
     /// frames, and makes it live; or, when some of it is gone, asks for a resync.
     fn catch_up(&mut self, id: SessionId, after: u64, history: &History, out: &mut impl Outlet) {
-        let batches = match history.range(after, history.last_seq()) {
+        let batches = match history.range(after, history.delivered_seq()) {
             Lookup::Batches(batches) => batches,
             Lookup::Resync => return self.request_resync(id, out),
         };
@@ -348,6 +374,7 @@ mod tests {
         for seq in 1..=n {
             h.push(batch(seq, vec![event(seq)]));
         }
+        h.mark_delivered();
         h
     }
 
@@ -431,6 +458,7 @@ mod tests {
             for seq in 1..=5 {
                 h.push(batch(seq, vec![event(seq)]));
             }
+            h.mark_delivered();
             r.join(
                 1,
                 route,
@@ -452,7 +480,7 @@ mod tests {
                 frame: snapshot(6).0,
                 seq: Some(6),
             };
-            r.send_snapshot(1, vec![resync], 6, &mut out);
+            r.send_snapshot(1, vec![resync], 6, &h, &mut out);
             r.fan_out(&[batch(7, vec![event(7)])], &mut fan);
             assert_eq!(fan.sent, 1, "live after its resync snapshot");
         });
@@ -484,6 +512,76 @@ mod tests {
             );
             assert_eq!((r.len(), r.contains(2)), (1, false));
             assert!(r.remove(1) && !r.remove(1) && r.is_empty());
+        });
+    }
+
+    #[test]
+    fn a_snapshot_older_than_what_was_delivered_catches_up_from_the_history() {
+        paused(|route| async move {
+            let (mut r, mut out) = (Roster::new(), Record::default());
+            let mut h = history(5);
+            r.join(
+                1,
+                route,
+                TopicSet::default_topics(),
+                snapshot(5),
+                Instant::now(),
+                &h,
+                &mut out,
+            );
+            tokio::time::advance(JOIN_HOLD).await;
+            r.release_due(Instant::now(), &h, &mut out);
+            h.push(batch(6, vec![event(6)]));
+            // Batch 7 is in the history but not delivered yet: the next fan-out brings it.
+            h.mark_delivered();
+            h.push(batch(7, vec![event(7)]));
+            let resync = Deliver {
+                frame: snapshot(4).0,
+                seq: Some(4),
+            };
+            r.send_snapshot(1, vec![resync], 4, &h, &mut out);
+            assert_eq!(
+                out.ranges(1),
+                vec![(0, 5), (0, 4), (5, 6)],
+                "5..=6 after it"
+            );
+            let mut fan = FanOut::default();
+            r.fan_out(&[batch(7, vec![event(7)])], &mut fan);
+            assert_eq!(fan.sent, 1, "live from 7");
+        });
+    }
+
+    #[test]
+    fn hold_all_for_resync_keeps_everyone_out_of_live_delivery_until_its_snapshot() {
+        paused(|route| async move {
+            let (mut r, mut out) = (Roster::new(), Record::default());
+            let h = history(3);
+            for id in [1, 2] {
+                let topics = TopicSet::default_topics();
+                r.join(
+                    id,
+                    route.clone(),
+                    topics,
+                    snapshot(3),
+                    Instant::now(),
+                    &h,
+                    &mut out,
+                );
+            }
+            tokio::time::advance(JOIN_HOLD).await;
+            r.release_due(Instant::now(), &h, &mut out);
+            r.hold_all_for_resync();
+            let mut fan = FanOut::default();
+            r.fan_out(&[batch(9, vec![event(9)])], &mut fan);
+            assert_eq!(fan.sent, 0, "nobody gets a frame across the gap");
+            let resync = Deliver {
+                frame: snapshot(9).0,
+                seq: Some(9),
+            };
+            r.send_snapshot(1, vec![resync], 9, &h, &mut out);
+            let mut fan = FanOut::default();
+            r.fan_out(&[batch(10, vec![event(10)])], &mut fan);
+            assert_eq!(fan.sent, 1, "only the one that got its snapshot");
         });
     }
 }

@@ -11,9 +11,9 @@
 
 use super::AppState;
 use crate::conn::ConnHandle;
+use crate::protocol::SnapshotEncoding;
 use crate::session::auth::token_from_request;
 use crate::session::reject::Reject;
-use crate::protocol::SnapshotEncoding;
 use crate::session::{transport, Handshake, Session};
 use actix::Actor;
 use actix_codec::{AsyncRead, AsyncWrite, Framed};
@@ -141,7 +141,13 @@ where
         snapshot_encoding,
     };
     let shared = Arc::clone(&state.shared);
-    Session::new(shared, state.shared.pool.try_acquire(), handshake, transport).start();
+    Session::new(
+        shared,
+        state.shared.pool.try_acquire(),
+        handshake,
+        transport,
+    )
+    .start();
     Ok(())
 }
 

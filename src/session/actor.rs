@@ -209,9 +209,14 @@ impl Session {
         self.send_text(ctx, welcome);
         let (conn, topics) = (self.conn.clone(), self.topics.clone());
         let close = ctx.address().recipient();
-        let (outbox, joined) = self
-            .shared
-            .join(self.id, close, conn, &self.last_seen, topics, self.snapshot_encoding);
+        let (outbox, joined) = self.shared.join(
+            self.id,
+            close,
+            conn,
+            &self.last_seen,
+            topics,
+            self.snapshot_encoding,
+        );
         self.out.attach(outbox);
         self.on_snapshot_sent(joined, None, ctx);
     }

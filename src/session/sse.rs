@@ -131,9 +131,9 @@ impl Actor for SseSession {
         self.push(Self::event(&json, None), ctx);
         let (conn, topics) = (self.conn.clone(), self.topics.clone());
         let close = ctx.address().recipient();
-        let (outbox, snapshot) = self
-            .shared
-            .join(self.id, close, conn, &self.last_seen, topics, self.encoding);
+        let (outbox, snapshot) =
+            self.shared
+                .join(self.id, close, conn, &self.last_seen, topics, self.encoding);
         ctx.add_stream(outbox);
         ctx.spawn(snapshot.into_actor(self).map(|res, act, ctx| {
             if let Err(e) = res {
