@@ -52,6 +52,59 @@ pub struct Config {
     pub broker: BrokerConfig,
     pub sim: SimConfig,
     pub persistence: PersistenceConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// What this process is in a simcast cluster (issue 11). The names are fixed: nodes are
+/// started with them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterRole {
+    /// One process does everything and needs no NATS: the server as it has always been.
+    #[default]
+    Standalone,
+    /// Runs the simulation and the batcher, publishes every numbered batch to the
+    /// JetStream stream and answers commands and snapshot requests over NATS.
+    Sim,
+    /// Runs no simulation: serves its own clients from the stream.
+    Gateway,
+}
+
+/// `[cluster]`: the role and, unless standalone, the NATS server and JetStream stream
+/// the nodes share.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub role: ClusterRole,
+    /// `nats://host:port` (or `tls://`); several servers of one NATS cluster separated
+    /// by commas. Required unless `role` is standalone.
+    pub nats_url: String,
+    /// The JetStream stream's name.
+    pub stream: String,
+    /// Subject prefix: batches on `<subject>.batches`, commands on `<subject>.cmd`,
+    /// snapshot requests on `<subject>.snapshot`.
+    pub subject: String,
+    /// The stream drops batches older than this (seconds).
+    pub max_age_s: u64,
+    /// The stream drops its oldest batches past this many bytes.
+    pub max_bytes: u64,
+}
+
+/// The smallest `cluster.max_bytes`: NATS's default largest message (1 MiB), so the
+/// stream can hold at least one batch.
+pub const MIN_STREAM_BYTES: u64 = 1 << 20;
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            role: ClusterRole::Standalone,
+            nats_url: String::new(),
+            stream: "SIMCAST".into(),
+            subject: "simcast".into(),
+            max_age_s: 3600,
+            max_bytes: 256 << 20,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -253,7 +306,8 @@ impl Config {
         greater_than_zero("pool.max_connections", self.pool.max_connections)?;
         self.session.validate()?;
         self.broker.validate()?;
-        self.sim.validate()
+        self.sim.validate()?;
+        self.cluster.validate()
     }
 
     /// The data directory for `save`.
@@ -358,6 +412,83 @@ impl SimConfig {
     }
 }
 
+impl ClusterConfig {
+    /// Whether this process talks to NATS at all.
+    pub fn clustered(&self) -> bool {
+        self.role != ClusterRole::Standalone
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.nats_url.trim().is_empty() {
+            if self.clustered() {
+                return Err(invalid(
+                    "cluster.nats_url",
+                    "is required when cluster.role is sim or gateway",
+                ));
+            }
+        } else {
+            validate_nats_url(&self.nats_url)?;
+        }
+        validate_stream_name(&self.stream)?;
+        validate_subject_prefix(&self.subject)?;
+        greater_than_zero("cluster.max_age_s", self.max_age_s)?;
+        if self.max_bytes < MIN_STREAM_BYTES {
+            return Err(invalid(
+                "cluster.max_bytes",
+                format!("must be at least {MIN_STREAM_BYTES} (1 MiB)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Each comma-separated server must be `nats://host[:port]` or `tls://host[:port]`.
+fn validate_nats_url(urls: &str) -> Result<(), ConfigError> {
+    for url in urls.split(',').map(str::trim) {
+        let host = url
+            .strip_prefix("nats://")
+            .or_else(|| url.strip_prefix("tls://"));
+        if host.is_none_or(|h| h.is_empty() || h.contains(char::is_whitespace)) {
+            return Err(invalid(
+                "cluster.nats_url",
+                format!("`{url}` is not nats://host:port (or tls://host:port)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// JetStream stream names: not empty, no whitespace, `.`, `*`, `>`, `/` or `\`.
+fn validate_stream_name(name: &str) -> Result<(), ConfigError> {
+    let bad = |c: char| c.is_whitespace() || c.is_control() || ".*>/\\".contains(c);
+    if name.is_empty() || name.contains(bad) {
+        return Err(invalid(
+            "cluster.stream",
+            format!(
+                "`{name}` is not a JetStream stream name (no spaces, `.`, `*`, `>`, `/`, `\\`)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A subject prefix: dot-separated non-empty tokens, no wildcards, no whitespace.
+fn validate_subject_prefix(prefix: &str) -> Result<(), ConfigError> {
+    let bad_token = |t: &str| {
+        t.is_empty()
+            || t.contains(|c: char| c.is_whitespace() || c.is_control() || c == '*' || c == '>')
+    };
+    if prefix.split('.').any(bad_token) {
+        return Err(invalid(
+            "cluster.subject",
+            format!(
+                "`{prefix}` is not a subject prefix (dot-separated tokens, no wildcards or spaces)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,6 +511,70 @@ mod tests {
         assert_eq!(c.sim.characters, 200);
         assert_eq!(c.sim.tick_rate, 10.0);
         assert!(c.auth.tokens.is_empty());
+        assert_eq!(c.cluster, ClusterConfig::default());
+        assert_eq!(c.cluster.role, ClusterRole::Standalone);
+        assert!(!c.cluster.clustered());
+        assert_eq!(
+            (c.cluster.stream.as_str(), c.cluster.subject.as_str()),
+            ("SIMCAST", "simcast")
+        );
+        assert_eq!(
+            (c.cluster.max_age_s, c.cluster.max_bytes),
+            (3600, 256 << 20)
+        );
+    }
+
+    #[test]
+    fn cluster_roles_and_their_nats_url() {
+        for (role, expected) in [
+            ("standalone", ClusterRole::Standalone),
+            ("sim", ClusterRole::Sim),
+            ("gateway", ClusterRole::Gateway),
+        ] {
+            let text =
+                format!("[cluster]\nrole = \"{role}\"\nnats_url = \"nats://127.0.0.1:4333\"");
+            let c = Config::from_toml(&text, "t").expect(role);
+            assert_eq!(c.cluster.role, expected);
+            assert_eq!(c.cluster.nats_url, "nats://127.0.0.1:4333");
+        }
+        let three =
+            "[cluster]\nrole = \"gateway\"\nnats_url = \"nats://a:4222, nats://b:4222,tls://c\"";
+        assert!(
+            Config::from_toml(three, "t").is_ok(),
+            "a NATS cluster's servers"
+        );
+        let standalone = Config::from_toml("[cluster]\nrole = \"standalone\"", "t");
+        assert!(standalone.is_ok(), "standalone needs no NATS");
+    }
+
+    #[test]
+    fn bad_cluster_values_name_the_key() {
+        let cases = [
+            ("[cluster]\nrole = \"sim\"", "cluster.nats_url"),
+            (
+                "[cluster]\nrole = \"gateway\"\nnats_url = \" \"",
+                "cluster.nats_url",
+            ),
+            (
+                "[cluster]\nrole = \"sim\"\nnats_url = \"http://x:1\"",
+                "cluster.nats_url",
+            ),
+            ("[cluster]\nnats_url = \"nats://\"", "cluster.nats_url"),
+            ("[cluster]\nrole = \"leader\"", "role"),
+            ("[cluster]\nstream = \"a.b\"", "cluster.stream"),
+            ("[cluster]\nstream = \"\"", "cluster.stream"),
+            ("[cluster]\nsubject = \"a..b\"", "cluster.subject"),
+            ("[cluster]\nsubject = \"a.*\"", "cluster.subject"),
+            ("[cluster]\nmax_age_s = 0", "cluster.max_age_s"),
+            ("[cluster]\nmax_bytes = 1000", "cluster.max_bytes"),
+            ("[cluster]\nnats = \"x\"", "nats"),
+        ];
+        for (text, key) in cases {
+            let err = Config::from_toml(text, "test.toml")
+                .expect_err(text)
+                .to_string();
+            assert!(err.contains(key), "{err} should name {key}");
+        }
     }
 
     #[test]

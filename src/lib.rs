@@ -16,6 +16,8 @@
 //! - [`cli`]: the `watch` and `ctl` command-line clients.
 //! - [`presence`]: who is connected, pushed to every connection (coalesced).
 //! - [`clock`]: the monotonic millisecond clock sessions and the broker share.
+//! - [`cluster`]: scale-out over NATS JetStream (issue 11): the NATS link, the stream
+//!   of batches, request/reply and the batch codec; not wired in yet.
 //!
 //! [`run`] starts everything on an already-bound listener, so tests run the real server
 //! on `127.0.0.1:0`.
@@ -28,6 +30,7 @@ mod audit;
 pub mod broker;
 pub mod cli;
 mod clock;
+pub mod cluster;
 pub mod config;
 mod conn;
 mod frame_guard;

@@ -1,7 +1,8 @@
 //! Server → client objects: the [`Envelope`] every one of them is sent in, batch items,
 //! `welcome`, `snapshot`, `presence`, `reply` ([`Reply`], the one owner of `"ok"`),
 //! `error` and `heartbeat` data, and the [`wire`] rounding of positions and needs.
-//! Serialize only: the server never reads these back.
+//! Serialize only, except batch items: a gateway reads those back from the sim node
+//! (`cluster::codec`), and re-serializes them byte for byte.
 
 use super::{now_ts, CharState, CharacterId, EventId, Needs, Role, SERVER_NAME};
 use serde::{Deserialize, Serialize, Serializer};
@@ -94,7 +95,7 @@ pub struct LocationView {
 }
 
 /// `state_change` item data.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StateChange {
     pub character_id: CharacterId,
     pub name: String,
@@ -105,7 +106,7 @@ pub struct StateChange {
 }
 
 /// `event_notification` item data.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventNotification {
     pub event_type: String,
     pub tick: u64,
@@ -118,7 +119,7 @@ pub struct EventNotification {
 }
 
 /// `character_update` item data.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CharacterUpdate {
     pub character_id: CharacterId,
     pub state: CharState,
@@ -130,8 +131,9 @@ pub struct CharacterUpdate {
     pub tick: u64,
 }
 
-/// The payload of one batch item.
-#[derive(Debug, Clone, PartialEq)]
+/// The payload of one batch item. Read back as `{type, data}` (its [`Item`]'s).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
 pub enum ItemData {
     StateChange(StateChange),
     EventNotification(EventNotification),
@@ -157,8 +159,9 @@ impl ItemKind {
 }
 
 /// One element of a `batch`: `{type, data, timestamp}`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Item {
+    #[serde(flatten)]
     pub data: ItemData,
     /// When the simulation produced it (Unix seconds); latency is measured from here.
     pub timestamp: f64,

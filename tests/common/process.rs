@@ -83,10 +83,7 @@ impl ServerProcess {
     }
 
     pub(crate) fn signal(&self, sig: i32) {
-        // SAFETY: a signal to the child this harness started, by its PID.
-        #[allow(unsafe_code)]
-        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
-        assert_eq!(rc, 0, "signal {sig}");
+        signal_child(&self.child, sig);
     }
 
     /// Waits for the process to exit, failing the test after `within`.
@@ -115,6 +112,16 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends `sig` to a child this harness started (a simcast server, a nats-server), by
+/// its PID: the one `kill(2)` of the tests.
+pub(crate) fn signal_child(child: &Child, sig: i32) {
+    // SAFETY: kill(2) takes no pointers; the PID is that of a child we spawned and have
+    // not reaped yet (we hold its `Child`), so it cannot name another process.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::kill(child.id() as i32, sig) };
+    assert_eq!(rc, 0, "signal {sig} to {}", child.id());
 }
 
 /// `simcast replay --data-dir DIR [--until T]`: the replayed world's summary (JSON).
