@@ -69,7 +69,7 @@ impl Server {
             .expect("server started");
         Server {
             addr,
-            sim,
+            sim: sim.expect("a standalone server has a simulation"),
             handle,
             thread: Some(thread),
             dir,

@@ -81,7 +81,8 @@ pub struct Running {
     pub tokens: Vec<TokenConfig>,
     /// The live token list; `replace` it to reload tokens without a restart.
     pub token_list: Tokens,
-    pub sim: Addr<Simulation>,
+    /// The simulation; `None` on a gateway, which has none (`cluster.role`).
+    pub sim: Option<Addr<Simulation>>,
     pub broker: Addr<Broker>,
     pub pool: Arc<conn::Pool>,
     /// The simulation's and the broker's threads; stopped with the System.
@@ -126,7 +127,7 @@ impl Running {
 pub struct ShutdownHandle {
     server: actix_web::dev::ServerHandle,
     broker: Addr<Broker>,
-    sim: Addr<Simulation>,
+    sim: Option<Addr<Simulation>>,
     pool: Arc<conn::Pool>,
 }
 
@@ -143,7 +144,10 @@ impl ShutdownHandle {
         while self.pool.active() > 0 && std::time::Instant::now() < deadline {
             actix::clock::sleep(std::time::Duration::from_millis(20)).await;
         }
-        let save = self.sim.send(sim::actor::SaveNow);
+        let Some(sim) = self.sim else {
+            return self.server.stop(true).await;
+        };
+        let save = sim.send(sim::actor::SaveNow);
         match tokio::time::timeout(std::time::Duration::from_secs(10), save).await {
             Ok(Ok(Ok(()))) => log::info!("world saved"),
             Ok(Ok(Err(e))) => log::error!("saving the world at shutdown failed: {e}"),
@@ -305,7 +309,10 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
     let latest_seq = Arc::new(AtomicU64::new(0));
     let pool = conn::Pool::new(config.pool.max_connections);
     let tokens = tokens_or_generated(&config);
-    let core = start_core(&config, &metrics, &latest_seq)?;
+    let core = match config.cluster.role {
+        config::ClusterRole::Gateway => start_gateway_core(&config, &metrics, &latest_seq),
+        _ => start_core(&config, &metrics, &latest_seq)?,
+    };
     let token_list = Tokens::new(tokens.clone());
     let shared = session_shared(
         &config,
@@ -353,17 +360,34 @@ fn tokens_or_generated(config: &Config) -> Vec<TokenConfig> {
     tokens
 }
 
-/// The simulation and the broker, started on arbiters of their own.
+/// The simulation (or, on a gateway, what stands for it) and the broker, started on
+/// arbiters of their own.
 struct Core {
-    sim: Addr<Simulation>,
+    sim: Option<Addr<Simulation>>,
+    /// Where commands and snapshot requests go: the simulation, or a gateway's
+    /// `cluster::gateway::RemoteSim`.
+    sim_commands: Recipient<sim::actor::RunCommand>,
+    sim_snapshots: Recipient<broker::RequestSnapshot>,
     broker: Addr<Broker>,
     arbiters: Vec<Arbiter>,
     /// The data directory's lock, held as long as the server runs.
     lock: Option<std::fs::File>,
 }
 
-/// Restores the world and starts the simulation and the broker. Each needs the other's
-/// address: the broker's mailbox is made first, then both start.
+/// The broker's settings from the config.
+fn broker_settings(config: &Config, seq_source: broker::SeqSource) -> BrokerSettings {
+    BrokerSettings {
+        max_batch_size: config.broker.max_batch_size,
+        max_batch_wait: std::time::Duration::from_millis(config.broker.max_batch_wait_ms),
+        history_size: config.broker.history_size,
+        client_timeout: config.client_timeout(),
+        seq_source,
+    }
+}
+
+/// Restores the world and starts the simulation and the broker (and, on a sim node,
+/// the cluster publisher). Each needs the other's address: the broker's mailbox is
+/// made first, then both start.
 fn start_core(
     config: &Config,
     metrics: &Arc<Metrics>,
@@ -372,49 +396,110 @@ fn start_core(
     let (broker_tx, broker_rx) =
         actix::dev::channel::channel::<Broker>(broker::actor::MAILBOX_CAPACITY);
     let broker_addr = Addr::new(broker_tx);
-    let RestoredWorld {
-        state: sim_state,
-        persistence: sim_persistence,
-        seq_base,
-        store,
-        lock,
-    } = restore_world(config)?;
-    let audit = open_audit(store.as_ref(), metrics)?;
+    let restored = restore_world(config)?;
+    let audit = open_audit(restored.store.as_ref(), metrics)?;
+    let cluster = (config.cluster.role == config::ClusterRole::Sim)
+        .then(cluster::sim_node::SimNodeParts::new);
+    let hold = cluster.as_ref().map(|c| Arc::clone(&c.hold));
     let sim_arbiter = Arbiter::new();
-    let sim_metrics = Arc::clone(metrics);
-    let sim_broker = broker_addr.clone().recipient();
+    let (sim_metrics, sim_broker) = (Arc::clone(metrics), broker_addr.clone().recipient());
+    let (sim_state, sim_persistence) = (restored.state, restored.persistence);
     let sim_addr = Simulation::start_in_arbiter(&sim_arbiter.handle(), move |_| {
-        Simulation::new(sim_state, sim_broker, sim_metrics, sim_persistence, audit)
+        let sim = Simulation::new(sim_state, sim_broker, sim_metrics, sim_persistence, audit);
+        match hold {
+            Some(hold) => sim.with_hold(hold),
+            None => sim,
+        }
     });
-    let settings = BrokerSettings {
-        max_batch_size: config.broker.max_batch_size,
-        max_batch_wait: std::time::Duration::from_millis(config.broker.max_batch_wait_ms),
-        history_size: config.broker.history_size,
-        client_timeout: config.client_timeout(),
-        seq_source: broker::SeqSource::Local,
-    };
-    let seq_mark = store.map(|s| s.seq_mark(seq_base));
-    let broker = Broker::new(
-        settings,
-        seq_base,
+    let mut broker = Broker::new(
+        broker_settings(config, broker::SeqSource::Local),
+        restored.seq_base,
         sim_addr.clone().recipient(),
         Arc::clone(metrics),
         Arc::clone(latest_seq),
     );
-    let broker = match seq_mark {
-        Some(mark) => broker.with_seq_mark(mark),
-        None => broker,
-    };
+    if let Some(mark) = restored.store.map(|s| s.seq_mark(restored.seq_base)) {
+        broker = broker.with_seq_mark(mark);
+    }
+    if let Some(parts) = &cluster {
+        broker = broker.with_sink(parts.sink.clone());
+    }
     let broker_arbiter = Arbiter::new();
     broker_arbiter.spawn_fn(move || {
         Context::with_receiver(broker_rx).run(broker);
     });
+    let mut arbiters = vec![sim_arbiter, broker_arbiter];
+    if let Some(parts) = cluster {
+        let actors = cluster::sim_node::SimNodeActors {
+            sim: sim_addr.clone(),
+            broker: broker_addr.clone(),
+            metrics: Arc::clone(metrics),
+        };
+        arbiters.push(start_sim_node(config, parts, actors));
+    }
     Ok(Core {
-        sim: sim_addr,
+        sim_commands: sim_addr.clone().recipient(),
+        sim_snapshots: sim_addr.clone().recipient(),
+        sim: Some(sim_addr),
         broker: broker_addr,
-        arbiters: vec![sim_arbiter, broker_arbiter],
-        lock,
+        arbiters,
+        lock: restored.lock,
     })
+}
+
+/// A sim node's publisher and responders, on an arbiter of their own.
+fn start_sim_node(
+    config: &Config,
+    parts: cluster::sim_node::SimNodeParts,
+    actors: cluster::sim_node::SimNodeActors,
+) -> Arbiter {
+    let arbiter = Arbiter::new();
+    let (cluster, history) = (config.cluster.clone(), config.broker.history_size);
+    cluster::sim_node::start(&arbiter.handle(), cluster, history, parts, actors);
+    arbiter
+}
+
+/// A gateway: no world, no persistence; a broker fed from the cluster stream, and the
+/// sim node reached through `cluster::gateway::RemoteSim` (started once NATS is).
+fn start_gateway_core(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    latest_seq: &Arc<AtomicU64>,
+) -> Core {
+    use cluster::gateway::{RemoteSim, REMOTE_MAILBOX};
+    let (broker_tx, broker_rx) =
+        actix::dev::channel::channel::<Broker>(broker::actor::MAILBOX_CAPACITY);
+    let broker_addr = Addr::new(broker_tx);
+    let (remote_tx, remote_rx) = actix::dev::channel::channel::<RemoteSim>(REMOTE_MAILBOX);
+    let remote = Addr::new(remote_tx);
+    let broker = Broker::new(
+        broker_settings(config, broker::SeqSource::Stream),
+        0,
+        remote.clone().recipient(),
+        Arc::clone(metrics),
+        Arc::clone(latest_seq),
+    );
+    let broker_arbiter = Arbiter::new();
+    broker_arbiter.spawn_fn(move || {
+        Context::with_receiver(broker_rx).run(broker);
+    });
+    let cluster_arbiter = Arbiter::new();
+    cluster::gateway::start(
+        &cluster_arbiter.handle(),
+        config.cluster.clone(),
+        config.broker.history_size,
+        remote_rx,
+        broker_addr.clone(),
+        Arc::clone(metrics),
+    );
+    Core {
+        sim: None,
+        sim_commands: remote.clone().recipient(),
+        sim_snapshots: remote.recipient(),
+        broker: broker_addr,
+        arbiters: vec![broker_arbiter, cluster_arbiter],
+        lock: None,
+    }
 }
 
 /// What every session shares: settings from the config and the core's addresses.
@@ -436,8 +521,8 @@ fn session_shared(
         outbound_queue: config.session.outbound_queue,
         max_message_bytes: config.server.max_message_bytes,
         broker: core.broker.clone(),
-        sim_commands: core.sim.clone().recipient(),
-        sim_snapshots: core.sim.clone().recipient(),
+        sim_commands: core.sim_commands.clone(),
+        sim_snapshots: core.sim_snapshots.clone(),
         metrics,
         latest_seq,
         pool: Arc::clone(pool),

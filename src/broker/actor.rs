@@ -18,7 +18,10 @@ use super::batcher::{Batch, Batcher};
 use super::fanout::FanOut;
 use super::history::History;
 use super::hub::{DeliverFrames, HubRoute, Overflowed};
-use super::relay::{self, BatchSink, Ingest, IngestBatch, Outflow, ResyncEveryone, SeqSource};
+use super::relay::{
+    self, BatchSink, Ingest, IngestBatch, Outflow, RaiseSeq, ResyncEveryone, SeqSource,
+    SnapshotUnavailable,
+};
 use super::roster::{Outlet, Roster, JOIN_HOLD};
 use super::{
     CloseAll, CloseSession, Deliver, JoinSession, Leave, Publish, RequestSnapshot, ResumeFrom,
@@ -519,6 +522,42 @@ impl Broker {
         if let Err(e) = self.sim.try_send(request) {
             log::error!("resync snapshot not requested: {e}");
         }
+    }
+}
+
+impl Handler<RaiseSeq> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: RaiseSeq, ctx: &mut Self::Context) {
+        self.flush(ctx);
+        let last = self.batcher.last_seq();
+        if last <= msg.above {
+            log::info!(
+                "cluster: the stream holds batches up to {}; continuing at {}",
+                msg.above,
+                msg.above + 2
+            );
+            self.batcher.adopt(msg.above + 1);
+        }
+    }
+}
+
+impl Handler<SnapshotUnavailable> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: SnapshotUnavailable, _: &mut Self::Context) {
+        let error = crate::protocol::ErrorData {
+            code: crate::protocol::ErrorCode::ServerError.as_u16(),
+            message: msg.message,
+        };
+        self.metrics.error(error.code);
+        let frame = Envelope::new("error", error)
+            .with_id(msg.id.as_ref())
+            .to_json();
+        self.with_roster(|r, h, out| {
+            r.release(msg.session, h, out);
+            r.send_own(msg.session, frame.into(), out);
+        });
     }
 }
 

@@ -26,7 +26,9 @@ pub mod roster;
 mod testing;
 
 pub use actor::{Broker, BrokerSettings};
-pub use relay::{BatchSink, IngestBatch, Outflow, ResyncEveryone, SeqSource};
+pub use relay::{
+    BatchSink, IngestBatch, Outflow, RaiseSeq, ResyncEveryone, SeqSource, SnapshotUnavailable,
+};
 
 use crate::conn::ConnHandle;
 use crate::protocol::{Item, Snapshot};

@@ -57,6 +57,26 @@ pub struct IngestBatch {
 #[rtype(result = "()")]
 pub struct ResyncEveryone;
 
+/// Sim node → broker, before the simulation is released: the stream already holds
+/// batches up to `above` (from this node's earlier life); the next seq issued is above
+/// it, with one left out, so gateways resync onto the restored world rather than take
+/// its batches as the continuation of the old one.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct RaiseSeq {
+    pub above: u64,
+}
+
+/// Gateway → broker: a `snapshot` command's snapshot could not be had from the sim
+/// node: the session gets error 1004 with its command's `id`.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct SnapshotUnavailable {
+    pub session: super::SessionId,
+    pub id: Option<serde_json::Value>,
+    pub message: String,
+}
+
 /// What the broker does with an ingested batch, given the last seq it holds.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Ingest {

@@ -221,6 +221,11 @@ impl Roster {
         self.catch_up(id, seq, history, out);
     }
 
+    /// One frame of the member's own (an error the broker answers for it).
+    pub fn send_own(&mut self, id: SessionId, frame: ByteString, out: &mut impl Outlet) {
+        self.send(id, frame, None, out);
+    }
+
     /// Holds every member out of live delivery until its resync snapshot arrives (a
     /// gateway whose stream lost batches asks for one snapshot for everyone).
     pub fn hold_all_for_resync(&mut self) {

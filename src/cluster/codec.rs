@@ -2,7 +2,9 @@
 //! rebuilds a batch whose frames (`RangeFrame::encode`, for every topic set) are byte
 //! for byte the sim node's.
 //!
-//! The encoding is JSON: `{"v":1,"seq":…,"timestamp":…,"items":[…],"about":[…]}`.
+//! The encoding is JSON: `{"v":1,"seq":…,"timestamp":…,"items":[…],"about":[…],
+//! "end":true}`. `end` says the sim node delivered after this batch (absent: true), so a
+//! gateway cuts its frames where the sim node did.
 //! `items` are the items exactly as the wire has them (`{type, data, timestamp}`, with
 //! positions and needs already rounded, see `protocol::wire`): re-serializing what was
 //! read gives the same bytes, since rounding a rounded value changes nothing. `about`
@@ -41,6 +43,7 @@ struct Encoded<'a> {
     timestamp: f64,
     items: &'a [Item],
     about: Vec<(usize, &'a [CharacterId])>,
+    end: bool,
 }
 
 #[derive(Deserialize)]
@@ -50,6 +53,12 @@ struct Decoded {
     timestamp: f64,
     items: Vec<Item>,
     about: Vec<(usize, Vec<CharacterId>)>,
+    #[serde(default = "end_default")]
+    end: bool,
+}
+
+fn end_default() -> bool {
+    true
 }
 
 /// The characters each event notification of `items` concerns, by item index.
@@ -67,7 +76,13 @@ fn about(items: &[Item]) -> Vec<(usize, &[CharacterId])> {
 }
 
 pub fn encode(batch: &Batch) -> Result<Vec<u8>, CodecError> {
+    encode_flow(batch, true)
+}
+
+/// `batch`, and whether the sim node delivered after it.
+pub fn encode_flow(batch: &Batch, end_of_delivery: bool) -> Result<Vec<u8>, CodecError> {
     let encoded = Encoded {
+        end: end_of_delivery,
         v: VERSION,
         seq: batch.seq,
         timestamp: batch.timestamp,
@@ -81,6 +96,11 @@ pub fn encode(batch: &Batch) -> Result<Vec<u8>, CodecError> {
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Batch, CodecError> {
+    decode_flow(bytes).map(|(batch, _)| batch)
+}
+
+/// The batch, and whether the sim node delivered after it.
+pub fn decode_flow(bytes: &[u8]) -> Result<(Batch, bool), CodecError> {
     // The version first, so a newer encoding is named as such, not as a parse error.
     #[derive(Deserialize)]
     struct Version {
@@ -104,11 +124,12 @@ pub fn decode(bytes: &[u8]) -> Result<Batch, CodecError> {
             }
         }
     }
-    Ok(Batch {
+    let batch = Batch {
         seq: decoded.seq,
         items,
         timestamp: decoded.timestamp,
-    })
+    };
+    Ok((batch, decoded.end))
 }
 
 #[cfg(test)]

@@ -1,6 +1,11 @@
-//! Scale-out over NATS JetStream (issue 11): the parts a `sim` node and its gateways
-//! share, not yet wired into the broker or the sessions.
+//! Scale-out over NATS JetStream (issue 11; docs/cluster.md): a `sim` node runs the
+//! world and publishes every numbered batch to a JetStream stream; `gateway` nodes
+//! serve their own clients from it.
 //!
+//! - [`sim_node`]: the publisher (and the simulation's hold) and the responders.
+//! - [`gateway`]: the stream feed into the broker, and [`gateway::RemoteSim`], which
+//!   stands where the simulation stands on a standalone server.
+//! - [`wire`]: commands and their answers over request/reply.
 //! - [`link`]: the connection to NATS (reconnecting forever) and its state, for metrics.
 //! - [`stream`]: the JetStream stream of numbered batches: made sure of at start, one
 //!   batch published per simcast `seq` (deduplicated by it), read back in order after
@@ -18,9 +23,76 @@
 //! (`tests/nats_stream.rs`) use it.
 
 pub mod codec;
+pub mod gateway;
 pub mod link;
 pub mod rpc;
+pub mod sim_node;
 pub mod stream;
+pub mod wire;
+
+use crate::metrics::Metrics;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a failed start-up step (connect, stream, subscribe) waits to try again.
+const START_RETRY: Duration = Duration::from_millis(500);
+
+/// A link to NATS; tries again until the client exists (it then reconnects by itself).
+async fn connect_until_up(url: &str, name: &str) -> link::Link {
+    loop {
+        match link::Link::connect(url, name).await {
+            Ok(link) => return link,
+            Err(e) => {
+                log::warn!("cluster: {e}; retrying");
+                actix::clock::sleep(START_RETRY).await;
+            }
+        }
+    }
+}
+
+/// Mirrors the link's state into `cluster_connected`.
+fn watch_link(link: &link::Link, metrics: &Arc<Metrics>) {
+    let mut state = link.watch();
+    let metrics = Arc::clone(metrics);
+    actix::spawn(async move {
+        loop {
+            let up = state.borrow_and_update().is_up();
+            metrics.cluster_connected.set(i64::from(up));
+            if state.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// The stream, made sure of; tries again until NATS answers.
+async fn ensure_until_done(
+    link: &link::Link,
+    settings: stream::StreamSettings,
+) -> stream::BatchStream {
+    loop {
+        match stream::BatchStream::ensure(link, settings.clone()).await {
+            Ok(stream) => return stream,
+            Err(e) => {
+                log::warn!("cluster: {e}; retrying");
+                actix::clock::sleep(START_RETRY).await;
+            }
+        }
+    }
+}
+
+/// Subscribes to `call`'s subject, trying again until NATS answers.
+async fn serve_until_subscribed(rpc: &rpc::Rpc, call: rpc::Call) -> Option<rpc::Requests> {
+    loop {
+        match rpc.serve(call).await {
+            Ok(requests) => return Some(requests),
+            Err(e) => {
+                log::warn!("cluster: {e}; retrying");
+                actix::clock::sleep(START_RETRY).await;
+            }
+        }
+    }
+}
 
 /// The subjects of one cluster, from `cluster.subject`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,8 +1,9 @@
 //! Server → client objects: the [`Envelope`] every one of them is sent in, batch items,
 //! `welcome`, `snapshot`, `presence`, `reply` ([`Reply`], the one owner of `"ok"`),
 //! `error` and `heartbeat` data, and the [`wire`] rounding of positions and needs.
-//! Serialize only, except batch items: a gateway reads those back from the sim node
-//! (`cluster::codec`), and re-serializes them byte for byte.
+//! Serialize only, except batch items and snapshots: a gateway reads those back from
+//! the sim node (`cluster::codec`, `cluster::remote`) and re-serializes them byte for
+//! byte.
 
 use super::{now_ts, CharState, CharacterId, EventId, Needs, Role, SERVER_NAME};
 use serde::{Deserialize, Serialize, Serializer};
@@ -53,7 +54,9 @@ pub mod wire {
 
 /// A character as clients see it (snapshots, `inspect`). Positions and needs are
 /// rounded when serialized (see [`wire`]); the fields themselves keep full precision.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Read back (a gateway's snapshot from its sim node) they hold the rounded values,
+/// which serialize to the same bytes again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CharacterView {
     pub id: CharacterId,
     pub name: String,
@@ -65,7 +68,7 @@ pub struct CharacterView {
     #[serde(serialize_with = "wire::needs")]
     pub needs: Needs,
     /// Id of the place the character is heading to while traveling; absent otherwise.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<String>,
     pub home: String,
     pub workplace: String,
@@ -85,7 +88,7 @@ pub enum LocationKind {
 }
 
 /// A place in the town (snapshots).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LocationView {
     pub id: String,
     pub name: String,
@@ -340,7 +343,7 @@ impl ServerInfo {
 
 /// The game clock at a tick (protocol 1.1): clients show this and advance it by the
 /// `tick` of later items (one tick is one game minute); they never derive it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Clock {
     /// The game day; the first day is 1.
     pub day: u64,
@@ -348,8 +351,9 @@ pub struct Clock {
     pub minute_of_day: u32,
 }
 
-/// `snapshot` data: the whole world as of batch `seq`.
-#[derive(Debug, Clone, Serialize)]
+/// `snapshot` data: the whole world as of batch `seq` (read back by a gateway, as its
+/// sim node sent it: `crate::cluster`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Snapshot {
     pub tick: u64,
     /// The game clock at `tick`.

@@ -19,6 +19,7 @@ use crate::protocol::{now_ts, CharacterId, Command, ErrorCode, Item, Reply, Snap
 use actix::prelude::*;
 use serde_json::Value;
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -89,6 +90,9 @@ pub struct Simulation {
     journal_backlog: VecDeque<WriteRequest>,
     ticks_since_snapshot: u64,
     audit: AuditLog,
+    /// A sim node's hold (`cluster::sim_node`): set while the cluster stream cannot
+    /// take batches; ticks are deferred meanwhile, as when the broker is behind.
+    hold: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Simulation {
@@ -112,7 +116,19 @@ impl Simulation {
             journal_backlog: VecDeque::new(),
             ticks_since_snapshot: 0,
             audit,
+            hold: None,
         }
+    }
+
+    /// Defers ticks while `hold` is set (a sim node's stream publisher is behind).
+    pub fn with_hold(mut self, hold: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.hold = Some(hold);
+        self
+    }
+
+    fn held(&self) -> bool {
+        let held = |h: &Arc<std::sync::atomic::AtomicBool>| h.load(Ordering::Acquire);
+        self.hold.as_ref().is_some_and(held)
     }
 
     fn period(&self) -> Duration {
@@ -138,7 +154,7 @@ impl Simulation {
             this.next_tick = None;
             if !this.state.paused {
                 this.drain_journal();
-                if this.outbox.is_empty() && this.journal_backlog.is_empty() {
+                if this.outbox.is_empty() && this.journal_backlog.is_empty() && !this.held() {
                     let items = this.advance(1);
                     this.publish(
                         ctx,

@@ -79,7 +79,10 @@ impl TestServer {
                 tx.send((
                     running.addr,
                     running.handle(),
-                    running.sim.clone(),
+                    running
+                        .sim
+                        .clone()
+                        .expect("a standalone server has a simulation"),
                     running.broker.clone(),
                 ))
                 .expect("report address");

@@ -1,0 +1,239 @@
+//! A `sim` node's side of the cluster, on an arbiter of its own:
+//!
+//! * the **publisher** takes the broker's delivered batches ([`Outflow`], through the
+//!   bounded [`BatchSink`]) and publishes each to the stream, in order, waiting for the
+//!   stream's ack and retrying until it comes (a republish is deduplicated by seq);
+//! * the **hold**: while NATS is away, or more than [`HOLD_ABOVE`] batches wait, the
+//!   simulation defers its ticks (`sim::actor`), so an outage slows the world down
+//!   instead of losing batches;
+//! * the **responders** answer gateways' snapshot requests (the `snapshot` object, as
+//!   `GET /api/snapshot` gives it) and commands (run as if sent here, with the label
+//!   the gateway checked).
+//!
+//! At start, before the hold is released, the broker's seq is raised above the stream's
+//! newest: a restarted sim node never reuses a seq, and the jump makes every gateway
+//! resync its clients onto the restored world.
+
+use super::link::Link;
+use super::rpc::{Call, Incoming, Rpc};
+use super::stream::{BatchStream, StreamSettings};
+use super::wire::{CommandAnswer, CommandRequest};
+use super::{codec, Subjects};
+use crate::broker::{Broker, Outflow, RaiseSeq, RequestSnapshot, SnapshotRoute};
+use crate::config::ClusterConfig;
+use crate::metrics::Metrics;
+use crate::sim::actor::{RunCommand, Simulation};
+use actix::prelude::*;
+use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Batches the publisher holds, waiting for their ack, before the simulation is held.
+pub const HOLD_ABOVE: usize = 64;
+
+/// The sink's bound: what the broker can hand on while the simulation is held (only
+/// commands' items arrive then, which the rate limit bounds). When it is full the batch
+/// is counted as unpublished: gateways see the gap and resync.
+pub const SINK_CAPACITY: usize = 16_384;
+
+/// How long a failed publish waits before it is tried again.
+const RETRY: Duration = Duration::from_millis(250);
+
+/// What `run` wires in before anything starts: the broker's sink and the simulation's
+/// hold (set: no ticks until the stream is reached).
+pub struct SimNodeParts {
+    pub sink: crate::broker::BatchSink,
+    pub hold: Arc<AtomicBool>,
+    outflow: mpsc::Receiver<Outflow>,
+}
+
+impl SimNodeParts {
+    pub fn new() -> Self {
+        let (sink, outflow) = mpsc::channel(SINK_CAPACITY);
+        SimNodeParts {
+            sink,
+            hold: Arc::new(AtomicBool::new(true)),
+            outflow,
+        }
+    }
+}
+
+impl Default for SimNodeParts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The actors the sim node's tasks talk to.
+pub struct SimNodeActors {
+    pub sim: Addr<Simulation>,
+    pub broker: Addr<Broker>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Starts the publisher and the responders on `arbiter`.
+pub fn start(
+    arbiter: &ArbiterHandle,
+    config: ClusterConfig,
+    history_size: usize,
+    parts: SimNodeParts,
+    actors: SimNodeActors,
+) {
+    arbiter.spawn(async move {
+        let link = super::connect_until_up(&config.nats_url, "simcast-sim").await;
+        super::watch_link(&link, &actors.metrics);
+        let settings = StreamSettings::new(&config, history_size);
+        let stream = super::ensure_until_done(&link, settings).await;
+        raise_seq(&stream, &actors.broker).await;
+        let rpc = Rpc::new(&link, Subjects::new(&config.subject));
+        serve_snapshots(rpc.clone(), actors.sim.clone()).await;
+        serve_commands(rpc, actors.sim.clone()).await;
+        publish(stream, link, parts, actors.metrics).await;
+    });
+}
+
+/// Raises the broker's seq above the stream's newest (see the module doc).
+async fn raise_seq(stream: &BatchStream, broker: &Addr<Broker>) {
+    loop {
+        match stream.last_seq().await {
+            Ok(last) => {
+                let above = last.unwrap_or(0);
+                if let Err(e) = broker.send(RaiseSeq { above }).await {
+                    log::error!("cluster: broker unavailable: {e}");
+                }
+                return;
+            }
+            Err(e) => {
+                log::warn!("cluster: reading the stream's last seq: {e}; retrying");
+                actix::clock::sleep(RETRY).await;
+            }
+        }
+    }
+}
+
+/// Publishes every batch in order; holds the simulation while it cannot keep up: while
+/// a publish fails (NATS away), while more than [`HOLD_ABOVE`] batches wait, and while
+/// the link is down. Released when the link is back and the backlog is small, also
+/// when no batch is waiting (a held simulation makes none).
+async fn publish(stream: BatchStream, link: Link, parts: SimNodeParts, metrics: Arc<Metrics>) {
+    let SimNodeParts {
+        hold, mut outflow, ..
+    } = parts;
+    let mut state = link.watch();
+    let release = |waiting: usize, hold: &AtomicBool| {
+        metrics.cluster_lag.set(waiting as i64);
+        let up = link.state().is_up();
+        hold.store(waiting > HOLD_ABOVE || !up, Ordering::Release);
+    };
+    release(outflow.len(), &hold);
+    loop {
+        let flow = tokio::select! {
+            flow = outflow.recv() => match flow {
+                Some(flow) => flow,
+                None => return,
+            },
+            changed = state.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                release(outflow.len(), &hold);
+                continue;
+            }
+        };
+        publish_one(&stream, &flow, &hold, &metrics).await;
+        release(outflow.len(), &hold);
+    }
+}
+
+/// Publishes one batch, retrying (and holding the simulation) until it is acknowledged.
+async fn publish_one(stream: &BatchStream, flow: &Outflow, hold: &AtomicBool, metrics: &Metrics) {
+    let seq = flow.batch.seq;
+    let payload = match codec::encode_flow(&flow.batch, flow.end_of_delivery) {
+        Ok(p) => Bytes::from(p),
+        Err(e) => {
+            // Unreachable with our types; the gap it leaves makes gateways resync.
+            metrics.cluster_unpublished.inc();
+            return log::error!("cluster: {e}");
+        }
+    };
+    let mut failures = 0u32;
+    while let Err(e) = stream.publish_batch(seq, payload.clone()).await {
+        hold.store(true, Ordering::Release);
+        if failures.is_multiple_of(20) {
+            log::warn!("cluster: publishing batch {seq}: {e}; holding the simulation");
+        }
+        failures += 1;
+        actix::clock::sleep(RETRY).await;
+    }
+}
+
+/// Answers snapshot requests with the `snapshot` object, each on a task of its own.
+async fn serve_snapshots(rpc: Rpc, sim: Addr<Simulation>) {
+    let Some(mut requests) = super::serve_until_subscribed(&rpc, Call::Snapshot).await else {
+        return;
+    };
+    actix::spawn(async move {
+        while let Some(request) = requests.next().await {
+            actix::spawn(answer_snapshot(request, sim.clone()));
+        }
+    });
+}
+
+async fn answer_snapshot(request: Incoming, sim: Addr<Simulation>) {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let asked = sim.try_send(RequestSnapshot {
+        route: SnapshotRoute::Http { reply },
+    });
+    // Nothing sent back on failure: the gateway's request times out (within 5 s) and
+    // its client hears that the simulation is unavailable.
+    if let Err(e) = asked {
+        return log::warn!("cluster: snapshot request not taken: {e}");
+    }
+    let Ok(json) = answer.await else {
+        return log::warn!("cluster: snapshot request dropped");
+    };
+    if let Err(e) = request.respond(Bytes::from(json)).await {
+        log::warn!("cluster: answering a snapshot request: {e}");
+    }
+}
+
+/// Runs gateways' commands, each on a task of its own.
+async fn serve_commands(rpc: Rpc, sim: Addr<Simulation>) {
+    let Some(mut requests) = super::serve_until_subscribed(&rpc, Call::Command).await else {
+        return;
+    };
+    actix::spawn(async move {
+        while let Some(request) = requests.next().await {
+            actix::spawn(answer_command(request, sim.clone()));
+        }
+    });
+}
+
+async fn answer_command(request: Incoming, sim: Addr<Simulation>) {
+    let answer = match serde_json::from_slice::<CommandRequest>(&request.payload) {
+        Err(e) => CommandAnswer::Err {
+            code: crate::protocol::ErrorCode::InvalidMessage.as_u16(),
+            message: format!("cluster: unreadable command: {e}"),
+        },
+        Ok(CommandRequest { command, by }) => match sim.send(RunCommand { command, by }).await {
+            Ok(Ok(reply)) => CommandAnswer::Ok(reply.data().clone()),
+            Ok(Err(e)) => CommandAnswer::Err {
+                code: e.code.as_u16(),
+                message: e.message,
+            },
+            Err(e) => CommandAnswer::Err {
+                code: crate::protocol::ErrorCode::ServerError.as_u16(),
+                message: format!("simulation unavailable: {e}"),
+            },
+        },
+    };
+    let bytes = match serde_json::to_vec(&answer) {
+        Ok(b) => Bytes::from(b),
+        Err(e) => return log::error!("cluster: encoding a command answer: {e}"),
+    };
+    if let Err(e) = request.respond(bytes).await {
+        log::warn!("cluster: answering a command: {e}");
+    }
+}
