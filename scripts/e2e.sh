@@ -43,6 +43,11 @@ if [ -z "${SIMCAST_BIN:-}" ]; then
   SIMCAST_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/simcast"
 fi
 export SIMCAST_BIN
+# The cluster test runs a gateway against a real nats-server.
+if [ -z "${SIMCAST_NATS_SERVER:-}" ]; then
+  SIMCAST_NATS_SERVER="$(scripts/install-nats.sh)"
+fi
+export SIMCAST_NATS_SERVER
 
 cd e2e
 node --test-reporter=spec unit.test.mjs

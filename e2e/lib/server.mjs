@@ -116,3 +116,36 @@ export async function stopServer(server) {
   await exited;
   clearTimeout(timer);
 }
+
+/**
+ * A nats-server with JetStream on a free loopback port (never 4222) with a store
+ * directory of its own, for the cluster test. The binary: $SIMCAST_NATS_SERVER (which
+ * scripts/e2e.sh sets from scripts/install-nats.sh), else `nats-server` on PATH.
+ * Returns { proc, url, stop() }.
+ */
+export async function startNats({ timeoutMs = 10000 } = {}) {
+  const bin = process.env.SIMCAST_NATS_SERVER || 'nats-server';
+  let port = await freePort();
+  if (port === 4222) port = await freePort();
+  const store = mkdtempSync(join(tmpdir(), 'simcast-e2e-nats-'));
+  const proc = spawn(bin, ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', store], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  proc.stdout.on('data', (c) => { output += c; });
+  proc.stderr.on('data', (c) => { output += c; });
+  running.add(proc);
+  proc.on('exit', () => running.delete(proc));
+  const stop = async () => {
+    await stopServer({ proc });
+    rmSync(store, { recursive: true, force: true });
+  };
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (/Server is ready/.test(output)) return { proc, url: `nats://127.0.0.1:${port}`, stop };
+    if (proc.exitCode !== null) break;
+    await sleep(50);
+  }
+  proc.kill('SIGKILL');
+  throw new Error(`nats-server did not start:\n${output}`);
+}
