@@ -6,7 +6,7 @@
 # Usage: scripts/bench.sh [--quick] [--no-criterion] [--only NAME] [NAME]
 #   --quick         shorter runs and a shorter client curve (smoke the script itself)
 #   --no-criterion  skip `cargo bench`
-#   --only NAME     one scenario: criterion|curve|batchsize|idle|idle-empty|tick|stalled|
+#   --only NAME     one scenario: criterion|curve|batchsize|idle|idle-empty|tick|stalled|cluster|
 #                   alloc|side-by-side (alloc: mimalloc vs glibc malloc, back to back;
 #                   rebuilds twice). A bare NAME is the same as --only NAME.
 #   side-by-side    simcast and the lean baseline broadcaster (../shared/peers/
@@ -16,6 +16,9 @@
 #   idle            10 000 sockets after their join snapshot on a paused world of 200
 #                   and of 1 000 characters: RSS per socket (idle.md)
 #   idle-empty      19 000 idle sockets on an empty world (the older idle figure)
+#   cluster         one standalone process vs two gateways with the same clients, then
+#                   2 gateways x 15 000 clients (cluster.md; docs/cluster.md). Not in
+#                   the default run (it needs nats-server: scripts/install-nats.sh)
 # Environment knobs, for smoking the script at a tiny scale (never needed otherwise):
 #   BENCH_SCALE=0.01  multiply every client count of side-by-side and idle (min 1)
 #   WINDOW=3          measured window of side-by-side runs, seconds (default 20)
@@ -71,6 +74,7 @@ cleanup() {
 on_exit() {
     stop_pid "$LOAD_PID"
     cleanup
+    stop_cluster 2>/dev/null || true
 }
 trap on_exit EXIT
 trap 'exit 130' INT TERM
@@ -145,6 +149,8 @@ load() {
 
 # shellcheck source=scripts/bench-side-by-side.sh
 . "$ROOT/scripts/bench-side-by-side.sh"
+# shellcheck source=scripts/bench-cluster.sh
+. "$ROOT/scripts/bench-cluster.sh"
 
 # tick_p99 FILE_BEFORE FILE_AFTER: the tick-duration histogram between two scrapes.
 metrics() { curl -sf "http://127.0.0.1:$PORT/metrics?token=bench"; }
@@ -194,6 +200,10 @@ fi
 
 if want idle; then
     idle_paused
+fi
+
+if [ "$ONLY" = cluster ]; then
+    cluster_bench
 fi
 
 if want tick; then
@@ -309,7 +319,7 @@ criterion("criterion.txt", "Criterion")
 criterion("criterion-alloc-glibc.txt", "Criterion fan-out, glibc malloc (--features system-alloc)")
 criterion("criterion-alloc-mimalloc.txt", "Criterion fan-out, mimalloc (shipped), right after")
 PY
-for f in side-by-side.md idle.md; do
+for f in side-by-side.md idle.md cluster.md; do
     if [ -f "$OUT/$f" ]; then { echo; cat "$OUT/$f"; } | tee -a "$OUT/table.md"; fi
 done
 echo "results: $OUT" >&2
