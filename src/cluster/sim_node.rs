@@ -88,8 +88,8 @@ pub fn start(
         let stream = super::ensure_until_done(&link, settings).await;
         raise_seq(&stream, &actors.broker).await;
         let rpc = Rpc::new(&link, Subjects::new(&config.subject));
-        serve_snapshots(rpc.clone(), actors.sim.clone()).await;
-        serve_commands(rpc, actors.sim.clone()).await;
+        serve(&rpc, Call::Snapshot, actors.sim.clone(), answer_snapshot).await;
+        serve(&rpc, Call::Command, actors.sim.clone(), answer_command).await;
         publish(stream, link, parts, actors.metrics).await;
     });
 }
@@ -169,18 +169,23 @@ async fn publish_one(stream: &BatchStream, flow: &Outflow, hold: &AtomicBool, me
     }
 }
 
-/// Answers snapshot requests with the `snapshot` object, each on a task of its own.
-async fn serve_snapshots(rpc: Rpc, sim: Addr<Simulation>) {
-    let Some(mut requests) = super::serve_until_subscribed(&rpc, Call::Snapshot).await else {
+/// Answers each request on `call`'s subject with `answer`, on a task of its own.
+async fn serve<F, Fut>(rpc: &Rpc, call: Call, sim: Addr<Simulation>, answer: F)
+where
+    F: Fn(Incoming, Addr<Simulation>) -> Fut + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let Some(mut requests) = super::serve_until_subscribed(rpc, call).await else {
         return;
     };
     actix::spawn(async move {
         while let Some(request) = requests.next().await {
-            actix::spawn(answer_snapshot(request, sim.clone()));
+            actix::spawn(answer(request, sim.clone()));
         }
     });
 }
 
+/// A snapshot request: answered with the `snapshot` object.
 async fn answer_snapshot(request: Incoming, sim: Addr<Simulation>) {
     let (reply, answer) = tokio::sync::oneshot::channel();
     let asked = sim.try_send(RequestSnapshot {
@@ -199,18 +204,7 @@ async fn answer_snapshot(request: Incoming, sim: Addr<Simulation>) {
     }
 }
 
-/// Runs gateways' commands, each on a task of its own.
-async fn serve_commands(rpc: Rpc, sim: Addr<Simulation>) {
-    let Some(mut requests) = super::serve_until_subscribed(&rpc, Call::Command).await else {
-        return;
-    };
-    actix::spawn(async move {
-        while let Some(request) = requests.next().await {
-            actix::spawn(answer_command(request, sim.clone()));
-        }
-    });
-}
-
+/// A gateway's command: run here, answered with its reply or error.
 async fn answer_command(request: Incoming, sim: Addr<Simulation>) {
     let answer = match serde_json::from_slice::<CommandRequest>(&request.payload) {
         Err(e) => CommandAnswer::Err {
