@@ -769,6 +769,8 @@ mod tests {
             Command::Save {},
             Command::DebugLog { enabled: true },
             Command::Audit { limit: None },
+            Command::ViewAt { tick: 1 },
+            Command::Timeline {},
         ];
         for c in &all {
             match c {
@@ -787,6 +789,8 @@ mod tests {
                 | Command::Reset { .. }
                 | Command::Save {}
                 | Command::DebugLog { .. }
+                | Command::ViewAt { .. }
+                | Command::Timeline {}
                 | Command::Audit { .. } => {}
             }
         }

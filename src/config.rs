@@ -208,6 +208,10 @@ pub struct SimConfig {
     pub seed: u64,
     pub characters: usize,
     pub tick_rate: f64,
+    /// Ticks of the past `view_at` can rebuild (at least; `sim::timeline`).
+    pub history_ticks: u64,
+    /// A checkpoint of the whole state every this many ticks.
+    pub checkpoint_every: u64,
 }
 
 impl Default for ServerConfig {
@@ -269,6 +273,8 @@ impl Default for SimConfig {
             seed: 42,
             characters: 200,
             tick_rate: 10.0,
+            history_ticks: 1440,
+            checkpoint_every: 100,
         }
     }
 }
@@ -407,6 +413,9 @@ impl SimConfig {
         }
         if self.characters > 1_000_000 {
             return Err(invalid("sim.characters", "must be at most 1000000"));
+        }
+        if self.checkpoint_every == 0 {
+            return Err(invalid("sim.checkpoint_every", "must be greater than 0"));
         }
         Ok(())
     }

@@ -401,11 +401,13 @@ fn start_core(
     let cluster = (config.cluster.role == config::ClusterRole::Sim)
         .then(cluster::sim_node::SimNodeParts::new);
     let hold = cluster.as_ref().map(|c| Arc::clone(&c.hold));
+    let history = (config.sim.history_ticks, config.sim.checkpoint_every);
     let sim_arbiter = Arbiter::new();
     let (sim_metrics, sim_broker) = (Arc::clone(metrics), broker_addr.clone().recipient());
     let (sim_state, sim_persistence) = (restored.state, restored.persistence);
     let sim_addr = Simulation::start_in_arbiter(&sim_arbiter.handle(), move |_| {
-        let sim = Simulation::new(sim_state, sim_broker, sim_metrics, sim_persistence, audit);
+        let sim = Simulation::new(sim_state, sim_broker, sim_metrics, sim_persistence, audit)
+            .with_history(history.0, history.1);
         match hold {
             Some(hold) => sim.with_hold(hold),
             None => sim,

@@ -54,6 +54,12 @@ pub enum Command {
     DebugLog {
         enabled: bool,
     },
+    /// The world as it was at the end of `tick` (protocol 1.1, time travel).
+    ViewAt {
+        tick: u64,
+    },
+    /// The retained range of ticks `view_at` can show.
+    Timeline {},
     /// The newest `limit` audit entries (default `audit::DEFAULT_LIMIT`).
     Audit {
         #[serde(default)]
@@ -113,6 +119,8 @@ impl Command {
             Command::Save {} => "save",
             Command::DebugLog { .. } => "debug_log",
             Command::Audit { .. } => "audit",
+            Command::ViewAt { .. } => "view_at",
+            Command::Timeline {} => "timeline",
         }
     }
 

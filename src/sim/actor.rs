@@ -93,6 +93,8 @@ pub struct Simulation {
     /// A sim node's hold (`cluster::sim_node`): set while the cluster stream cannot
     /// take batches; ticks are deferred meanwhile, as when the broker is behind.
     hold: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// The retained past (`view_at`, `timeline`).
+    timeline: super::timeline::Timeline,
 }
 
 impl Simulation {
@@ -104,7 +106,6 @@ impl Simulation {
         audit: AuditLog,
     ) -> Self {
         Simulation {
-            state,
             broker,
             metrics,
             outbox: VecDeque::new(),
@@ -115,9 +116,17 @@ impl Simulation {
             persistence,
             journal_backlog: VecDeque::new(),
             ticks_since_snapshot: 0,
+            timeline: super::timeline::Timeline::new(&state, 1440, 100),
+            state,
             audit,
             hold: None,
         }
+    }
+
+    /// Keeps `retain` ticks of the past with a checkpoint every `every` (`[sim]`).
+    pub fn with_history(mut self, retain: u64, every: u64) -> Self {
+        self.timeline = super::timeline::Timeline::new(&self.state, retain, every);
+        self
     }
 
     /// Defers ticks while `hold` is set (a sim node's stream publisher is behind).
@@ -182,6 +191,8 @@ impl Simulation {
             self.metrics
                 .tick_duration
                 .observe(started.elapsed().as_secs_f64());
+            self.timeline
+                .record(JournalEntry::Ticks { ticks: 1 }, &self.state);
         }
         if self.debug_log {
             for item in &items {
@@ -208,6 +219,11 @@ impl Simulation {
     }
 
     fn journal(&mut self, entry: JournalEntry) {
+        // Ticks reach the timeline one at a time, from `advance`, so that a long `step`
+        // gets its checkpoints too.
+        if let JournalEntry::Command { .. } = entry {
+            self.timeline.record(entry.clone(), &self.state);
+        }
         if self.persistence.is_some() {
             self.journal_backlog.push_back(WriteRequest::Entry(entry));
             self.drain_journal();
@@ -279,19 +295,7 @@ impl Simulation {
     }
 
     fn snapshot(&self, resync: bool) -> Snapshot {
-        let world = &self.state.world;
-        Snapshot {
-            tick: world.tick(),
-            clock: super::rules::clock_at(world.tick()),
-            paused: self.state.paused,
-            tick_rate: self.state.tick_rate,
-            seed: world.seed(),
-            state_hash: format!("{:016x}", world.state_hash()),
-            characters: world.characters(),
-            locations: world.locations(),
-            seq: 0,
-            resync,
-        }
+        snapshot_of(&self.state, resync)
     }
 
     /// Runs a command (not `save`: see [`Simulation::save`]): answers it, publishes the
@@ -341,6 +345,11 @@ impl Simulation {
                 let entries = self.audit.recent(limit.unwrap_or(audit::DEFAULT_LIMIT));
                 Ok(serde_json::json!({ "entries": entries }))
             }
+            Command::ViewAt { tick } => self.view_at(*tick),
+            Command::Timeline {} => {
+                let (oldest, newest) = self.timeline.range();
+                Ok(serde_json::json!({ "oldest_tick": oldest, "newest_tick": newest }))
+            }
             Command::Snapshot {} | Command::Metrics {} | Command::Save {} => Err(server_error(
                 format!("`{}` is not run by the simulation", command.name()),
             )),
@@ -355,6 +364,17 @@ impl Simulation {
                 Ok(value)
             }
         }
+    }
+
+    /// `view_at`: the snapshot of the world at the end of `tick`, or 1001 naming the
+    /// retained range. `seq` is 0: a view of the past is no position in the stream.
+    fn view_at(&self, tick: u64) -> Result<Value, CommandError> {
+        let state = self.timeline.view_at(tick).map_err(|e| CommandError {
+            code: crate::protocol::ErrorCode::InvalidMessage,
+            message: e.to_string(),
+        })?;
+        let snapshot = snapshot_of(&state, false);
+        Ok(serde_json::to_value(&snapshot).unwrap_or(Value::Null))
     }
 
     /// `inspect`: the inspection, with the character also nested under `character`.
@@ -494,6 +514,23 @@ impl Handler<RunCommand> for Simulation {
         }
         record(&self.audit, entry, &result);
         Box::pin(async move { result })
+    }
+}
+
+/// The `snapshot` data of `state` (seq 0: the broker stamps it on the way out).
+fn snapshot_of(state: &SimState, resync: bool) -> Snapshot {
+    let world = &state.world;
+    Snapshot {
+        tick: world.tick(),
+        clock: super::rules::clock_at(world.tick()),
+        paused: state.paused,
+        tick_rate: state.tick_rate,
+        seed: world.seed(),
+        state_hash: format!("{:016x}", world.state_hash()),
+        characters: world.characters(),
+        locations: world.locations(),
+        seq: 0,
+        resync,
     }
 }
 

@@ -122,6 +122,8 @@ impl JournaledCommand {
             | Command::Metrics {}
             | Command::Save {}
             | Command::DebugLog { .. }
+            | Command::ViewAt { .. }
+            | Command::Timeline {}
             | Command::Audit { .. } => return None,
         })
     }

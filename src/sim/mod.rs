@@ -12,6 +12,7 @@ pub mod journal;
 pub mod rules;
 pub mod schedule;
 pub mod state;
+pub mod timeline;
 pub mod town;
 pub mod world;
 

@@ -160,6 +160,8 @@ impl SimState {
             | Command::Metrics {}
             | Command::Save {}
             | Command::DebugLog { .. }
+            | Command::ViewAt { .. }
+            | Command::Timeline {}
             | Command::Audit { .. } => json!({}),
         })
     }

@@ -1,0 +1,92 @@
+//! `view_at` and `timeline` (protocol "Time travel and breakpoints") against a real
+//! server: a past tick is rebuilt exactly (the state hash and the characters of the live
+//! snapshot taken at that tick), the range is reported, and ticks outside it get 1001.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+
+async fn ok(c: &mut Client, id: &str, cmd: &str, args: Value) -> Value {
+    let r = c.command(id, cmd, args).await;
+    assert_eq!(r["type"], "reply", "{cmd}: {r}");
+    r["data"].clone()
+}
+
+/// The live snapshot now (the `snapshot` command's reply data).
+async fn live(c: &mut Client) -> Value {
+    let data = ok(c, "live", "snapshot", json!({})).await;
+    c.next_of("snapshot").await;
+    data
+}
+
+#[tokio::test]
+async fn view_at_rebuilds_the_live_snapshot_of_a_past_tick() {
+    let server = TestServer::start(test_config());
+    let (mut c, _, _) = server.client(OPERATOR).await;
+    ok(&mut c, "p", "pause", json!({})).await;
+    ok(&mut c, "s1", "step", json!({"ticks": 37})).await;
+    let then = live(&mut c).await;
+    let tick = then["tick"].as_u64().expect("tick");
+    // Changes after that tick: more ticks, and a command.
+    ok(
+        &mut c,
+        "st",
+        "set_state",
+        json!({"character_id": 2, "state": "sleeping"}),
+    )
+    .await;
+    ok(&mut c, "s2", "step", json!({"ticks": 150})).await;
+    let now = live(&mut c).await;
+    assert_ne!(now["state_hash"], then["state_hash"]);
+
+    let view = ok(&mut c, "v", "view_at", json!({"tick": tick})).await;
+    assert_eq!(view["tick"], tick);
+    assert_eq!(view["state_hash"], then["state_hash"], "the same world");
+    assert_eq!(view["characters"], then["characters"]);
+    assert_eq!(view["resync"], false);
+    assert_eq!(view["clock"], then["clock"]);
+
+    let newest = now["tick"].as_u64().expect("tick");
+    let view = ok(&mut c, "v2", "view_at", json!({"tick": newest})).await;
+    assert_eq!(
+        view["state_hash"], now["state_hash"],
+        "the newest tick is the live world"
+    );
+
+    let range = ok(&mut c, "t", "timeline", json!({})).await;
+    assert_eq!(range["newest_tick"], newest);
+    assert!(range["oldest_tick"].as_u64().expect("oldest") <= tick);
+}
+
+#[tokio::test]
+async fn ticks_outside_the_retained_range_get_1001_naming_it() {
+    let mut config = test_config();
+    config.sim.history_ticks = 50;
+    config.sim.checkpoint_every = 10;
+    let server = TestServer::start(config);
+    let (mut c, _, _) = server.client(VIEWER).await;
+    let (mut op, _, _) = server.client(OPERATOR).await;
+    ok(&mut op, "p", "pause", json!({})).await;
+    ok(&mut op, "s", "step", json!({"ticks": 300})).await;
+    let range = ok(&mut c, "t", "timeline", json!({})).await;
+    let (oldest, newest) = (
+        range["oldest_tick"].as_u64().expect("oldest"),
+        range["newest_tick"].as_u64().expect("newest"),
+    );
+    assert!(newest - oldest >= 50, "at least history_ticks: {range}");
+    assert!(oldest > 0, "older checkpoints were dropped: {range}");
+    for tick in [oldest - 1, newest + 1] {
+        let r = c.command("v", "view_at", json!({"tick": tick})).await;
+        assert_eq!(r["type"], "error", "{r}");
+        assert_eq!(r["data"]["code"], 1001, "{r}");
+        let message = r["data"]["message"].as_str().unwrap_or("");
+        assert!(
+            message.contains(&format!("{oldest}..={newest}")),
+            "{message}"
+        );
+    }
+    let r = c.command("v", "view_at", json!({"tick": "soon"})).await;
+    assert_eq!(r["data"]["code"], 1001, "{r}");
+    let view = ok(&mut c, "v", "view_at", json!({"tick": oldest})).await;
+    assert_eq!(view["tick"], oldest);
+}
