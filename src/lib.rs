@@ -322,11 +322,13 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
         latest_seq,
         &pool,
     );
+    let sim = core.sim.clone();
     let state = actix_web::web::Data::new(http::AppState {
         shared,
         websocket_enabled: config.server.websocket_enabled,
         allowed_origins: config.server.allowed_origins.clone(),
         max_message_bytes: config.server.max_message_bytes,
+        series: sim.map(|s| s.recipient()),
     });
     let tls = tls_config.is_some();
     let server = serve(&config, state, tls_config, listener)?;

@@ -90,3 +90,74 @@ async fn ticks_outside_the_retained_range_get_1001_naming_it() {
     let view = ok(&mut c, "v", "view_at", json!({"tick": oldest})).await;
     assert_eq!(view["tick"], oldest);
 }
+
+/// Characters per state in a snapshot's data.
+fn counts(snapshot: &Value) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    for c in snapshot["characters"].as_array().expect("characters") {
+        *out.entry(c["state"].as_str().unwrap_or("").to_owned())
+            .or_insert(0) += 1;
+    }
+    out
+}
+
+#[tokio::test]
+async fn timeseries_rows_match_the_snapshots_of_their_ticks_in_csv_and_json() {
+    let server = TestServer::start(test_config());
+    let (mut c, _, _) = server.client(OPERATOR).await;
+    ok(&mut c, "p", "pause", json!({})).await;
+    ok(&mut c, "s", "step", json!({"ticks": 60})).await;
+    let now = live(&mut c).await;
+    let tick = now["tick"].as_u64().expect("tick");
+    let auth = format!("Bearer {OPERATOR}");
+    let path = format!("/api/timeseries?from_tick={}&to_tick={tick}", tick - 30);
+    let (status, body) = http(server.addr, "GET", &path, &[("Authorization", &auth)], "").await;
+    assert_eq!(status, 200, "{body}");
+    let series: Value = serde_json::from_str(&body).expect("json");
+    let rows = series["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 31);
+    for row in [&rows[0], &rows[15], &rows[30]] {
+        let t = row["tick"].as_u64().expect("tick");
+        let view = ok(&mut c, "v", "view_at", json!({"tick": t})).await;
+        for (state, n) in counts(&view) {
+            assert_eq!(row[&state].as_u64(), Some(n), "tick {t} {state}");
+        }
+        assert_eq!(row["day"], view["clock"]["day"]);
+        assert_eq!(row["minute_of_day"], view["clock"]["minute_of_day"]);
+    }
+    assert_eq!(rows[30]["tick"], tick);
+
+    let csv_path = format!("{path}&format=csv");
+    let (status, csv) = http(
+        server.addr,
+        "GET",
+        &csv_path,
+        &[("Authorization", &auth)],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut lines = csv.lines();
+    let header = lines.next().expect("header");
+    assert!(
+        header.starts_with("tick,day,minute_of_day,idle,sleeping"),
+        "{header}"
+    );
+    assert!(
+        header.ends_with("mean_energy,mean_hunger,mean_social"),
+        "{header}"
+    );
+    assert_eq!(lines.count(), 31);
+
+    let (status, _) = http(
+        server.addr,
+        "GET",
+        "/api/timeseries?format=xml",
+        &[("Authorization", &auth)],
+        "",
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = http(server.addr, "GET", "/api/timeseries", &[], "").await;
+    assert_eq!(status, 401);
+}

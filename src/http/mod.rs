@@ -30,6 +30,8 @@ pub(crate) struct AppState {
     pub websocket_enabled: bool,
     pub allowed_origins: Vec<String>,
     pub max_message_bytes: usize,
+    /// The simulation's time series (`None` on a gateway, which has no simulation).
+    pub series: Option<actix::Recipient<crate::sim::actor::ReadSeries>>,
 }
 
 // `STATIC_FILES`: every file under `static/`, embedded by build.rs.
@@ -40,6 +42,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/events", web::get().to(events_route))
         .route("/api/command", web::post().to(command_route))
         .route("/api/snapshot", web::get().to(snapshot_route))
+        .route("/api/timeseries", web::get().to(timeseries_route))
         .route("/metrics", web::get().to(metrics_route))
         .route(
             "/healthz",
@@ -292,6 +295,75 @@ async fn snapshot_route(req: HttpRequest, state: web::Data<AppState>) -> HttpRes
             .body(text),
         Err(resp) => resp,
     }
+}
+
+#[derive(serde::Deserialize)]
+struct SeriesQuery {
+    from_tick: Option<u64>,
+    to_tick: Option<u64>,
+    format: Option<String>,
+}
+
+/// `GET /api/timeseries?from_tick=A&to_tick=B&format=csv|json`: one row per retained
+/// tick in the range (`sim::series`); JSON unless `format=csv`.
+async fn timeseries_route(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Err(resp) = authorize(&req, &state) {
+        return *resp;
+    }
+    let query = match web::Query::<SeriesQuery>::from_query(req.query_string()) {
+        Ok(q) => q.into_inner(),
+        Err(e) => return bad_request(&state, &format!("bad query: {e}"), None),
+    };
+    let (from, to) = (
+        query.from_tick.unwrap_or(0),
+        query.to_tick.unwrap_or(u64::MAX),
+    );
+    if from > to {
+        return bad_request(&state, "from_tick must not be after to_tick", None);
+    }
+    let csv = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return bad_request(
+                &state,
+                &format!("format must be csv or json, not {other}"),
+                None,
+            )
+        }
+    };
+    let Some(series) = &state.series else {
+        let message = "the time series lives on the sim node; ask it there";
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ServerError,
+            message,
+            None,
+        );
+    };
+    let rows = match series
+        .send(crate::sim::actor::ReadSeries { from, to })
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => {
+            let message = format!("simulation unavailable: {e}");
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::ServerError,
+                &message,
+                None,
+            );
+        }
+    };
+    if csv {
+        return HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .body(crate::sim::series::to_csv(&rows));
+    }
+    HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(crate::sim::series::to_json(&rows).to_string())
 }
 
 async fn metrics_route(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {

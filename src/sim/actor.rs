@@ -95,6 +95,8 @@ pub struct Simulation {
     hold: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// The retained past (`view_at`, `timeline`).
     timeline: super::timeline::Timeline,
+    /// One row per retained tick (`GET /api/timeseries`).
+    series: super::series::Series,
 }
 
 impl Simulation {
@@ -117,6 +119,7 @@ impl Simulation {
             journal_backlog: VecDeque::new(),
             ticks_since_snapshot: 0,
             timeline: super::timeline::Timeline::new(&state, 1440, 100),
+            series: super::series::Series::new(&state.world, 1440),
             state,
             audit,
             hold: None,
@@ -126,6 +129,7 @@ impl Simulation {
     /// Keeps `retain` ticks of the past with a checkpoint every `every` (`[sim]`).
     pub fn with_history(mut self, retain: u64, every: u64) -> Self {
         self.timeline = super::timeline::Timeline::new(&self.state, retain, every);
+        self.series = super::series::Series::new(&self.state.world, retain);
         self
     }
 
@@ -193,6 +197,7 @@ impl Simulation {
                 .observe(started.elapsed().as_secs_f64());
             self.timeline
                 .record(JournalEntry::Ticks { ticks: 1 }, &self.state);
+            self.series.record(&self.state.world);
         }
         if self.debug_log {
             for item in &items {
@@ -221,7 +226,10 @@ impl Simulation {
     fn journal(&mut self, entry: JournalEntry) {
         // Ticks reach the timeline one at a time, from `advance`, so that a long `step`
         // gets its checkpoints too.
-        if let JournalEntry::Command { .. } = entry {
+        if let JournalEntry::Command { cmd } = &entry {
+            if let crate::sim::JournaledCommand::Reset { .. } = cmd {
+                self.series.restart(&self.state.world);
+            }
             self.timeline.record(entry.clone(), &self.state);
         }
         if self.persistence.is_some() {
@@ -570,6 +578,22 @@ impl Handler<RequestSnapshot> for Simulation {
                 route: msg.route,
             },
         );
+    }
+}
+
+/// `GET /api/timeseries` → simulation: the retained rows with `from <= tick <= to`.
+#[derive(Message, Debug)]
+#[rtype(result = "Vec<super::series::Row>")]
+pub struct ReadSeries {
+    pub from: u64,
+    pub to: u64,
+}
+
+impl Handler<ReadSeries> for Simulation {
+    type Result = MessageResult<ReadSeries>;
+
+    fn handle(&mut self, msg: ReadSeries, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.series.rows(msg.from, msg.to))
     }
 }
 

@@ -11,6 +11,7 @@ mod hash;
 pub mod journal;
 pub mod rules;
 pub mod schedule;
+pub mod series;
 pub mod state;
 pub mod timeline;
 pub mod town;

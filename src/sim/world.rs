@@ -148,6 +148,23 @@ impl World {
         self.characters.len()
     }
 
+    /// How many characters are in each state (in `CharState::ALL` order), and the mean
+    /// energy, hunger and social (0 without characters): a row of the time series.
+    pub fn census(&self) -> ([u32; 6], [f64; 3]) {
+        let mut counts = [0u32; 6];
+        let mut sums = [0f64; 3];
+        for c in self.characters.values() {
+            if let Some(i) = CharState::ALL.iter().position(|s| *s == c.state) {
+                counts[i] += 1;
+            }
+            sums[0] += c.needs.energy;
+            sums[1] += c.needs.hunger;
+            sums[2] += c.needs.social;
+        }
+        let n = self.characters.len().max(1) as f64;
+        (counts, sums.map(|s| s / n))
+    }
+
     /// Advances exactly one tick and appends its items to `out`.
     ///
     /// Order within a tick (deterministic): scheduled events due now; then each
