@@ -771,6 +771,7 @@ mod tests {
             Command::Audit { limit: None },
             Command::ViewAt { tick: 1 },
             Command::Timeline {},
+            Command::Rewind { tick: 1 },
         ];
         for c in &all {
             match c {
@@ -791,6 +792,7 @@ mod tests {
                 | Command::DebugLog { .. }
                 | Command::ViewAt { .. }
                 | Command::Timeline {}
+                | Command::Rewind { .. }
                 | Command::Audit { .. } => {}
             }
         }

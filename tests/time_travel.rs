@@ -161,3 +161,84 @@ async fn timeseries_rows_match_the_snapshots_of_their_ticks_in_csv_and_json() {
     let (status, _) = http(server.addr, "GET", "/api/timeseries", &[], "").await;
     assert_eq!(status, 401);
 }
+
+#[tokio::test]
+async fn rewind_goes_back_resyncs_everyone_and_the_same_commands_reach_the_same_state() {
+    let server = TestServer::start(test_config());
+    let (mut op, _, _) = server.client(OPERATOR).await;
+    let (mut watcher, _, _) = server.client(VIEWER).await;
+    ok(&mut op, "p", "pause", json!({})).await;
+    ok(&mut op, "s", "step", json!({"ticks": 30})).await;
+    let at = live(&mut op).await;
+    let tick = at["tick"].as_u64().expect("tick");
+    let redo = |c: &'static str| json!({"character_id": 3, "state": c});
+    ok(&mut op, "a", "set_state", redo("eating")).await;
+    ok(&mut op, "b", "step", json!({"ticks": 40})).await;
+    let first = live(&mut op).await;
+
+    let r = ok(&mut op, "r", "rewind", json!({"tick": tick})).await;
+    assert_eq!(
+        (r["tick"].as_u64(), r["from_tick"].as_u64()),
+        (Some(tick), first["tick"].as_u64())
+    );
+    let back = live(&mut op).await;
+    assert_eq!(
+        back["state_hash"], at["state_hash"],
+        "the world at the end of {tick}"
+    );
+    // Everyone: a control item, then a resync snapshot of the rewound world.
+    let (mut control, mut resync) = (false, None);
+    while !control || resync.is_none() {
+        let v = watcher.next_json().await;
+        let items = v["data"].as_array().cloned().unwrap_or_default();
+        control |= items
+            .iter()
+            .any(|i| i["data"]["data"]["command"] == "rewind");
+        if v["type"] == "snapshot" && v["data"]["resync"] == true {
+            resync = Some(v);
+        }
+    }
+    let resync = resync.unwrap_or_default();
+    assert_eq!(resync["data"]["state_hash"], at["state_hash"]);
+
+    ok(&mut op, "a2", "set_state", redo("eating")).await;
+    ok(&mut op, "b2", "step", json!({"ticks": 40})).await;
+    let again = live(&mut op).await;
+    assert_eq!(
+        again["state_hash"], first["state_hash"],
+        "the same commands, the same world"
+    );
+    let r = op.command("far", "rewind", json!({"tick": 999_999})).await;
+    assert_eq!(r["data"]["code"], 1001, "{r}");
+}
+
+#[tokio::test]
+async fn a_restart_after_a_rewind_restores_the_rewound_timeline_and_replay_agrees() {
+    use common::process::{replay, temp_dir, ServerProcess};
+    let dir = temp_dir("rewind-restart");
+    let config = format!(
+        "[[auth.tokens]]\ntoken = \"{OPERATOR}\"\nrole = \"operator\"\n[sim]\ncharacters = 40\n[persistence]\ndir = {:?}\n",
+        dir.join("data").display().to_string()
+    );
+    let mut server = ServerProcess::start(&dir, &config, &[]).expect("starts");
+    let mut c = Client::connect(&format!("ws://{}/ws?token={OPERATOR}", server.addr)).await;
+    c.next_of("snapshot").await;
+    ok(&mut c, "p", "pause", json!({})).await;
+    ok(&mut c, "s", "step", json!({"ticks": 50})).await;
+    ok(&mut c, "r", "rewind", json!({"tick": 20})).await;
+    ok(&mut c, "s2", "step", json!({"ticks": 5})).await;
+    let before = live(&mut c).await;
+    assert_eq!(before["tick"], 25);
+    drop(c);
+    server.signal(libc::SIGTERM);
+    server.wait_exit(std::time::Duration::from_secs(15));
+    drop(server);
+    let offline = replay(&dir.join("data"), None);
+    assert_eq!(offline["tick"], 25);
+    assert_eq!(offline["state_hash"], before["state_hash"]);
+    let server = ServerProcess::start(&dir, &config, &[]).expect("restarts");
+    let mut c = Client::connect(&format!("ws://{}/ws?token={OPERATOR}", server.addr)).await;
+    let after = c.next_of("snapshot").await;
+    assert_eq!(after["data"]["tick"], 25);
+    assert_eq!(after["data"]["state_hash"], before["state_hash"]);
+}

@@ -385,6 +385,9 @@ impl Broker {
                 let frames = [SnapshotEncoding::Objects, SnapshotEncoding::Compact]
                     .map(|e| ByteString::from(snapshot.to_frame(e, None)));
                 for id in self.roster.ids() {
+                    // A member still held at its join gets what came since first (the
+                    // `control` item of the reset or rewind among it), then the snapshot.
+                    self.with_roster(|r, h, out| r.release(id, h, out));
                     let frame = frames[self.encoding_of(id) as usize].clone();
                     let frames = vec![Deliver {
                         frame,

@@ -60,6 +60,10 @@ pub enum Command {
     },
     /// The retained range of ticks `view_at` can show.
     Timeline {},
+    /// The live world goes back to the end of `tick` and runs on from there.
+    Rewind {
+        tick: u64,
+    },
     /// The newest `limit` audit entries (default `audit::DEFAULT_LIMIT`).
     Audit {
         #[serde(default)]
@@ -78,7 +82,7 @@ pub const MAX_TICK_RATE: f64 = 1000.0;
 pub const MAX_NAME_LEN: usize = 64;
 
 /// Commands only an operator may run, by wire name.
-pub const OPERATOR_COMMANDS: [&str; 13] = [
+pub const OPERATOR_COMMANDS: [&str; 14] = [
     "pause",
     "resume",
     "step",
@@ -92,6 +96,7 @@ pub const OPERATOR_COMMANDS: [&str; 13] = [
     "save",
     "debug_log",
     "audit",
+    "rewind",
 ];
 
 impl Command {
@@ -121,6 +126,7 @@ impl Command {
             Command::Audit { .. } => "audit",
             Command::ViewAt { .. } => "view_at",
             Command::Timeline {} => "timeline",
+            Command::Rewind { .. } => "rewind",
         }
     }
 

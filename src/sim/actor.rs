@@ -354,6 +354,7 @@ impl Simulation {
                 Ok(serde_json::json!({ "entries": entries }))
             }
             Command::ViewAt { tick } => self.view_at(*tick),
+            Command::Rewind { tick } => self.rewind(command, *tick, by, items),
             Command::Timeline {} => {
                 let (oldest, newest) = self.timeline.range();
                 Ok(serde_json::json!({ "oldest_tick": oldest, "newest_tick": newest }))
@@ -383,6 +384,29 @@ impl Simulation {
         })?;
         let snapshot = snapshot_of(&state, false);
         Ok(serde_json::to_value(&snapshot).unwrap_or(Value::Null))
+    }
+
+    /// `rewind`: the live world goes back to the end of `tick`, keeping the clock's
+    /// settings (paused, tick rate) as they are now. On disk the rewound world becomes
+    /// the snapshot the journal continues from, so a restart restores this timeline.
+    fn rewind(
+        &mut self,
+        command: &Command,
+        tick: u64,
+        by: &str,
+        items: &mut Vec<Item>,
+    ) -> Result<Value, CommandError> {
+        let from_tick = self.state.world.tick();
+        let mut state = self.timeline.rewind(tick).map_err(|e| CommandError {
+            code: crate::protocol::ErrorCode::InvalidMessage,
+            message: e.to_string(),
+        })?;
+        (state.paused, state.tick_rate) = (self.state.paused, self.state.tick_rate);
+        self.state = state;
+        self.series.truncate_after(tick);
+        items.extend(SimState::control_item(command, by, from_tick, now_ts()));
+        self.snapshot_to_disk(None);
+        Ok(serde_json::json!({ "tick": tick, "from_tick": from_tick }))
     }
 
     /// `inspect`: the inspection, with the character also nested under `character`.
@@ -446,7 +470,7 @@ impl Simulation {
                 self.deadline = Instant::now();
                 self.schedule_tick(ctx);
             }
-            Command::Reset { .. } => self.resync_everyone(ctx),
+            Command::Reset { .. } | Command::Rewind { .. } => self.resync_everyone(ctx),
             _ => {}
         }
     }
@@ -454,7 +478,7 @@ impl Simulation {
     /// After a reset every client's picture of the world is stale: the metrics start
     /// over and everyone gets a fresh snapshot (through the broker, so its seq is right).
     fn resync_everyone(&mut self, ctx: &mut Context<Self>) {
-        self.metrics.tick.set(0);
+        self.metrics.tick.set(self.state.world.tick() as i64);
         self.metrics
             .characters
             .set(self.state.world.character_count() as i64);

@@ -124,6 +124,8 @@ impl JournaledCommand {
             | Command::DebugLog { .. }
             | Command::ViewAt { .. }
             | Command::Timeline {}
+            // A rewind is kept on disk as a snapshot of the rewound world (`sim::actor`).
+            | Command::Rewind { .. }
             | Command::Audit { .. } => return None,
         })
     }

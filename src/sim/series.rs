@@ -72,6 +72,13 @@ impl Series {
         }
     }
 
+    /// Forgets the rows after `tick` (a rewind).
+    pub fn truncate_after(&mut self, tick: u64) {
+        while self.rows.back().is_some_and(|r| r.tick > tick) {
+            self.rows.pop_back();
+        }
+    }
+
     /// Rows with `from <= tick <= to`, oldest first.
     pub fn rows(&self, from: u64, to: u64) -> Vec<Row> {
         let rows = self.rows.iter().filter(|r| r.tick >= from && r.tick <= to);

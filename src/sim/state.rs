@@ -63,6 +63,7 @@ impl SimState {
                 | Command::Schedule { .. }
                 | Command::Cancel { .. }
                 | Command::Reset { .. }
+                | Command::Rewind { .. }
         )
     }
 
@@ -162,8 +163,21 @@ impl SimState {
             | Command::DebugLog { .. }
             | Command::ViewAt { .. }
             | Command::Timeline {}
+            | Command::Rewind { .. }
             | Command::Audit { .. } => json!({}),
         })
+    }
+
+    /// How many of `entries` a replay until the end of tick `until` applies (and applies
+    /// them): the rest happened after that tick.
+    pub fn replay_count(&mut self, entries: &[JournalEntry], until: u64) -> usize {
+        for (i, entry) in entries.iter().enumerate() {
+            if self.world.tick() >= until {
+                return i;
+            }
+            self.replay(std::slice::from_ref(entry), Some(until));
+        }
+        entries.len()
     }
 
     /// Replays journal entries in order. With `until`, stops as soon as the world has

@@ -138,6 +138,20 @@ impl Timeline {
         Ok(state)
     }
 
+    /// The live world goes back to the end of `tick`: returns that state, and forgets
+    /// everything after it (the timeline goes on from there, a new branch).
+    pub fn rewind(&mut self, tick: u64) -> Result<SimState, OutOfRange> {
+        let state = self.view_at(tick)?;
+        self.segments.retain(|s| s.tick() <= tick);
+        if let Some(last) = self.segments.back_mut() {
+            let mut replayed = last.base.clone();
+            let kept = replayed.replay_count(&last.entries, tick);
+            last.entries.truncate(kept);
+        }
+        self.newest = tick;
+        Ok(state)
+    }
+
     /// Checkpoints held now (for the memory figure).
     pub fn checkpoints(&self) -> usize {
         self.segments.len()
@@ -202,6 +216,26 @@ mod tests {
         assert_eq!(err.oldest, oldest);
         assert!(timeline.view_at(501).is_err(), "the future is not retained");
         assert!(timeline.view_at(oldest).is_ok());
+    }
+
+    #[test]
+    fn a_rewind_goes_back_and_the_same_commands_reach_the_same_states() {
+        let mut live = SimState::new(9, 30, 10.0);
+        let mut timeline = Timeline::new(&live, 1000, 10);
+        tick(&mut live, &mut timeline, 40);
+        let sleep = Command::SetState {
+            character_id: 5,
+            state: CharState::Sleeping,
+        };
+        command(&mut live, &mut timeline, sleep.clone());
+        tick(&mut live, &mut timeline, 25);
+        let first = live.world.state_hash();
+        let mut rewound = timeline.rewind(40).expect("retained");
+        assert_eq!(timeline.range(), (0, 40));
+        command(&mut rewound, &mut timeline, sleep);
+        tick(&mut rewound, &mut timeline, 25);
+        assert_eq!(rewound.world.state_hash(), first, "the same run again");
+        assert!(timeline.view_at(65).is_ok(), "the new branch is retained");
     }
 
     #[test]
