@@ -772,6 +772,11 @@ mod tests {
             Command::ViewAt { tick: 1 },
             Command::Timeline {},
             Command::Rewind { tick: 1 },
+            Command::Break {
+                when: "tick > 1".into(),
+            },
+            Command::Unbreak { breakpoint_id: 1 },
+            Command::Breakpoints {},
         ];
         for c in &all {
             match c {
@@ -793,6 +798,9 @@ mod tests {
                 | Command::ViewAt { .. }
                 | Command::Timeline {}
                 | Command::Rewind { .. }
+                | Command::Break { .. }
+                | Command::Unbreak { .. }
+                | Command::Breakpoints {}
                 | Command::Audit { .. } => {}
             }
         }

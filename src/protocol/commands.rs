@@ -64,6 +64,14 @@ pub enum Command {
     Rewind {
         tick: u64,
     },
+    /// Pause at the end of the first tick where `when` holds (`sim::breakpoint`).
+    Break {
+        when: String,
+    },
+    Unbreak {
+        breakpoint_id: u64,
+    },
+    Breakpoints {},
     /// The newest `limit` audit entries (default `audit::DEFAULT_LIMIT`).
     Audit {
         #[serde(default)]
@@ -82,7 +90,7 @@ pub const MAX_TICK_RATE: f64 = 1000.0;
 pub const MAX_NAME_LEN: usize = 64;
 
 /// Commands only an operator may run, by wire name.
-pub const OPERATOR_COMMANDS: [&str; 14] = [
+pub const OPERATOR_COMMANDS: [&str; 16] = [
     "pause",
     "resume",
     "step",
@@ -97,6 +105,8 @@ pub const OPERATOR_COMMANDS: [&str; 14] = [
     "debug_log",
     "audit",
     "rewind",
+    "break",
+    "unbreak",
 ];
 
 impl Command {
@@ -127,6 +137,9 @@ impl Command {
             Command::ViewAt { .. } => "view_at",
             Command::Timeline {} => "timeline",
             Command::Rewind { .. } => "rewind",
+            Command::Break { .. } => "break",
+            Command::Unbreak { .. } => "unbreak",
+            Command::Breakpoints {} => "breakpoints",
         }
     }
 

@@ -97,6 +97,16 @@ pub struct Simulation {
     timeline: super::timeline::Timeline,
     /// One row per retained tick (`GET /api/timeseries`).
     series: super::series::Series,
+    /// Breakpoints set, in the order they were (`break`); each fires once.
+    breakpoints: Vec<Breakpoint>,
+    next_breakpoint: u64,
+}
+
+/// A `break` condition waiting to hold.
+struct Breakpoint {
+    id: u64,
+    when: String,
+    cond: super::breakpoint::Cond,
 }
 
 impl Simulation {
@@ -120,6 +130,8 @@ impl Simulation {
             ticks_since_snapshot: 0,
             timeline: super::timeline::Timeline::new(&state, 1440, 100),
             series: super::series::Series::new(&state.world, 1440),
+            breakpoints: Vec::new(),
+            next_breakpoint: 1,
             state,
             audit,
             hold: None,
@@ -168,7 +180,7 @@ impl Simulation {
             if !this.state.paused {
                 this.drain_journal();
                 if this.outbox.is_empty() && this.journal_backlog.is_empty() && !this.held() {
-                    let items = this.advance(1);
+                    let (items, done) = this.advance(1);
                     this.publish(
                         ctx,
                         Publish::Items {
@@ -176,7 +188,7 @@ impl Simulation {
                             end_of_tick: true,
                         },
                     );
-                    this.after_ticks(1);
+                    this.after_ticks(done);
                 } else {
                     this.metrics.ticks_deferred.inc();
                     this.drain(ctx);
@@ -186,10 +198,13 @@ impl Simulation {
         }));
     }
 
-    /// Runs `n` ticks and returns their items.
-    fn advance(&mut self, n: u64) -> Vec<Item> {
+    /// Runs up to `n` ticks and returns their items and how many ran: fewer when a
+    /// breakpoint hits, which pauses the world at the end of that tick.
+    fn advance(&mut self, n: u64) -> (Vec<Item>, u64) {
         let mut items = Vec::new();
+        let mut done = 0;
         for _ in 0..n {
+            done += 1;
             let started = Instant::now();
             self.state.world.step(now_ts(), &mut items);
             self.metrics
@@ -198,6 +213,9 @@ impl Simulation {
             self.timeline
                 .record(JournalEntry::Ticks { ticks: 1 }, &self.state);
             self.series.record(&self.state.world);
+            if self.check_breakpoints(&mut items) {
+                break;
+            }
         }
         if self.debug_log {
             for item in &items {
@@ -208,7 +226,47 @@ impl Simulation {
         self.metrics
             .characters
             .set(self.state.world.character_count() as i64);
-        items
+        (items, done)
+    }
+
+    /// At the end of a tick: the first breakpoint whose condition holds is gone, the
+    /// world pauses (journaled as a `pause`), and `breakpoint_hit` joins the tick's items.
+    fn check_breakpoints(&mut self, items: &mut Vec<Item>) -> bool {
+        let world = &self.state.world;
+        let hit = self
+            .breakpoints
+            .iter()
+            .enumerate()
+            .find_map(|(i, b)| b.cond.eval(world).map(|ids| (i, ids)));
+        let Some((i, characters)) = hit else {
+            return false;
+        };
+        let breakpoint = self.breakpoints.remove(i);
+        let tick = self.state.world.tick();
+        let data = serde_json::json!({
+            "breakpoint_id": breakpoint.id,
+            "when": breakpoint.when,
+            "tick": tick,
+            "characters": characters,
+        });
+        let event = crate::protocol::EventNotification {
+            event_type: "breakpoint_hit".into(),
+            tick,
+            data,
+            event_id: None,
+            characters,
+        };
+        let now = now_ts();
+        items.push(Item::new(
+            crate::protocol::ItemData::EventNotification(event),
+            now,
+        ));
+        let pause = Command::Pause {};
+        let _paused = self.state.apply(&pause, now, &mut Vec::new());
+        if let Some(entry) = JournalEntry::command(&pause) {
+            self.journal(entry);
+        }
+        true
     }
 
     /// Journals `n` ticks and takes a periodic snapshot when one is due.
@@ -355,6 +413,18 @@ impl Simulation {
             }
             Command::ViewAt { tick } => self.view_at(*tick),
             Command::Rewind { tick } => self.rewind(command, *tick, by, items),
+            Command::Break { when } => self.set_breakpoint(command, when, by, items),
+            Command::Unbreak { breakpoint_id } => {
+                self.remove_breakpoint(command, *breakpoint_id, by, items)
+            }
+            Command::Breakpoints {} => {
+                let list: Vec<Value> = self
+                    .breakpoints
+                    .iter()
+                    .map(|b| serde_json::json!({ "breakpoint_id": b.id, "when": b.when }))
+                    .collect();
+                Ok(serde_json::json!({ "breakpoints": list }))
+            }
             Command::Timeline {} => {
                 let (oldest, newest) = self.timeline.range();
                 Ok(serde_json::json!({ "oldest_tick": oldest, "newest_tick": newest }))
@@ -409,6 +479,46 @@ impl Simulation {
         Ok(serde_json::json!({ "tick": tick, "from_tick": from_tick }))
     }
 
+    /// `break {when}`: a condition that cannot be read is 1001 saying where and why.
+    fn set_breakpoint(
+        &mut self,
+        command: &Command,
+        when: &str,
+        by: &str,
+        items: &mut Vec<Item>,
+    ) -> Result<Value, CommandError> {
+        let cond = super::breakpoint::parse(when).map_err(|e| CommandError {
+            code: crate::protocol::ErrorCode::InvalidMessage,
+            message: e.to_string(),
+        })?;
+        let id = self.next_breakpoint;
+        self.next_breakpoint += 1;
+        let when = when.to_owned();
+        self.breakpoints.push(Breakpoint { id, when, cond });
+        let tick = self.state.world.tick();
+        items.extend(SimState::control_item(command, by, tick, now_ts()));
+        Ok(serde_json::json!({ "breakpoint_id": id }))
+    }
+
+    fn remove_breakpoint(
+        &mut self,
+        command: &Command,
+        id: u64,
+        by: &str,
+        items: &mut Vec<Item>,
+    ) -> Result<Value, CommandError> {
+        let Some(i) = self.breakpoints.iter().position(|b| b.id == id) else {
+            return Err(CommandError {
+                code: crate::protocol::ErrorCode::InvalidMessage,
+                message: format!("unknown breakpoint {id}"),
+            });
+        };
+        self.breakpoints.remove(i);
+        let tick = self.state.world.tick();
+        items.extend(SimState::control_item(command, by, tick, now_ts()));
+        Ok(serde_json::json!({ "breakpoint_id": id, "removed": true }))
+    }
+
     /// `inspect`: the inspection, with the character also nested under `character`.
     fn inspect(&self, character_id: CharacterId) -> Result<Value, CommandError> {
         let inspection = self
@@ -444,7 +554,7 @@ impl Simulation {
                 end_of_tick: false,
             },
         );
-        let stepped = self.advance(ticks);
+        let (stepped, done) = self.advance(ticks);
         self.publish(
             ctx,
             Publish::Items {
@@ -452,9 +562,9 @@ impl Simulation {
                 end_of_tick: true,
             },
         );
-        self.after_ticks(ticks);
+        self.after_ticks(done);
         let w = &self.state.world;
-        serde_json::json!({ "stepped": ticks, "tick": w.tick(), "paused": self.state.paused })
+        serde_json::json!({ "stepped": done, "tick": w.tick(), "paused": self.state.paused })
     }
 
     /// What a command that has been answered does to the tick clock, and after a reset

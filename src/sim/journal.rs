@@ -126,6 +126,10 @@ impl JournaledCommand {
             | Command::Timeline {}
             // A rewind is kept on disk as a snapshot of the rewound world (`sim::actor`).
             | Command::Rewind { .. }
+            // Breakpoints live in memory; the pause of a hit is journaled as a `pause`.
+            | Command::Break { .. }
+            | Command::Unbreak { .. }
+            | Command::Breakpoints {}
             | Command::Audit { .. } => return None,
         })
     }

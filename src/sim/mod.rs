@@ -6,6 +6,7 @@
 //! hands each tick's items to the broker.
 
 pub mod actor;
+pub mod breakpoint;
 pub mod character;
 mod hash;
 pub mod journal;

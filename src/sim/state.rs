@@ -64,6 +64,8 @@ impl SimState {
                 | Command::Cancel { .. }
                 | Command::Reset { .. }
                 | Command::Rewind { .. }
+                | Command::Break { .. }
+                | Command::Unbreak { .. }
         )
     }
 
@@ -164,6 +166,9 @@ impl SimState {
             | Command::ViewAt { .. }
             | Command::Timeline {}
             | Command::Rewind { .. }
+            | Command::Break { .. }
+            | Command::Unbreak { .. }
+            | Command::Breakpoints {}
             | Command::Audit { .. } => json!({}),
         })
     }

@@ -148,6 +148,13 @@ impl World {
         self.characters.len()
     }
 
+    /// Each character's id, state and needs, in id order (breakpoint conditions).
+    pub fn character_needs(
+        &self,
+    ) -> impl Iterator<Item = (CharacterId, CharState, crate::protocol::Needs)> + '_ {
+        self.characters.values().map(|c| (c.id, c.state, c.needs))
+    }
+
     /// How many characters are in each state (in `CharState::ALL` order), and the mean
     /// energy, hunger and social (0 without characters): a row of the time series.
     pub fn census(&self) -> ([u32; 6], [f64; 3]) {

@@ -1,0 +1,424 @@
+//! Breakpoint conditions (protocol, "Time travel and breakpoints"): a small language
+//! over the characters, the state counts and the tick, read by a hand-written
+//! recursive-descent parser that reports where and why a condition cannot be read, and
+//! evaluated against the world at the end of each tick.
+//!
+//! ```text
+//! expr  := all ("or" all)*
+//! all   := atom ("and" atom)*
+//! atom  := "(" expr ")" | "tick" CMP INT | "count" STATE CMP INT
+//!        | "any" NEED CMP NUMBER | "character" INT (NEED CMP NUMBER | "state" EQ STATE)
+//! CMP   := "<" | "<=" | ">" | ">=" | "==" | "!="      EQ := "==" | "!="
+//! NEED  := energy | hunger | social
+//! ```
+//!
+//! `and` binds tighter than `or`. A condition that holds names the characters that made
+//! it true (`character N …`: N; `any …`: every character for which it holds; `count`
+//! and `tick`: none of their own).
+
+use super::World;
+use crate::protocol::{CharState, CharacterId};
+
+/// Why a condition cannot be read: the byte offset in it and what was wrong there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("condition: at {at}: {reason}")]
+pub struct ParseError {
+    pub at: usize,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+impl Cmp {
+    fn holds(self, a: f64, b: f64) -> bool {
+        match self {
+            Cmp::Lt => a < b,
+            Cmp::Le => a <= b,
+            Cmp::Gt => a > b,
+            Cmp::Ge => a >= b,
+            Cmp::Eq => a == b,
+            Cmp::Ne => a != b,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    Energy,
+    Hunger,
+    Social,
+}
+
+/// A parsed condition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cond {
+    Tick(Cmp, u64),
+    Count(CharState, Cmp, u64),
+    Any(Need, Cmp, f64),
+    CharacterNeed(CharacterId, Need, Cmp, f64),
+    CharacterState(CharacterId, bool, CharState),
+    And(Box<Cond>, Box<Cond>),
+    Or(Box<Cond>, Box<Cond>),
+}
+
+/// One word or symbol of a condition, with where it starts.
+#[derive(Debug, Clone, PartialEq)]
+struct Token<'a> {
+    at: usize,
+    text: &'a str,
+}
+
+fn tokenize(src: &str) -> Result<Vec<Token<'_>>, ParseError> {
+    let mut tokens = Vec::new();
+    let bytes = src.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        let start = i;
+        if c.is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        if c == b'(' || c == b')' {
+            i += 1;
+        } else if b"<>=!".contains(&c) {
+            i += 1;
+            if i < bytes.len() && bytes[i] == b'=' {
+                i += 1;
+            }
+        } else if c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-' {
+            while i < bytes.len()
+                && (bytes[i].is_ascii_alphanumeric() || b"._-".contains(&bytes[i]))
+            {
+                i += 1;
+            }
+        } else {
+            let ch = src[i..].chars().next().unwrap_or('?');
+            return Err(ParseError {
+                at: i,
+                reason: format!("unexpected character {ch:?}"),
+            });
+        }
+        tokens.push(Token {
+            at: start,
+            text: &src[start..i],
+        });
+    }
+    Ok(tokens)
+}
+
+struct Parser<'a> {
+    tokens: Vec<Token<'a>>,
+    pos: usize,
+    end: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn peek(&self) -> Option<&Token<'a>> {
+        self.tokens.get(self.pos)
+    }
+
+    fn error(&self, reason: impl Into<String>) -> ParseError {
+        let at = self.peek().map_or(self.end, |t| t.at);
+        ParseError {
+            at,
+            reason: reason.into(),
+        }
+    }
+
+    /// The next token, or "expected WHAT, found the end".
+    fn next(&mut self, what: &str) -> Result<Token<'a>, ParseError> {
+        let token = self
+            .peek()
+            .cloned()
+            .ok_or_else(|| self.error(format!("expected {what}, found the end")))?;
+        self.pos += 1;
+        Ok(token)
+    }
+
+    fn found(&self, what: &str, token: &Token<'_>) -> ParseError {
+        ParseError {
+            at: token.at,
+            reason: format!("expected {what}, found `{}`", token.text),
+        }
+    }
+
+    fn expr(&mut self) -> Result<Cond, ParseError> {
+        let mut left = self.all()?;
+        while self
+            .peek()
+            .is_some_and(|t| t.text.eq_ignore_ascii_case("or"))
+        {
+            self.pos += 1;
+            left = Cond::Or(Box::new(left), Box::new(self.all()?));
+        }
+        Ok(left)
+    }
+
+    fn all(&mut self) -> Result<Cond, ParseError> {
+        let mut left = self.atom()?;
+        while self
+            .peek()
+            .is_some_and(|t| t.text.eq_ignore_ascii_case("and"))
+        {
+            self.pos += 1;
+            left = Cond::And(Box::new(left), Box::new(self.atom()?));
+        }
+        Ok(left)
+    }
+
+    fn atom(&mut self) -> Result<Cond, ParseError> {
+        let what = "`tick`, `count`, `any`, `character` or `(`";
+        let token = self.next(what)?;
+        match token.text.to_ascii_lowercase().as_str() {
+            "(" => {
+                let inner = self.expr()?;
+                let close = self.next("`)`")?;
+                if close.text != ")" {
+                    return Err(self.found("`)`", &close));
+                }
+                Ok(inner)
+            }
+            "tick" => Ok(Cond::Tick(self.cmp()?, self.int("a tick")?)),
+            "count" => Ok(Cond::Count(
+                self.state()?,
+                self.cmp()?,
+                self.int("a count")?,
+            )),
+            "any" => Ok(Cond::Any(self.need()?, self.cmp()?, self.number()?)),
+            "character" => self.character(),
+            _ => Err(self.found(what, &token)),
+        }
+    }
+
+    fn character(&mut self) -> Result<Cond, ParseError> {
+        let id = self.int("a character id")?;
+        let is_state = self
+            .peek()
+            .is_some_and(|t| t.text.eq_ignore_ascii_case("state"));
+        if is_state {
+            self.pos += 1;
+            let op = self.next("`==` or `!=`")?;
+            let equal = match op.text {
+                "==" => true,
+                "!=" => false,
+                _ => return Err(self.found("`==` or `!=`", &op)),
+            };
+            return Ok(Cond::CharacterState(id, equal, self.state()?));
+        }
+        Ok(Cond::CharacterNeed(
+            id,
+            self.need()?,
+            self.cmp()?,
+            self.number()?,
+        ))
+    }
+
+    fn cmp(&mut self) -> Result<Cmp, ParseError> {
+        let what = "a comparison (<, <=, >, >=, ==, !=)";
+        let token = self.next(what)?;
+        Ok(match token.text {
+            "<" => Cmp::Lt,
+            "<=" => Cmp::Le,
+            ">" => Cmp::Gt,
+            ">=" => Cmp::Ge,
+            "==" => Cmp::Eq,
+            "!=" => Cmp::Ne,
+            _ => return Err(self.found(what, &token)),
+        })
+    }
+
+    fn need(&mut self) -> Result<Need, ParseError> {
+        let what = "a need (energy, hunger, social) or `state`";
+        let token = self.next(what)?;
+        Ok(match token.text.to_ascii_lowercase().as_str() {
+            "energy" => Need::Energy,
+            "hunger" => Need::Hunger,
+            "social" => Need::Social,
+            _ => return Err(self.found(what, &token)),
+        })
+    }
+
+    fn state(&mut self) -> Result<CharState, ParseError> {
+        let names: Vec<&str> = CharState::ALL.iter().map(|s| s.as_str()).collect();
+        let what = format!("a state ({})", names.join(", "));
+        let token = self.next(&what)?;
+        let lower = token.text.to_ascii_lowercase();
+        let state = CharState::ALL.iter().find(|s| s.as_str() == lower);
+        state.copied().ok_or_else(|| self.found(&what, &token))
+    }
+
+    fn int(&mut self, what: &str) -> Result<u64, ParseError> {
+        let token = self.next(what)?;
+        token
+            .text
+            .trim_start_matches('#')
+            .parse()
+            .map_err(|_| self.found(&format!("{what} (a whole number)"), &token))
+    }
+
+    fn number(&mut self) -> Result<f64, ParseError> {
+        let token = self.next("a number")?;
+        match token.text.parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok(v),
+            _ => Err(self.found("a number", &token)),
+        }
+    }
+}
+
+/// Reads a condition.
+pub fn parse(src: &str) -> Result<Cond, ParseError> {
+    let tokens = tokenize(src)?;
+    if tokens.is_empty() {
+        return Err(ParseError {
+            at: 0,
+            reason: "the condition is empty".into(),
+        });
+    }
+    let mut parser = Parser {
+        tokens,
+        pos: 0,
+        end: src.len(),
+    };
+    let cond = parser.expr()?;
+    if let Some(token) = parser.peek().cloned() {
+        return Err(parser.found("`and`, `or` or the end", &token));
+    }
+    Ok(cond)
+}
+
+impl Cond {
+    /// Whether the condition holds in `world` now; `Some(ids)` of the characters that
+    /// made it true when it does.
+    pub fn eval(&self, world: &World) -> Option<Vec<CharacterId>> {
+        match self {
+            Cond::Tick(cmp, n) => cmp.holds(world.tick() as f64, *n as f64).then(Vec::new),
+            Cond::Count(state, cmp, n) => {
+                let count = world.census().0[state_index(*state)];
+                cmp.holds(f64::from(count), *n as f64).then(Vec::new)
+            }
+            Cond::Any(need, cmp, v) => {
+                let ids: Vec<CharacterId> = world
+                    .character_needs()
+                    .filter(|(_, _, needs)| cmp.holds(pick(*need, needs), *v))
+                    .map(|(id, _, _)| id)
+                    .collect();
+                (!ids.is_empty()).then_some(ids)
+            }
+            Cond::CharacterNeed(id, need, cmp, v) => {
+                let (_, _, needs) = world.character_needs().find(|(c, _, _)| c == id)?;
+                cmp.holds(pick(*need, &needs), *v).then(|| vec![*id])
+            }
+            Cond::CharacterState(id, equal, state) => {
+                let (_, now, _) = world.character_needs().find(|(c, _, _)| c == id)?;
+                ((now == *state) == *equal).then(|| vec![*id])
+            }
+            Cond::And(a, b) => {
+                let mut ids = a.eval(world)?;
+                ids.extend(b.eval(world)?);
+                ids.sort_unstable();
+                ids.dedup();
+                Some(ids)
+            }
+            Cond::Or(a, b) => a.eval(world).or_else(|| b.eval(world)),
+        }
+    }
+}
+
+fn state_index(state: CharState) -> usize {
+    CharState::ALL.iter().position(|s| *s == state).unwrap_or(0)
+}
+
+fn pick(need: Need, needs: &crate::protocol::Needs) -> f64 {
+    match need {
+        Need::Energy => needs.energy,
+        Need::Hunger => needs.hunger,
+        Need::Social => needs.social,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_contracts_examples_are_understood() {
+        for src in [
+            "character 7 hunger < 20",
+            "character 7 state == sleeping",
+            "count sleeping > 100",
+            "any energy < 5",
+            "tick >= 5000",
+            "tick >= 10 and any energy < 5 or count idle == 0",
+            "(tick > 3 or tick < 1) and character 2 state != working",
+        ] {
+            parse(src).unwrap_or_else(|e| panic!("{src}: {e}"));
+        }
+        assert_eq!(
+            parse("tick > 1 or tick > 2 and tick > 3"),
+            Ok(Cond::Or(
+                Box::new(Cond::Tick(Cmp::Gt, 1)),
+                Box::new(Cond::And(
+                    Box::new(Cond::Tick(Cmp::Gt, 2)),
+                    Box::new(Cond::Tick(Cmp::Gt, 3))
+                ))
+            )),
+            "and binds tighter"
+        );
+    }
+
+    #[test]
+    fn broken_conditions_say_where_and_why() {
+        let at = |src: &str| parse(src).expect_err(src);
+        let e = at("character 7 hungry < 20");
+        assert_eq!(e.at, 12);
+        assert!(e.reason.contains("a need"), "{e}");
+        let e = at("count dancing > 1");
+        assert_eq!(e.at, 6);
+        assert!(e.reason.contains("sleeping"), "{e}");
+        let e = at("tick >= ");
+        assert_eq!(e.at, 8);
+        assert!(e.reason.contains("the end"), "{e}");
+        assert_eq!(at("tick => 5").at, 5);
+        assert_eq!(at("tick > 5 tick > 6").at, 9);
+        assert_eq!(at("(tick > 5").at, 9);
+        assert_eq!(at("tick > 5 $").at, 9);
+        assert_eq!(at("").at, 0);
+    }
+
+    #[test]
+    fn conditions_hold_with_the_characters_that_made_them_true() {
+        let mut world = World::new(3, 20);
+        let mut out = Vec::new();
+        for _ in 0..5 {
+            world.step(0.0, &mut out);
+        }
+        let holds = |src: &str| parse(src).expect("parses").eval(&world);
+        assert_eq!(holds("tick >= 5"), Some(vec![]));
+        assert_eq!(holds("tick > 5"), None);
+        assert_eq!(holds("any energy <= 100").map(|ids| ids.len()), Some(20));
+        assert_eq!(holds("any energy > 100"), None);
+        assert_eq!(holds("character 4 energy >= 0"), Some(vec![4]));
+        assert_eq!(
+            holds("character 999 energy >= 0"),
+            None,
+            "no such character"
+        );
+        let (_, state, _) = world.character_needs().find(|c| c.0 == 4).expect("4");
+        let same = format!("character 4 state == {}", state.as_str());
+        assert_eq!(holds(&same), Some(vec![4]));
+        assert_eq!(
+            holds("count idle >= 0 and character 2 energy >= 0"),
+            Some(vec![2])
+        );
+        assert_eq!(holds("tick > 99 or character 3 energy >= 0"), Some(vec![3]));
+    }
+}
