@@ -54,5 +54,41 @@ fn view_at(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, view_at);
+/// The tick of a 200-character world alone, and with 20 breakpoints that never hold
+/// evaluated after it (a mix of every kind), as the simulation does at each tick's end.
+fn breakpoints(c: &mut Criterion) {
+    use simcast::sim::breakpoint::{parse, Probe};
+    use simcast::sim::World;
+    let conditions: Vec<_> = (0..20)
+        .map(|i| match i % 5 {
+            0 => format!("character {} hunger < -1", i + 1),
+            1 => format!("character {} state == sleeping and tick < 0", i + 1),
+            2 => "count sleeping > 100000".to_owned(),
+            3 => "any energy < -1".to_owned(),
+            _ => "tick >= 100000000".to_owned(),
+        })
+        .map(|s| parse(&s).expect("parses"))
+        .collect();
+    let mut group = c.benchmark_group("breakpoints");
+    let mut world = World::new(42, 200);
+    let mut out = Vec::new();
+    group.bench_function("tick_200_characters", |b| {
+        b.iter(|| {
+            world.step(0.0, &mut out);
+            out.clear();
+        })
+    });
+    let mut world = World::new(42, 200);
+    group.bench_function("tick_200_characters_with_20_breakpoints", |b| {
+        b.iter(|| {
+            world.step(0.0, &mut out);
+            out.clear();
+            let probe = Probe::new(&world);
+            conditions.iter().any(|c| c.eval_in(&probe).is_some())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, view_at, breakpoints);
 criterion_main!(benches);

@@ -232,12 +232,15 @@ impl Simulation {
     /// At the end of a tick: the first breakpoint whose condition holds is gone, the
     /// world pauses (journaled as a `pause`), and `breakpoint_hit` joins the tick's items.
     fn check_breakpoints(&mut self, items: &mut Vec<Item>) -> bool {
-        let world = &self.state.world;
+        if self.breakpoints.is_empty() {
+            return false;
+        }
+        let probe = super::breakpoint::Probe::new(&self.state.world);
         let hit = self
             .breakpoints
             .iter()
             .enumerate()
-            .find_map(|(i, b)| b.cond.eval(world).map(|ids| (i, ids)));
+            .find_map(|(i, b)| b.cond.eval_in(&probe).map(|ids| (i, ids)));
         let Some((i, characters)) = hit else {
             return false;
         };

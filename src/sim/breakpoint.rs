@@ -295,14 +295,40 @@ pub fn parse(src: &str) -> Result<Cond, ParseError> {
     Ok(cond)
 }
 
+/// What conditions read of one tick's world; the state counts are taken once, however
+/// many conditions ask (the cost of 20 breakpoints stays a few scans per tick).
+pub struct Probe<'a> {
+    world: &'a World,
+    counts: std::cell::OnceCell<[u32; 6]>,
+}
+
+impl<'a> Probe<'a> {
+    pub fn new(world: &'a World) -> Self {
+        Probe {
+            world,
+            counts: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn count(&self, state: CharState) -> u32 {
+        self.counts.get_or_init(|| self.world.census().0)[state_index(state)]
+    }
+}
+
 impl Cond {
     /// Whether the condition holds in `world` now; `Some(ids)` of the characters that
     /// made it true when it does.
     pub fn eval(&self, world: &World) -> Option<Vec<CharacterId>> {
+        self.eval_in(&Probe::new(world))
+    }
+
+    /// [`Cond::eval`] sharing `probe` with other conditions of the same tick.
+    pub fn eval_in(&self, probe: &Probe<'_>) -> Option<Vec<CharacterId>> {
+        let world = probe.world;
         match self {
             Cond::Tick(cmp, n) => cmp.holds(world.tick() as f64, *n as f64).then(Vec::new),
             Cond::Count(state, cmp, n) => {
-                let count = world.census().0[state_index(*state)];
+                let count = probe.count(*state);
                 cmp.holds(f64::from(count), *n as f64).then(Vec::new)
             }
             Cond::Any(need, cmp, v) => {
@@ -314,21 +340,21 @@ impl Cond {
                 (!ids.is_empty()).then_some(ids)
             }
             Cond::CharacterNeed(id, need, cmp, v) => {
-                let (_, _, needs) = world.character_needs().find(|(c, _, _)| c == id)?;
+                let (_, needs) = world.character_state(*id)?;
                 cmp.holds(pick(*need, &needs), *v).then(|| vec![*id])
             }
             Cond::CharacterState(id, equal, state) => {
-                let (_, now, _) = world.character_needs().find(|(c, _, _)| c == id)?;
+                let (now, _) = world.character_state(*id)?;
                 ((now == *state) == *equal).then(|| vec![*id])
             }
             Cond::And(a, b) => {
-                let mut ids = a.eval(world)?;
-                ids.extend(b.eval(world)?);
+                let mut ids = a.eval_in(probe)?;
+                ids.extend(b.eval_in(probe)?);
                 ids.sort_unstable();
                 ids.dedup();
                 Some(ids)
             }
-            Cond::Or(a, b) => a.eval(world).or_else(|| b.eval(world)),
+            Cond::Or(a, b) => a.eval_in(probe).or_else(|| b.eval_in(probe)),
         }
     }
 }

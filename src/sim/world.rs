@@ -148,6 +148,11 @@ impl World {
         self.characters.len()
     }
 
+    /// One character's state and needs (breakpoint conditions).
+    pub fn character_state(&self, id: CharacterId) -> Option<(CharState, crate::protocol::Needs)> {
+        self.characters.get(&id).map(|c| (c.state, c.needs))
+    }
+
     /// Each character's id, state and needs, in id order (breakpoint conditions).
     pub fn character_needs(
         &self,
