@@ -54,8 +54,9 @@ fn view_at(c: &mut Criterion) {
     group.finish();
 }
 
-/// The tick of a 200-character world alone, and with 20 breakpoints that never hold
-/// evaluated after it (a mix of every kind), as the simulation does at each tick's end.
+/// The simulation's per-tick work at 200 characters (the step, and the census the time
+/// series takes of it), alone and with 20 breakpoints that never hold evaluated on that
+/// census (a mix of every kind), as the simulation does at each tick's end.
 fn breakpoints(c: &mut Criterion) {
     use simcast::sim::breakpoint::{parse, Probe};
     use simcast::sim::World;
@@ -76,6 +77,7 @@ fn breakpoints(c: &mut Criterion) {
         b.iter(|| {
             world.step(0.0, &mut out);
             out.clear();
+            world.census_full()
         })
     });
     let mut world = World::new(42, 200);
@@ -83,7 +85,7 @@ fn breakpoints(c: &mut Criterion) {
         b.iter(|| {
             world.step(0.0, &mut out);
             out.clear();
-            let probe = Probe::new(&world);
+            let probe = Probe::with_census(&world, world.census_full());
             conditions.iter().any(|c| c.eval_in(&probe).is_some())
         })
     });

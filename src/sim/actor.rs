@@ -212,8 +212,9 @@ impl Simulation {
                 .observe(started.elapsed().as_secs_f64());
             self.timeline
                 .record(JournalEntry::Ticks { ticks: 1 }, &self.state);
-            self.series.record(&self.state.world);
-            if self.check_breakpoints(&mut items) {
+            let census = self.state.world.census_full();
+            self.series.record_with(&self.state.world, &census);
+            if self.check_breakpoints(census, &mut items) {
                 break;
             }
         }
@@ -231,11 +232,11 @@ impl Simulation {
 
     /// At the end of a tick: the first breakpoint whose condition holds is gone, the
     /// world pauses (journaled as a `pause`), and `breakpoint_hit` joins the tick's items.
-    fn check_breakpoints(&mut self, items: &mut Vec<Item>) -> bool {
+    fn check_breakpoints(&mut self, census: super::Census, items: &mut Vec<Item>) -> bool {
         if self.breakpoints.is_empty() {
             return false;
         }
-        let probe = super::breakpoint::Probe::new(&self.state.world);
+        let probe = super::breakpoint::Probe::with_census(&self.state.world, census);
         let hit = self
             .breakpoints
             .iter()

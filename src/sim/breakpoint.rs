@@ -16,7 +16,7 @@
 //! it true (`character N …`: N; `any …`: every character for which it holds; `count`
 //! and `tick`: none of their own).
 
-use super::World;
+use super::{Census, World};
 use crate::protocol::{CharState, CharacterId};
 
 /// Why a condition cannot be read: the byte offset in it and what was wrong there.
@@ -295,23 +295,37 @@ pub fn parse(src: &str) -> Result<Cond, ParseError> {
     Ok(cond)
 }
 
-/// What conditions read of one tick's world; the state counts are taken once, however
-/// many conditions ask (the cost of 20 breakpoints stays a few scans per tick).
+/// What conditions read of one tick's world: its [`Census`] (taken once per tick, and
+/// shared with the time series), so `count` is a lookup and `any` scans the characters
+/// only when the lowest or highest value of the need says it may hold.
 pub struct Probe<'a> {
     world: &'a World,
-    counts: std::cell::OnceCell<[u32; 6]>,
+    census: Census,
 }
 
 impl<'a> Probe<'a> {
     pub fn new(world: &'a World) -> Self {
-        Probe {
-            world,
-            counts: std::cell::OnceCell::new(),
-        }
+        Self::with_census(world, world.census_full())
+    }
+
+    pub fn with_census(world: &'a World, census: Census) -> Self {
+        Probe { world, census }
     }
 
     fn count(&self, state: CharState) -> u32 {
-        self.counts.get_or_init(|| self.world.census().0)[state_index(state)]
+        self.census.counts[state_index(state)]
+    }
+
+    /// Whether some character's `need` may satisfy `cmp v`, from the range alone.
+    fn may_hold(&self, need: Need, cmp: Cmp, v: f64) -> bool {
+        let i = need as usize;
+        let (lo, hi) = (self.census.min[i], self.census.max[i]);
+        match cmp {
+            Cmp::Lt | Cmp::Le => cmp.holds(lo, v),
+            Cmp::Gt | Cmp::Ge => cmp.holds(hi, v),
+            Cmp::Eq => lo <= v && v <= hi,
+            Cmp::Ne => !(lo == hi && lo == v),
+        }
     }
 }
 
@@ -331,6 +345,7 @@ impl Cond {
                 let count = probe.count(*state);
                 cmp.holds(f64::from(count), *n as f64).then(Vec::new)
             }
+            Cond::Any(need, cmp, v) if !probe.may_hold(*need, *cmp, *v) => None,
             Cond::Any(need, cmp, v) => {
                 let ids: Vec<CharacterId> = world
                     .character_needs()

@@ -21,4 +21,4 @@ pub mod world;
 pub use character::Inspection;
 pub use journal::{JournalEntry, JournaledCommand};
 pub use state::SimState;
-pub use world::{SimError, World};
+pub use world::{Census, SimError, World};

@@ -29,14 +29,18 @@ pub struct Row {
 impl Row {
     /// The row of `world` as it is now.
     pub fn of(world: &World) -> Row {
+        Self::with_census(world, &world.census_full())
+    }
+
+    /// The row of `world`, whose census is taken already.
+    pub fn with_census(world: &World, census: &super::Census) -> Row {
         let clock = super::rules::clock_at(world.tick());
-        let (counts, means) = world.census();
         Row {
             tick: world.tick(),
             day: clock.day,
             minute_of_day: clock.minute_of_day,
-            counts,
-            means,
+            counts: census.counts,
+            means: census.means,
         }
     }
 }
@@ -66,7 +70,12 @@ impl Series {
 
     /// Adds the row of the tick `world` just completed; drops rows past the range.
     pub fn record(&mut self, world: &World) {
-        self.rows.push_back(Row::of(world));
+        self.record_with(world, &world.census_full());
+    }
+
+    /// [`Series::record`] with the census of the tick taken already.
+    pub fn record_with(&mut self, world: &World, census: &super::Census) {
+        self.rows.push_back(Row::with_census(world, census));
         while self.rows.len() as u64 > self.retain + 1 {
             self.rows.pop_front();
         }
@@ -156,6 +165,13 @@ mod tests {
             assert!(r.means.iter().all(|m| (0.0..=100.0).contains(m)));
         }
         assert_eq!(series.rows(20, 21).len(), 2);
+    }
+
+    #[test]
+    fn census_counts_follow_the_order_of_all_states() {
+        for (i, s) in CharState::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i, "{s:?}");
+        }
     }
 
     #[test]

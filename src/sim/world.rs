@@ -87,6 +87,17 @@ struct TickContext<'a> {
     now: f64,
 }
 
+/// The characters of a tick at a glance ([`World::census_full`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Census {
+    /// Characters per state, in `CharState::ALL` order.
+    pub counts: [u32; 6],
+    /// Mean, lowest and highest energy, hunger and social (0 / ±inf without characters).
+    pub means: [f64; 3],
+    pub min: [f64; 3],
+    pub max: [f64; 3],
+}
+
 impl World {
     /// A world of `characters` characters generated from `seed`: first the town, then
     /// the characters in id order, all from one RNG stream.
@@ -163,18 +174,34 @@ impl World {
     /// How many characters are in each state (in `CharState::ALL` order), and the mean
     /// energy, hunger and social (0 without characters): a row of the time series.
     pub fn census(&self) -> ([u32; 6], [f64; 3]) {
-        let mut counts = [0u32; 6];
-        let mut sums = [0f64; 3];
+        let c = self.census_full();
+        (c.counts, c.means)
+    }
+
+    /// One pass over the characters: the counts per state, and the mean, lowest and
+    /// highest of each need (energy, hunger, social). The time series and breakpoint
+    /// conditions of a tick share it.
+    pub fn census_full(&self) -> Census {
+        let mut census = Census {
+            counts: [0; 6],
+            means: [0.0; 3],
+            min: [f64::INFINITY; 3],
+            max: [f64::NEG_INFINITY; 3],
+        };
         for c in self.characters.values() {
-            if let Some(i) = CharState::ALL.iter().position(|s| *s == c.state) {
-                counts[i] += 1;
+            census.counts[c.state as usize] += 1;
+            for (i, v) in [c.needs.energy, c.needs.hunger, c.needs.social]
+                .into_iter()
+                .enumerate()
+            {
+                census.means[i] += v;
+                census.min[i] = census.min[i].min(v);
+                census.max[i] = census.max[i].max(v);
             }
-            sums[0] += c.needs.energy;
-            sums[1] += c.needs.hunger;
-            sums[2] += c.needs.social;
         }
         let n = self.characters.len().max(1) as f64;
-        (counts, sums.map(|s| s / n))
+        census.means = census.means.map(|s| s / n);
+        census
     }
 
     /// Advances exactly one tick and appends its items to `out`.
