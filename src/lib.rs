@@ -33,6 +33,7 @@ mod clock;
 pub mod cluster;
 pub mod config;
 mod conn;
+pub mod experiment;
 mod frame_guard;
 mod http;
 mod metrics;

@@ -203,3 +203,51 @@ fn server_process_with_ctl_and_watch() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("1008"));
 }
+
+/// `simcast run`: the same arguments give a byte-identical file; a sweep adds `run`.
+#[test]
+fn headless_runs_are_reproducible_and_sweeps_are_numbered() {
+    let dir = common::process::temp_dir("headless-run");
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.join(name);
+        let status = std::process::Command::new(common::process::BIN)
+            .args(["run", "--characters", "50", "--ticks", "300", "--out"])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .expect("runs");
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        std::fs::read_to_string(out).expect("the file")
+    };
+    let a = run("a.csv", &["--seed", "9", "--set", "characters=40"]);
+    let b = run("b.csv", &["--seed", "9", "--set", "characters=40"]);
+    assert_eq!(a, b, "byte-identical");
+    assert_eq!(a.lines().count(), 302, "a header and ticks 0..=300");
+    let first = a.lines().nth(1).expect("tick 0");
+    let counts: u32 = first
+        .split(',')
+        .skip(3)
+        .take(6)
+        .map(|v| v.parse::<u32>().unwrap_or(0))
+        .sum();
+    assert_eq!(counts, 40, "--set characters applied: {first}");
+    let sweep = run("s.csv", &["--sweep", "seed=1..3"]);
+    assert!(sweep.starts_with("run,tick,day"));
+    assert_eq!(sweep.lines().count(), 1 + 3 * 301);
+    assert!(sweep
+        .lines()
+        .last()
+        .is_some_and(|l| l.starts_with("3,300,")));
+    let bad = std::process::Command::new(common::process::BIN)
+        .args(["run", "--ticks", "5", "--out"])
+        .arg(dir.join("x.csv"))
+        .args(["--set", "speed=3"])
+        .output()
+        .expect("runs");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown parameter `speed`"));
+}

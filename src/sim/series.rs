@@ -109,16 +109,21 @@ pub fn to_csv(rows: &[Row]) -> String {
     let mut out = columns().join(",");
     out.push('\n');
     for r in rows {
-        let _ = write!(out, "{},{},{}", r.tick, r.day, r.minute_of_day);
-        for c in r.counts {
-            let _ = write!(out, ",{c}");
-        }
-        for m in r.means {
-            let _ = write!(out, ",{m:.2}");
-        }
-        out.push('\n');
+        push_csv_row(&mut out, r);
     }
     out
+}
+
+/// One CSV line of `r` (means to 2 decimals), appended to `out`.
+pub fn push_csv_row(out: &mut String, r: &Row) {
+    let _ = write!(out, "{},{},{}", r.tick, r.day, r.minute_of_day);
+    for c in r.counts {
+        let _ = write!(out, ",{c}");
+    }
+    for m in r.means {
+        let _ = write!(out, ",{m:.2}");
+    }
+    out.push('\n');
 }
 
 /// The rows as JSON: `{"columns": [...], "rows": [{"tick":…, "sleeping":…, …}]}`.
