@@ -371,6 +371,38 @@ describe('dashboard over WebSocket', () => {
     assert.equal(await page.locator('#audit-list li.failed').last().textContent().then((t) => /remove/.test(t)), true);
   });
 
+  test('scrubbing the timeline shows a past tick, then back to live; the CSV downloads', async () => {
+    await waitShownTick(page, 't > a', 5);
+    await page.waitForFunction(() => Number(document.querySelector('#scrub').max) > 3, null, { timeout: 8000 });
+    const max = Number(await page.getAttribute('#scrub', 'max'));
+    const target = Math.max(Number(await page.getAttribute('#scrub', 'min')), max - 3);
+    await page.evaluate((t) => {
+      const s = document.querySelector('#scrub');
+      s.value = String(t);
+      s.dispatchEvent(new Event('input', { bubbles: true }));
+    }, target);
+    await page.waitForSelector('#past-banner:not([hidden])', { timeout: 5000 });
+    assert.match(await page.textContent('#past-text'), new RegExp(`Viewing tick ${target}\\b`));
+    // The table shows that tick's characters: the server's view_at of it.
+    const res = await fetch(`${server.base}/api/command`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${OPERATOR_TOKEN}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ cmd: 'view_at', args: { tick: target } }),
+    });
+    const past = (await res.json()).data;
+    const shown = await page.evaluate(() => [...window.__simcast.store.shown.values()].map((c) => [c.id, c.state]));
+    assert.deepEqual(shown, past.characters.map((c) => [c.id, c.state]));
+    // The live world goes on meanwhile.
+    const live = await shownTick(page);
+    await waitShownTick(page, 't > a', live);
+    await page.click('#btn-live');
+    await page.waitForSelector('#past-banner', { state: 'hidden', timeout: 5000 });
+    assert.equal(await page.evaluate(() => window.__simcast.store.past), null);
+    const href = await page.getAttribute('#csv-link', 'href');
+    const csv = await (await fetch(`${server.base}${href}`)).text();
+    assert.match(csv.split('\n')[0], /^tick,day,minute_of_day,idle,sleeping/);
+  });
+
   test('no console errors so far', () => {
     assertNoProblems(problems);
   });

@@ -44,7 +44,7 @@ export class Inspector {
     this.el.body.hidden = false;
     this.el.set.hidden = false; // detached for a viewer: harmless
     this.el.transitions.textContent = '';
-    const c = this.store.characters.get(id);
+    const c = this.store.shown.get(id);
     // Preselect the current state once; never while the person is choosing.
     const sel = this.el.setState; // detached for a viewer
     if (c && sel) sel.value = c.state;
@@ -117,7 +117,7 @@ export class Inspector {
   /** Called once per animation frame; touches the DOM only when something shown changed. */
   frame() {
     if (this.id === null) return;
-    const c = this.store.characters.get(this.id);
+    const c = this.store.shown.get(this.id);
     const tick = this.store.tick ?? 0;
     if (!c) {
       const key = 'gone';

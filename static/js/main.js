@@ -18,6 +18,7 @@ import { Console, VIEWER_COMMANDS } from './console.js';
 import { MetricsStrip } from './metrics.js';
 import { AuditPanel } from './audit.js';
 import { PresenceView } from './presence.js';
+import { TimeTravel } from './timetravel.js';
 
 const TOKEN_KEY = 'simcast.token';
 
@@ -184,6 +185,15 @@ function main() {
     tick: $('tick'),
     tps: $('tps'),
   }, store);
+  new TimeTravel({
+    scrub: $('scrub'),
+    rangeLabel: $('scrub-range'),
+    banner: $('past-banner'),
+    bannerText: $('past-text'),
+    live: $('btn-live'),
+    rewind: $('btn-rewind'),
+    csv: $('csv-link'),
+  }, store, { run, token });
   const presence = new PresenceView({ cell: $('watching'), viewers: $('viewers'), operators: $('operators'), list: $('presence-list') });
   const audit = new AuditPanel({ list: $('audit-list'), refresh: $('audit-refresh'), count: $('audit-count') }, store, { run });
   // The console shows its own errors inline, next to what was typed.

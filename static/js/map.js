@@ -111,7 +111,7 @@ export class MapView {
     const my = e.clientY - rect.top;
     let best = null;
     let bestD = 64;
-    for (const c of this.store.characters.values()) {
+    for (const c of this.store.shown.values()) {
       if (!c.position) continue;
       const [x, y] = this.toScreen(c.position, c.id);
       const d = (x - mx) ** 2 + (y - my) ** 2;
@@ -180,7 +180,7 @@ export class MapView {
     const { ctx, store } = this;
     this.ensureBackground();
     ctx.setTransform(1, 0, 0, 1, 0, 0);
-    if (store.characters.size > PIXEL_THRESHOLD) {
+    if (store.shown.size > PIXEL_THRESHOLD) {
       this.drawCharacterPixels();
     } else {
       ctx.drawImage(this.bg, 0, 0);
@@ -279,10 +279,10 @@ export class MapView {
   drawCharacters() {
     const { ctx, store } = this;
     ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
-    const n = store.characters.size;
+    const n = store.shown.size;
     const radius = n > 600 ? 2.6 : 3.6; // smaller dots as the crowd grows
     const byState = new Map(STATES.map((s) => [s, []]));
-    for (const c of store.characters.values()) {
+    for (const c of store.shown.values()) {
       if (!c.position) continue;
       (byState.get(c.state) || byState.get('idle')).push(c);
     }
@@ -330,7 +330,7 @@ export class MapView {
     const ox = this.ox * dpr;
     const oy = this.oy * dpr;
     let drawn = 0;
-    for (const c of store.characters.values()) {
+    for (const c of store.shown.values()) {
       if (!c.position) continue;
       const o = offsetOf(c.id);
       const x = Math.round(ox + (c.position[0] + o[0]) * sx);
@@ -353,7 +353,7 @@ export class MapView {
     ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
     const pal = palette();
     for (const [id, color, r] of [[this.hover, pal.mapHover, 7], [this.selected, pal.mapSelected, 9]]) {
-      const c = id !== null ? store.characters.get(id) : null;
+      const c = id !== null ? store.shown.get(id) : null;
       if (!c || !c.position) continue;
       const [x, y] = this.toScreen(c.position, c.id);
       ctx.strokeStyle = color;

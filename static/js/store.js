@@ -34,6 +34,7 @@ export class Store {
     this.sessionId = null;
     this.limits = null; // welcome.data.limits: the server's bounds (rate, step, tick rate, town size)
     this.bootId = null;
+    this.past = null; // {tick, characters} while a past tick is shown (viewPast)
     this.epoch = 0; // bumps on every snapshot; late replies from an older epoch are ignored
     this.version = 0; // bumps on any character change (map, table)
     this.structVersion = 0; // bumps when characters come or go (or a snapshot replaces them)
@@ -58,6 +59,31 @@ export class Store {
     this.limits = data.limits ?? null;
     this.bootId = data.boot_id ?? null;
     this.emit('welcome', data);
+  }
+
+  /**
+   * What the map, the table and the inspector show: the live characters, or while the
+   * person looks at a past tick (`view_at`) that tick's. Everything else stays live.
+   */
+  get shown() {
+    return this.past ? this.past.characters : this.characters;
+  }
+
+  /** Shows the world of a past tick (a `view_at` reply) instead of the live one. */
+  viewPast(data) {
+    this.past = { tick: data.tick, characters: new Map(snapshotCharacters(data).map((c) => [c.id, c])) };
+    this.version++;
+    this.structVersion++;
+    this.emit('past', this.past);
+  }
+
+  /** Back to the live world. */
+  backToLive() {
+    if (!this.past) return;
+    this.past = null;
+    this.version++;
+    this.structVersion++;
+    this.emit('past', null);
   }
 
   applySnapshot(data) {

@@ -93,7 +93,7 @@ export class CharTable {
     const qId = q.replace(/^#/, '');
     const st = this.stateSelect.value;
     const { store } = this;
-    let rows = [...store.characters.values()];
+    let rows = [...store.shown.values()];
     if (st) rows = rows.filter((c) => c.state === st);
     if (q) {
       rows = rows.filter((c) =>
@@ -124,15 +124,15 @@ export class CharTable {
     rows = keyed.map((x) => x.c);
     this.rows = rows;
     this.updateSortHeaders();
-    this.countEl.textContent = rows.length === store.characters.size
+    this.countEl.textContent = rows.length === store.shown.size
       ? `${fmtNum(rows.length)}`
-      : `${fmtNum(rows.length)} of ${fmtNum(store.characters.size)}`;
+      : `${fmtNum(rows.length)} of ${fmtNum(store.shown.size)}`;
   }
 
   nameRanks() {
     if (this.nameRankVersion !== this.store.structVersion) {
       this.nameRankVersion = this.store.structVersion;
-      this.nameRank = ranks([...this.store.characters.values()].map((c) => c.name));
+      this.nameRank = ranks([...this.store.shown.values()].map((c) => c.name));
     }
     return this.nameRank;
   }
@@ -147,7 +147,7 @@ export class CharTable {
     for (let i = first; i < last; i++) parts.push(this.rowHtml(rows[i]));
     if (last < rows.length) parts.push(`<tr class="spacer" aria-hidden="true"><td colspan="6" style="height:${(rows.length - last) * ROW_H}px"></td></tr>`);
     if (!rows.length) {
-      parts.push(`<tr><td colspan="6" class="muted">${this.store.characters.size ? 'No character matches the filter.' : 'Waiting for the world…'}</td></tr>`);
+      parts.push(`<tr><td colspan="6" class="muted">${this.store.shown.size ? 'No character matches the filter.' : 'Waiting for the world…'}</td></tr>`);
     }
     this.tbody.innerHTML = parts.join('');
     this.renderedRows = last - first;
