@@ -403,6 +403,35 @@ describe('dashboard over WebSocket', () => {
     assert.match(csv.split('\n')[0], /^tick,day,minute_of_day,idle,sleeping/);
   });
 
+  test('a breakpoint: a broken condition says where, a hit shows a banner and rings its characters', async () => {
+    await page.fill('#bp-input', 'count dancing > 3');
+    await page.click('#bp-add');
+    await page.waitForFunction(() => /at 6/.test(document.querySelector('#bp-error').textContent), null, { timeout: 5000 });
+    assert.match(await page.textContent('#bp-error'), /expected a state/);
+    // Paused first, so the hit comes from the step below and not from the clock.
+    if ((await page.getAttribute('#btn-pause', 'data-paused')) !== 'true') {
+      await page.click('#btn-pause');
+      await page.waitForSelector('#btn-pause[data-paused=true]', { timeout: 5000 });
+    }
+    await page.fill('#bp-input', 'any energy <= 100');
+    await page.click('#bp-add');
+    await page.waitForSelector('[data-testid=breakpoint]', { timeout: 5000 });
+    assert.equal(await page.textContent('#bp-error'), '');
+    await sleep(300); // the strip shows the final tick
+    const before = await shownTick(page);
+    await page.fill('#step-n', '50');
+    await page.click('#btn-step');
+    await page.waitForSelector('#bp-banner:not([hidden])', { timeout: 5000 });
+    assert.match(await page.textContent('#bp-text'), new RegExp(`hit at tick ${before + 1}: any energy <= 100`));
+    assert.equal(await page.evaluate(() => window.__simcast.views.map.hits.length), CHARACTERS);
+    assert.equal(await waitShownTick(page, 't >= a', before + 1), before + 1, 'the step stopped at the hit');
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid=breakpoint]').length === 0, null, { timeout: 5000 });
+    await page.click('#bp-dismiss');
+    assert.equal(await page.evaluate(() => window.__simcast.views.map.hits.length), 0);
+    await page.click('#btn-pause'); // resume, for the tests that follow
+    await page.waitForSelector('#btn-pause[data-paused=false]', { timeout: 5000 });
+  });
+
   test('no console errors so far', () => {
     assertNoProblems(problems);
   });

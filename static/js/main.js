@@ -19,6 +19,7 @@ import { MetricsStrip } from './metrics.js';
 import { AuditPanel } from './audit.js';
 import { PresenceView } from './presence.js';
 import { TimeTravel } from './timetravel.js';
+import { Breakpoints } from './breakpoints.js';
 
 const TOKEN_KEY = 'simcast.token';
 
@@ -194,6 +195,15 @@ function main() {
     rewind: $('btn-rewind'),
     csv: $('csv-link'),
   }, store, { run, token });
+  const breakpoints = new Breakpoints({
+    form: $('bp-form'),
+    input: $('bp-input'),
+    error: $('bp-error'),
+    list: $('bp-list'),
+    banner: $('bp-banner'),
+    bannerText: $('bp-text'),
+    dismiss: $('bp-dismiss'),
+  }, store, { run, onHit: (ids) => map.highlight(ids) });
   const presence = new PresenceView({ cell: $('watching'), viewers: $('viewers'), operators: $('operators'), list: $('presence-list') });
   const audit = new AuditPanel({ list: $('audit-list'), refresh: $('audit-refresh'), count: $('audit-count') }, store, { run });
   // The console shows its own errors inline, next to what was typed.
@@ -215,6 +225,7 @@ function main() {
       $('audit').hidden = false;
       $('layout').classList.add('with-audit');
       audit.enable();
+      breakpoints.refresh();
     } else {
       // A viewer gets no operator controls at all, not merely disabled ones.
       $('controls')?.remove();

@@ -44,6 +44,7 @@ export class MapView {
     this.store = store;
     this.onSelect = onSelect;
     this.selected = null;
+    this.hits = []; // characters a breakpoint hit named (rings until dismissed)
     this.hover = null;
     this.drawnVersion = -1;
     this.dirty = true;
@@ -97,6 +98,12 @@ export class MapView {
       y += dy;
     }
     return [this.ox + x * this.scale, this.oy + y * this.scale];
+  }
+
+  /** Rings around these characters (a breakpoint hit's), until called with []. */
+  highlight(ids) {
+    this.hits = ids;
+    this.dirty = true;
   }
 
   select(id) {
@@ -352,7 +359,8 @@ export class MapView {
     const { ctx, store } = this;
     ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
     const pal = palette();
-    for (const [id, color, r] of [[this.hover, pal.mapHover, 7], [this.selected, pal.mapSelected, 9]]) {
+    const rings = this.hits.map((id) => [id, pal.mapSelected, 12]);
+    for (const [id, color, r] of [...rings, [this.hover, pal.mapHover, 7], [this.selected, pal.mapSelected, 9]]) {
       const c = id !== null ? store.shown.get(id) : null;
       if (!c || !c.position) continue;
       const [x, y] = this.toScreen(c.position, c.id);
