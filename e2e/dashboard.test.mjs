@@ -398,6 +398,20 @@ describe('dashboard over WebSocket', () => {
     await page.click('#btn-live');
     await page.waitForSelector('#past-banner', { state: 'hidden', timeout: 5000 });
     assert.equal(await page.evaluate(() => window.__simcast.store.past), null);
+    // Rewind here: scrub back again and take the live world there.
+    await page.evaluate((t) => {
+      const s = document.querySelector('#scrub');
+      s.value = String(t);
+      s.dispatchEvent(new Event('input', { bubbles: true }));
+    }, target);
+    await page.waitForSelector('#past-banner:not([hidden])', { timeout: 5000 });
+    await page.click('#btn-rewind');
+    await page.waitForSelector('#past-banner', { state: 'hidden', timeout: 5000 });
+    await page.waitForFunction((t) => window.__simcast.store.tick <= t + 2, target, { timeout: 5000 });
+    await page.waitForFunction(
+      () => [...document.querySelectorAll('#event-log li')].some((li) => /rewound the world to tick/.test(li.textContent)),
+      null, { timeout: 5000 },
+    );
     const href = await page.getAttribute('#csv-link', 'href');
     const csv = await (await fetch(`${server.base}${href}`)).text();
     assert.match(csv.split('\n')[0], /^tick,day,minute_of_day,idle,sleeping/);

@@ -179,6 +179,9 @@ export function describeControl({ command, by, args = {} }) {
     schedule: () => `scheduled ${args.event_type} in ${args.in_ticks} ticks`,
     cancel: () => `cancelled event #${args.event_id}`,
     reset: () => (args.seed !== undefined ? `reset the world (seed ${args.seed})` : 'reset the world'),
+    rewind: () => `rewound the world to tick ${args.tick}`,
+    break: () => `set a breakpoint: ${args.when}`,
+    unbreak: () => `removed breakpoint #${args.breakpoint_id}`,
   }[command];
   return `${by ?? 'someone'} ${what ? what() : command}`;
 }
