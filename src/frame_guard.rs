@@ -6,7 +6,8 @@
 //! the server's memory by as much as it could send before `client_timeout` (measured:
 //! +266 MiB peak RSS for 256 MiB pushed; `tests/hostile.rs`).
 //!
-//! [`FrameGuard`] sits between the request payload and the WebSocket decoder. It follows
+//! [`FrameGuard`] sits between the bytes read from the socket and the WebSocket
+//! decoder (`session::transport`). It follows
 //! the frame boundaries (headers are tiny and fixed-format) and passes payload bytes
 //! through untouched. When a header announces more than `max` bytes, it hands the
 //! decoder that header rewritten to announce `max + 1` bytes followed by `max + 1`

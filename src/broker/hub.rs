@@ -262,11 +262,11 @@ impl Outbox {
 impl futures_util::Stream for Outbox {
     type Item = Deliver;
 
-    /// At most one frame per poll of the session. actix polls a stream in a loop (up
-    /// to 16 items) and actix-web-actors encodes everything a poll wrote into one
-    /// buffer: a session behind by 16 large frames would copy all of them into its own
-    /// buffers at once. Yielding after each frame lets the HTTP dispatcher flush (and
-    /// stop asking while the socket is full), so a lagging connection holds one frame,
+    /// At most one frame per poll of the session: the SSE session's way of reading its
+    /// outbox (a WebSocket session pops it from its own writer, `poll_pop`). actix polls
+    /// a stream in a loop (up to 16 items), and an SSE body goes through the HTTP/1
+    /// dispatcher's write buffer: yielding after each frame lets the dispatcher flush
+    /// (and stop asking while the socket is full), so a lagging stream holds one frame,
     /// not sixteen, and each session on the thread gets its turn.
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Deliver>> {
         let this = &mut *self;

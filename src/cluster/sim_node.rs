@@ -1,7 +1,7 @@
 //! A `sim` node's side of the cluster, on an arbiter of its own:
 //!
 //! * the **publisher** takes the broker's delivered batches ([`Outflow`], through the
-//!   bounded [`BatchSink`]) and publishes each to the stream, in order, waiting for the
+//!   bounded [`crate::broker::BatchSink`]) and publishes each to the stream, in order, waiting for the
 //!   stream's ack and retrying until it comes (a republish is deduplicated by seq);
 //! * the **hold**: while NATS is away, or more than [`HOLD_ABOVE`] batches wait, the
 //!   simulation defers its ticks (`sim::actor`), so an outage slows the world down

@@ -171,13 +171,6 @@ impl World {
         self.characters.values().map(|c| (c.id, c.state, c.needs))
     }
 
-    /// How many characters are in each state (in `CharState::ALL` order), and the mean
-    /// energy, hunger and social (0 without characters): a row of the time series.
-    pub fn census(&self) -> ([u32; 6], [f64; 3]) {
-        let c = self.census_full();
-        (c.counts, c.means)
-    }
-
     /// One pass over the characters: the counts per state, and the mean, lowest and
     /// highest of each need (energy, hunger, social). The time series and breakpoint
     /// conditions of a tick share it.
