@@ -106,7 +106,10 @@ pub struct Simulation {
 struct Breakpoint {
     id: u64,
     when: String,
+    /// As written: names the characters of a hit.
     cond: super::breakpoint::Cond,
+    /// `cond` cheapest operand first: the per-tick check.
+    check: super::breakpoint::Cond,
 }
 
 impl Simulation {
@@ -237,15 +240,11 @@ impl Simulation {
             return false;
         }
         let probe = super::breakpoint::Probe::with_census(&self.state.world, census);
-        let hit = self
-            .breakpoints
-            .iter()
-            .enumerate()
-            .find_map(|(i, b)| b.cond.eval_in(&probe).map(|ids| (i, ids)));
-        let Some((i, characters)) = hit else {
+        let Some(i) = self.breakpoints.iter().position(|b| b.check.holds(&probe)) else {
             return false;
         };
         let breakpoint = self.breakpoints.remove(i);
+        let characters = breakpoint.cond.eval_in(&probe).unwrap_or_default();
         let tick = self.state.world.tick();
         let data = serde_json::json!({
             "breakpoint_id": breakpoint.id,
@@ -498,7 +497,13 @@ impl Simulation {
         let id = self.next_breakpoint;
         self.next_breakpoint += 1;
         let when = when.to_owned();
-        self.breakpoints.push(Breakpoint { id, when, cond });
+        let check = cond.cheap_first();
+        self.breakpoints.push(Breakpoint {
+            id,
+            when,
+            cond,
+            check,
+        });
         let tick = self.state.world.tick();
         items.extend(SimState::control_item(command, by, tick, now_ts()));
         Ok(serde_json::json!({ "breakpoint_id": id }))

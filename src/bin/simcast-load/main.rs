@@ -361,10 +361,14 @@ async fn read_loop(
         info: scan::BatchInfo::default(),
         subscribed: ctx.args.subscribe.is_empty() || ctx.args.mode == Mode::Lean,
     };
+    // One stop future for the whole loop: making (and dropping) a fresh `changed()`
+    // per frame was ~4 % of the load generator's CPU at 100 000 frames/s.
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     loop {
         let msg = tokio::select! {
             m = ws.next() => m,
-            _ = stop.changed() => return None,
+            _ = &mut stopped => return None,
         };
         let text = match msg {
             None => return Some("eof".to_string()),
@@ -382,7 +386,7 @@ async fn read_loop(
         let measuring = ctx.shared.count_frame(text.len());
         if result.stalled {
             // Authenticated (the server sent something): from now on never read again.
-            let _ = stop.changed().await;
+            let _ = (&mut stopped).await;
             return None;
         }
         if let Some(reply) = reader.on_text(&text, ctx, result, measuring) {
