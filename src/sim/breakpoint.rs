@@ -38,18 +38,8 @@ pub enum Cmp {
 }
 
 impl Cmp {
-    fn holds_int(self, a: u64, b: u64) -> bool {
-        match self {
-            Cmp::Lt => a < b,
-            Cmp::Le => a <= b,
-            Cmp::Gt => a > b,
-            Cmp::Ge => a >= b,
-            Cmp::Eq => a == b,
-            Cmp::Ne => a != b,
-        }
-    }
-
-    fn holds(self, a: f64, b: f64) -> bool {
+    /// `a cmp b`, for the tick and counts (integers) and the needs (floats).
+    fn holds<T: PartialOrd>(self, a: T, b: T) -> bool {
         match self {
             Cmp::Lt => a < b,
             Cmp::Le => a <= b,
@@ -414,8 +404,8 @@ impl Cond {
     /// ids) runs only for the one that holds.
     pub fn holds(&self, probe: &Probe<'_>) -> bool {
         match self {
-            Cond::Tick(cmp, n) => cmp.holds_int(probe.world.tick(), *n),
-            Cond::Count(state, cmp, n) => cmp.holds_int(u64::from(probe.count(*state)), *n),
+            Cond::Tick(cmp, n) => cmp.holds(probe.world.tick(), *n),
+            Cond::Count(state, cmp, n) => cmp.holds(u64::from(probe.count(*state)), *n),
             Cond::Any(need, cmp, v) => probe.any(*need, *cmp, *v),
             Cond::CharacterNeed(id, need, cmp, v) => probe
                 .world
@@ -435,7 +425,7 @@ impl Cond {
         let world = probe.world;
         match self {
             Cond::Tick(..) | Cond::Count(..) => self.holds(probe).then(Vec::new),
-            Cond::Any(need, cmp, v) if !probe.may_hold(*need, *cmp, *v) => None,
+            Cond::Any(need, cmp, v) if !probe.any(*need, *cmp, *v) => None,
             Cond::Any(need, cmp, v) => {
                 let ids: Vec<CharacterId> = world
                     .character_needs()
@@ -444,13 +434,8 @@ impl Cond {
                     .collect();
                 (!ids.is_empty()).then_some(ids)
             }
-            Cond::CharacterNeed(id, need, cmp, v) => {
-                let (_, needs) = world.character_state(*id)?;
-                cmp.holds(pick(*need, &needs), *v).then(|| vec![*id])
-            }
-            Cond::CharacterState(id, equal, state) => {
-                let (now, _) = world.character_state(*id)?;
-                ((now == *state) == *equal).then(|| vec![*id])
+            Cond::CharacterNeed(id, ..) | Cond::CharacterState(id, ..) => {
+                self.holds(probe).then(|| vec![*id])
             }
             Cond::And(a, b) => {
                 let mut ids = a.eval_in(probe)?;
