@@ -112,9 +112,12 @@ build_lean() {
         --target-dir "$LEAN_TARGET" >&2
 }
 
-# side_by_side_case CLIENTS CHARACTERS: simcast, then the lean broadcaster fed from it.
+# side_by_side_case CLIENTS CHARACTERS [RUN]: simcast, then the lean broadcaster fed
+# from it. RUN 1 (the default) writes sbs-N-C-*, a later one sbs-N-C-rRUN-*.
 side_by_side_case() {
-    local n="$1" chars="$2" sim="sbs-$1-$2-simcast" lean="sbs-$1-$2-lean"
+    local tag="sbs-$1-$2"
+    [ "${3:-1}" -gt 1 ] && tag="$tag-r$3"
+    local n="$1" chars="$2" sim="$tag-simcast" lean="$tag-lean"
     local duration=$(( (n + 1999) / 2000 + WARMUP + WINDOW ))
     if ! nofile_ok "$n"; then
         echo "skipping $n clients: open-file limit $(ulimit -n) is too low" >&2
@@ -140,9 +143,11 @@ side_by_side_case() {
 side_by_side() {
     loadavg_check
     build_lean
-    local cases="${SBS_CASES:-1000:1000 5000:1000 10000:1000 19000:200}" c
+    local cases="${SBS_CASES:-1000:1000 5000:1000 10000:1000 19000:200}" c r
     for c in $cases; do
-        side_by_side_case "$(scaled "${c%%:*}")" "${c##*:}"
+        for r in $(seq 1 "${SBS_REPEAT:-1}"); do
+            side_by_side_case "$(scaled "${c%%:*}")" "${c##*:}" "$r"
+        done
     done
     side_by_side_table > "$OUT/side-by-side.md"
 }
@@ -175,16 +180,29 @@ def cell(v):
 print("## simcast vs the lean broadcaster, side by side\n")
 print("| clients | characters | server | " + " | ".join(cols) + " |")
 print("|---|---|---|" + "---|" * len(cols))
-cases = sorted({tuple(map(int, re.match(r"sbs-(\d+)-(\d+)-simcast", os.path.basename(p)).groups()))
-                for p in glob.glob(os.path.join(out, "sbs-*-simcast.json"))})
-for n, chars in cases:
-    a = figures(load(os.path.join(out, f"sbs-{n}-{chars}-simcast.json")))
-    b = figures(load(os.path.join(out, f"sbs-{n}-{chars}-lean.json")))
-    for name, f in (("simcast", a), ("lean", b)):
-        if f: print(f"| {n} | {chars} | {name} | " + " | ".join(cell(f[k]) for k in cols) + " |")
-    if a and b:
-        ratio = lambda k: "-" if not isinstance(a[k], (int, float)) or not b[k] else f"{a[k] / b[k]:.2f}"
-        print(f"| {n} | {chars} | **simcast/lean** | " + " | ".join(ratio(k) for k in cols) + " |")
+runs = {}
+for p in glob.glob(os.path.join(out, "sbs-*-simcast.json")):
+    m = re.match(r"sbs-(\d+)-(\d+)(-r(\d+))?-simcast\.json$", os.path.basename(p))
+    if m:
+        runs.setdefault((int(m[1]), int(m[2])), []).append((int(m[4] or 1), p[:-len("-simcast.json")]))
+medians = []
+for (n, chars), tags in sorted(runs.items()):
+    p99_ratios = []
+    for run, tag in sorted(tags):
+        a, b = figures(load(tag + "-simcast.json")), figures(load(tag + "-lean.json"))
+        label = "" if len(tags) == 1 else f" (run {run})"
+        for name, f in (("simcast", a), ("lean", b)):
+            if f: print(f"| {n} | {chars} | {name}{label} | " + " | ".join(cell(f[k]) for k in cols) + " |")
+        if a and b:
+            ratio = lambda k: "-" if not isinstance(a[k], (int, float)) or not b[k] else f"{a[k] / b[k]:.2f}"
+            print(f"| {n} | {chars} | **simcast/lean**{label} | " + " | ".join(ratio(k) for k in cols) + " |")
+            if b["p99 ms"]: p99_ratios.append(a["p99 ms"] / b["p99 ms"])
+    if len(p99_ratios) > 1:
+        r = sorted(p99_ratios)
+        medians.append(f"{n} clients ({chars} characters): median p99 simcast/lean **{r[len(r) // 2] if len(r) % 2 else (r[len(r) // 2 - 1] + r[len(r) // 2]) / 2:.2f}** "
+                       f"over {len(r)} runs ({', '.join(f'{x:.2f}' for x in p99_ratios)})")
+if medians:
+    print("\n" + "\n".join(f"- {m}" for m in medians))
 print("\nThe lean broadcaster gets simcast's events/s per client and mean event bytes, and a "
       "`--batch-ms` that gives simcast's frames/s per client (`NAME.stream`: events size batch_ms). "
       "Its latency counts from each event's scheduled time, so it includes up to batch_ms of "

@@ -23,6 +23,8 @@
 #   BENCH_SCALE=0.01  multiply every client count of side-by-side and idle (min 1)
 #   WINDOW=3          measured window of side-by-side runs, seconds (default 20)
 #   SBS_CASES="100:1000 50:200"  side-by-side cases as CLIENTS:CHARACTERS
+#   SBS_REPEAT=3      run each side-by-side pair this many times, alternating simcast
+#                     and lean; the table adds the median of the p99 ratios (default 1)
 #   IDLE_CLIENTS=100  sockets of the idle runs (before BENCH_SCALE)
 #   LEAN_BATCH_MS=100 the lean broadcaster's --batch-ms (default: simcast's frame rate)
 # Output: a results directory (printed at the end) with one JSON per load run,
