@@ -165,6 +165,7 @@ fn run_fan_out(
     let handled = &*rx.handled;
     let base = handled.load(Ordering::Relaxed);
     let mut out = FanOut::default();
+    let mut mailroom = simcast::broker::mailroom::Mailroom::default();
     let mut batch = Arc::new(Batch {
         seq: *seq,
         ..batch.clone()
@@ -185,10 +186,10 @@ fn run_fan_out(
             *seq = b.seq;
         }
         groups.fan_out(std::slice::from_ref(&batch), &mut out);
-        out.dispatch(&rx.overflowed);
+        out.dispatch(&mut mailroom, &rx.overflowed);
         assert!(
-            out.full.is_empty() && out.closed.is_empty(),
-            "a delivery failed"
+            out.full.is_empty() && out.closed.is_empty() && mailroom.is_empty(),
+            "a delivery failed or waited for a full mailbox"
         );
         total += out.sent;
         sent.push_back(total);

@@ -171,9 +171,10 @@ def figures(r):
         "events delivered": r["totals"]["items_measured"], "events/s/client": pc["events_per_s"],
         "event bytes": pc["event_bytes_mean"], "seq gaps": r["continuity"]["seq_gaps"],
         "never connected": c["never_connected"],
+        "ended early": sum(c.get("ended_early", {}).values()),
     }
 cols = ["p50 ms", "p99 ms", "server cores", "peak RSS/conn KiB", "RSS added/conn KiB", "frames/s", "frames/s/client",
-        "events delivered", "events/s/client", "event bytes", "seq gaps", "never connected"]
+        "events delivered", "events/s/client", "event bytes", "seq gaps", "never connected", "ended early"]
 def cell(v):
     if v is None: return "-"
     return f"{v:.0f}" if isinstance(v, int) or abs(v) >= 100 else f"{v:.2f}"

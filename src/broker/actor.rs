@@ -17,7 +17,8 @@
 use super::batcher::{Batch, Batcher};
 use super::fanout::FanOut;
 use super::history::History;
-use super::hub::{DeliverFrames, HubRoute, Overflowed};
+use super::hub::{HubRoute, Overflowed};
+use super::mailroom::{Mailroom, Posted, RETRY_EVERY};
 use super::relay::{
     self, BatchSink, Ingest, IngestBatch, Outflow, RaiseSeq, ResyncEveryone, SeqSource,
     SnapshotUnavailable,
@@ -95,6 +96,9 @@ pub struct Broker {
     contacts: BTreeMap<SessionId, Contact>,
     /// Scratch outcome of the last fan-out, kept so its vectors are reused.
     fan_out: FanOut,
+    /// Every frame for a hub goes through here; it holds them while the hub's mailbox
+    /// is full (bounded, see `mailroom`).
+    mailroom: Mailroom,
     /// Batches issued (numbered, in the history) but not yet delivered: delivery waits
     /// for the end of the tick (or `max_batch_wait`), so a tick cut into several batches
     /// reaches each connection as one frame. Bounded by one tick's items, or by
@@ -147,6 +151,7 @@ impl Broker {
             roster: Roster::new(),
             contacts: BTreeMap::new(),
             fan_out: FanOut::default(),
+            mailroom: Mailroom::default(),
             undelivered: Vec::new(),
             flush_timer: None,
             sim,
@@ -212,7 +217,7 @@ impl Broker {
         out.clear();
         self.roster.fan_out(&self.undelivered, &mut out);
         if let Some(overflowed) = &self.overflowed {
-            out.dispatch(overflowed);
+            out.dispatch(&mut self.mailroom, overflowed);
         }
         self.undelivered.clear();
         self.metrics.messages_sent.inc_by(out.sent);
@@ -269,6 +274,7 @@ impl Broker {
     fn with_roster<R>(&mut self, step: impl FnOnce(&mut Roster, &History, &mut Hands) -> R) -> R {
         let mut hands = Hands {
             overflowed: self.overflowed.as_ref(),
+            mailroom: &mut self.mailroom,
             sim: &self.sim,
             metrics: &self.metrics,
             failed: Vec::new(),
@@ -402,6 +408,26 @@ impl Broker {
         }
     }
 
+    /// Offers hubs the frames their full mailboxes did not take (a no-op when none).
+    fn retry_held(&mut self) {
+        let Some(overflowed) = &self.overflowed else {
+            return;
+        };
+        if self.mailroom.is_empty() {
+            return;
+        }
+        for posted in self.mailroom.retry(overflowed) {
+            let (ids, why) = match posted {
+                Posted::Sent | Posted::Held => continue,
+                Posted::Closed(ids) => (ids, None),
+                Posted::Jammed(ids) => (ids, Some(Eviction::Slow)),
+            };
+            for id in ids {
+                self.remove(id, why);
+            }
+        }
+    }
+
     /// Evicts joined sessions silent past `client_timeout`. This runs in the broker, not
     /// in the session, because a session behind a jammed socket is not polled at all.
     fn sweep(&mut self) {
@@ -431,6 +457,7 @@ impl Actor for Broker {
         let every = (self.settings.client_timeout / 8)
             .clamp(Duration::from_millis(50), Duration::from_millis(1000));
         ctx.run_interval(every, |this, _| this.sweep());
+        ctx.run_interval(RETRY_EVERY, |this, _| this.retry_held());
     }
 }
 
@@ -654,6 +681,7 @@ impl Handler<CountMembers> for Broker {
 /// resyncs to the simulation; what fails is evicted after the step.
 struct Hands<'a> {
     overflowed: Option<&'a Recipient<Overflowed>>,
+    mailroom: &'a mut Mailroom,
     sim: &'a Recipient<RequestSnapshot>,
     metrics: &'a Metrics,
     failed: Vec<(SessionId, Option<Eviction>)>,
@@ -664,20 +692,22 @@ impl Outlet for Hands<'_> {
         let Some(overflowed) = self.overflowed else {
             return false;
         };
-        let msg = DeliverFrames {
-            frames: vec![(session, frame)],
-            overflowed: overflowed.clone(),
-        };
-        let why = match route.addr.try_send(msg) {
-            Ok(()) => {
+        let failed = match self
+            .mailroom
+            .post(route, vec![(session, frame)], overflowed)
+        {
+            Posted::Sent | Posted::Held => {
                 self.metrics.messages_sent.inc();
                 return true;
             }
-            Err(SendError::Full(_)) => Some(Eviction::Slow),
-            Err(SendError::Closed(_)) => None,
+            Posted::Closed(ids) => (ids, None),
+            Posted::Jammed(ids) => (ids, Some(Eviction::Slow)),
         };
-        self.failed.push((session, why));
-        false
+        let (ids, why) = failed;
+        self.failed.extend(ids.into_iter().map(|id| (id, why)));
+        // Whether this session's frame is on its way (held or jammed frames of other
+        // sessions may have failed with it).
+        !self.failed.iter().any(|(id, _)| *id == session)
     }
 
     fn request_resync(&mut self, session: SessionId) -> bool {

@@ -21,7 +21,8 @@
 //! batch, not per delivery.
 
 use super::batcher::{Batch, RangeFrame};
-use super::hub::{DeliverFrames, HubRoute, Overflowed};
+use super::hub::{HubRoute, Overflowed};
+use super::mailroom::{Mailroom, Posted};
 use super::{Deliver, SessionId};
 use crate::topics::TopicSet;
 use actix::prelude::*;
@@ -135,26 +136,24 @@ impl FanOut {
         self.hubs[at].frames.push((session, frame));
     }
 
-    /// Sends each hub its frames, one message per hub. A hub whose mailbox is full or
-    /// gone puts its sessions into `full` or `closed`.
-    pub fn dispatch(&mut self, overflowed: &Recipient<Overflowed>) {
+    /// Sends each hub its frames, one message per hub, through `mailroom` (which holds
+    /// them while a hub's mailbox is full). A hub that is gone puts its sessions into
+    /// `closed`, one jammed past the mailroom's bound into `full`.
+    pub fn dispatch(&mut self, mailroom: &mut Mailroom, overflowed: &Recipient<Overflowed>) {
         for hub in &mut self.hubs {
             if hub.frames.is_empty() {
                 continue;
             }
             let room = Vec::with_capacity(hub.frames.len());
             let frames = std::mem::replace(&mut hub.frames, room);
-            let msg = DeliverFrames {
-                frames,
-                overflowed: overflowed.clone(),
+            let count = frames.len() as u64;
+            let (failed, into) = match mailroom.post(&hub.route, frames, overflowed) {
+                Posted::Sent | Posted::Held => continue,
+                Posted::Closed(ids) => (ids, &mut self.closed),
+                Posted::Jammed(ids) => (ids, &mut self.full),
             };
-            let (failed, into) = match hub.route.addr.try_send(msg) {
-                Ok(()) => continue,
-                Err(SendError::Full(m)) => (m, &mut self.full),
-                Err(SendError::Closed(m)) => (m, &mut self.closed),
-            };
-            self.sent -= failed.frames.len() as u64;
-            into.extend(failed.frames.iter().map(|(id, _)| *id));
+            self.sent = self.sent.saturating_sub(count);
+            into.extend(failed);
         }
     }
 }
@@ -323,7 +322,7 @@ mod tests {
                 &[batch(1, vec![event(1)]), batch(2, vec![event(2)])],
                 &mut out,
             );
-            out.dispatch(&reports);
+            out.dispatch(&mut Mailroom::default(), &reports);
             assert_eq!(
                 (out.sent, out.encodings),
                 (1, 1),
@@ -336,7 +335,7 @@ mod tests {
             }
             out.clear();
             g.fan_out(&[batch(6, vec![event(6)])], &mut out);
-            out.dispatch(&reports);
+            out.dispatch(&mut Mailroom::default(), &reports);
             assert_eq!(out.sent, 2);
             actix::clock::sleep(std::time::Duration::from_millis(20)).await;
             assert_eq!(
@@ -380,7 +379,7 @@ mod tests {
             );
             let mut out = FanOut::default();
             g.fan_out(&[batch(1, vec![event(1)])], &mut out);
-            out.dispatch(&NoReports.start().recipient());
+            out.dispatch(&mut Mailroom::default(), &NoReports.start().recipient());
             assert_eq!((out.sent, out.closed.clone()), (0, vec![7]));
         });
     }

@@ -20,6 +20,7 @@ pub mod batcher;
 pub mod fanout;
 pub mod history;
 pub mod hub;
+pub mod mailroom;
 pub mod relay;
 pub mod roster;
 #[cfg(test)]

@@ -1,0 +1,194 @@
+//! The one way the broker's frames enter hubs' mailboxes, and what happens when a
+//! mailbox is full: the frames wait here instead of costing the thread's sessions.
+//!
+//! Why: a hub's mailbox counts messages, and joins come as one-frame messages (a join
+//! snapshot each). At 2 000 connects/s a worker thread busy with that burst fell ~1 000
+//! messages behind, the next tick's delivery found its hub's mailbox full, and every
+//! session on the thread (9 500 of 19 000 load-generator clients) was evicted as slow
+//! at once (BENCHMARKS.md). A full mailbox says the *thread* is behind, not that any
+//! one of its sessions stopped reading; a session that stops reading is caught by its
+//! own outbox bound.
+//!
+//! Bounds and overflow policy: what a full mailbox does not take is held here, merged
+//! into one message per hub in the order it was posted. It goes first the next time
+//! anything is posted to that hub, and the broker retries every [`RETRY_EVERY`], so
+//! nothing overtakes it and every session still gets its frames in order. A hub holds
+//! at most [`HELD_FRAMES`] frames here; past that its thread is jammed (at 10 000
+//! sessions a thread, ~10 s of ticks) and the sessions of the held frames are evicted
+//! as slow, as a full mailbox used to do at once.
+
+use super::hub::{DeliverFrames, HubId, HubRoute, Overflowed};
+use super::{Deliver, SessionId};
+use actix::prelude::*;
+use std::time::Duration;
+
+/// Frames held for one hub at most (each a session id and a shared frame).
+pub const HELD_FRAMES: usize = 1 << 20;
+
+/// How often the broker offers held frames again while any are held.
+pub const RETRY_EVERY: Duration = Duration::from_millis(10);
+
+/// What became of a post.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Posted {
+    /// In the hub's mailbox, with whatever was held for it before.
+    Sent,
+    /// Held here until the mailbox has room.
+    Held,
+    /// The hub is gone (its thread stopped): these sessions ended with it.
+    Closed(Vec<SessionId>),
+    /// Over [`HELD_FRAMES`]: evict these sessions as slow.
+    Jammed(Vec<SessionId>),
+}
+
+/// Frames held for hubs whose mailboxes were full.
+#[derive(Default)]
+pub struct Mailroom {
+    /// One entry per hub with held frames (there is one hub per worker thread).
+    held: Vec<(HubRoute, Vec<(SessionId, Deliver)>)>,
+}
+
+impl Mailroom {
+    /// Posts `frames` to `route`'s hub, after whatever is held for it.
+    pub fn post(
+        &mut self,
+        route: &HubRoute,
+        mut frames: Vec<(SessionId, Deliver)>,
+        overflowed: &Recipient<Overflowed>,
+    ) -> Posted {
+        if let Some(at) = self.position(route.id) {
+            let (_, mut held) = self.held.swap_remove(at);
+            held.append(&mut frames);
+            frames = held;
+        }
+        match send(route, frames, overflowed) {
+            Ok(posted) => posted,
+            Err(frames) => {
+                self.held.push((route.clone(), frames));
+                Posted::Held
+            }
+        }
+    }
+
+    /// Offers every hub its held frames again.
+    pub fn retry(&mut self, overflowed: &Recipient<Overflowed>) -> Vec<Posted> {
+        let mut outcomes = Vec::new();
+        for (route, frames) in std::mem::take(&mut self.held) {
+            match send(&route, frames, overflowed) {
+                Ok(posted) => outcomes.push(posted),
+                Err(frames) => self.held.push((route, frames)),
+            }
+        }
+        outcomes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    /// Frames held for all hubs.
+    pub fn held_frames(&self) -> usize {
+        self.held.iter().map(|(_, f)| f.len()).sum()
+    }
+
+    fn position(&self, hub: HubId) -> Option<usize> {
+        self.held.iter().position(|(r, _)| r.id == hub)
+    }
+}
+
+/// Tries `route`'s mailbox; `Err` gives the frames back to be held. The address is the
+/// caller's own, not a clone: actix lets every new sender past a full mailbox once, so
+/// a fresh clone per send would never see it full.
+fn send(
+    route: &HubRoute,
+    frames: Vec<(SessionId, Deliver)>,
+    overflowed: &Recipient<Overflowed>,
+) -> Result<Posted, Vec<(SessionId, Deliver)>> {
+    let msg = DeliverFrames {
+        frames,
+        overflowed: overflowed.clone(),
+    };
+    match route.addr.try_send(msg) {
+        Ok(()) => Ok(Posted::Sent),
+        Err(SendError::Closed(m)) => Ok(Posted::Closed(sessions(&m.frames))),
+        Err(SendError::Full(m)) if m.frames.len() > HELD_FRAMES => {
+            Ok(Posted::Jammed(sessions(&m.frames)))
+        }
+        Err(SendError::Full(m)) => Err(m.frames),
+    }
+}
+
+/// The distinct sessions of `frames`.
+fn sessions(frames: &[(SessionId, Deliver)]) -> Vec<SessionId> {
+    let mut ids: Vec<SessionId> = frames.iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::hub::{LocalHub, HUB_MAILBOX};
+    use futures_util::StreamExt;
+
+    fn frame(n: u64) -> Deliver {
+        Deliver {
+            frame: n.to_string().into(),
+            seq: Some(n),
+        }
+    }
+
+    struct Ignore;
+    impl Actor for Ignore {
+        type Context = Context<Self>;
+    }
+    impl Handler<Overflowed> for Ignore {
+        type Result = ();
+        fn handle(&mut self, _: Overflowed, _: &mut Context<Self>) {}
+    }
+
+    /// A hub whose mailbox is full holds the frames here, in order, and they reach the
+    /// session once the hub has caught up: nothing lost, nobody evicted.
+    #[test]
+    fn a_full_mailbox_holds_frames_in_order_until_there_is_room() {
+        System::new().block_on(async {
+            let hub = LocalHub::start();
+            let route = hub.route();
+            let mut outbox = hub.open(1, 4 * HUB_MAILBOX);
+            let overflowed = Ignore.start().recipient();
+            let mut room = Mailroom::default();
+            // Let the hub start (it sets its mailbox capacity then).
+            actix::clock::sleep(Duration::from_millis(5)).await;
+            // The hub does not run while this block does not yield: fill its mailbox.
+            let mut n = 0;
+            loop {
+                n += 1;
+                match room.post(&route, vec![(1, frame(n))], &overflowed) {
+                    Posted::Sent => {}
+                    Posted::Held => break,
+                    other => panic!("{other:?}"),
+                }
+            }
+            assert!(n as usize > HUB_MAILBOX / 2, "the mailbox took {n}");
+            let held_from = n;
+            assert_eq!(
+                room.post(&route, vec![(1, frame(n + 1))], &overflowed),
+                Posted::Held,
+                "later frames join the held ones"
+            );
+            assert_eq!(room.held_frames(), 2);
+            let mut seen = Vec::new();
+            while seen.len() < held_from as usize - 1 {
+                seen.push(outbox.next().await.and_then(|d| d.seq).expect("frame"));
+            }
+            assert_eq!(room.retry(&overflowed), vec![Posted::Sent]);
+            assert!(room.is_empty());
+            for _ in 0..2 {
+                seen.push(outbox.next().await.and_then(|d| d.seq).expect("frame"));
+            }
+            let want: Vec<u64> = (1..=n + 1).collect();
+            assert_eq!(seen, want, "every frame, in order");
+        });
+    }
+}
