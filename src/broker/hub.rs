@@ -15,9 +15,9 @@
 //! them, and one slow-consumer policy covers them all.
 //!
 //! Bounds and overflow policy:
-//! - a hub's mailbox holds [`HUB_MAILBOX`] deliveries; the broker `try_send`s, and a full
-//!   hub (its worker thread ~100 s behind) counts as full for every session in the
-//!   delivery: they are evicted as slow;
+//! - a hub's mailbox holds [`HUB_MAILBOX`] deliveries; the broker `try_send`s through
+//!   its [`super::mailroom`], which holds what a full mailbox does not take (in order)
+//!   and evicts only once a hub's held frames pass its bound (a jammed thread);
 //! - an outbox holds `session.outbound_queue` frames. A full one means its session is not
 //!   being polled (its socket does not drain): the hub drops that frame and every later
 //!   one for it, and reports the session once in [`Overflowed`]; the broker evicts it.
