@@ -260,22 +260,10 @@ pub fn deliver_all(slots: &mut [Slot], frame: &RangeFrame, out: &mut FanOut) {
 mod tests {
     use super::*;
     use crate::broker::hub::{LocalHub, Outbox};
-    use crate::broker::testing::{batch, event};
+    use crate::broker::testing::{batch, event, NoReports};
     use crate::protocol::{ItemKind, Topic};
     use futures_util::{FutureExt, StreamExt};
     use serde_json::Value;
-
-    /// Takes no overflow reports (none are expected here).
-    struct NoReports;
-    impl Actor for NoReports {
-        type Context = Context<Self>;
-    }
-    impl Handler<Overflowed> for NoReports {
-        type Result = ();
-        fn handle(&mut self, msg: Overflowed, _: &mut Context<Self>) {
-            panic!("unexpected overflow: {msg:?}");
-        }
-    }
 
     fn updates_only() -> TopicSet {
         let mut t = TopicSet::default();

@@ -300,16 +300,10 @@ impl Drop for Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::testing::frame;
     use futures_util::StreamExt;
     use std::sync::Arc;
     use std::task::Wake;
-
-    fn frame(n: u64) -> Deliver {
-        Deliver {
-            frame: n.to_string().into(),
-            seq: Some(n),
-        }
-    }
 
     struct Count(AtomicU64);
     impl Wake for Count {

@@ -130,23 +130,8 @@ fn sessions(frames: &[(SessionId, Deliver)]) -> Vec<SessionId> {
 mod tests {
     use super::*;
     use crate::broker::hub::{LocalHub, HUB_MAILBOX};
+    use crate::broker::testing::{frame, NoReports};
     use futures_util::StreamExt;
-
-    fn frame(n: u64) -> Deliver {
-        Deliver {
-            frame: n.to_string().into(),
-            seq: Some(n),
-        }
-    }
-
-    struct Ignore;
-    impl Actor for Ignore {
-        type Context = Context<Self>;
-    }
-    impl Handler<Overflowed> for Ignore {
-        type Result = ();
-        fn handle(&mut self, _: Overflowed, _: &mut Context<Self>) {}
-    }
 
     /// A hub whose mailbox is full holds the frames here, in order, and they reach the
     /// session once the hub has caught up: nothing lost, nobody evicted.
@@ -156,7 +141,7 @@ mod tests {
             let hub = LocalHub::start();
             let route = hub.route();
             let mut outbox = hub.open(1, 4 * HUB_MAILBOX);
-            let overflowed = Ignore.start().recipient();
+            let overflowed = NoReports.start().recipient();
             let mut room = Mailroom::default();
             // Let the hub start (it sets its mailbox capacity then).
             actix::clock::sleep(Duration::from_millis(5)).await;

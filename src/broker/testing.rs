@@ -1,9 +1,34 @@
-//! Items and batches for the broker's unit tests (one copy for batcher, fan-out and
-//! roster tests).
+//! Items, batches, frames and an overflow sink for the broker's unit tests (one copy
+//! for the batcher, fan-out, hub, mailroom and roster tests).
 
 use super::batcher::Batch;
+use super::hub::Overflowed;
+use super::Deliver;
 use crate::protocol::{EventNotification, Item, ItemData};
+use actix::prelude::*;
 use std::sync::Arc;
+
+/// A frame whose text and seq are `n`.
+pub(crate) fn frame(n: u64) -> Deliver {
+    Deliver {
+        frame: n.to_string().into(),
+        seq: Some(n),
+    }
+}
+
+/// Takes no overflow reports: a test where a hub reports one fails.
+pub(crate) struct NoReports;
+
+impl Actor for NoReports {
+    type Context = Context<Self>;
+}
+
+impl Handler<Overflowed> for NoReports {
+    type Result = ();
+    fn handle(&mut self, msg: Overflowed, _: &mut Context<Self>) {
+        panic!("unexpected overflow: {msg:?}");
+    }
+}
 
 /// An `event_notification` at tick `n` about character `n`.
 pub(crate) fn event(n: u64) -> Item {
