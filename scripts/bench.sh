@@ -26,7 +26,8 @@
 #   SBS_REPEAT=3      run each side-by-side pair this many times, alternating simcast
 #                     and lean; the table adds the median of the p99 ratios (default 1)
 #   IDLE_CLIENTS=100  sockets of the idle runs (before BENCH_SCALE)
-#   LEAN_BATCH_MS=100 the lean broadcaster's --batch-ms (default: simcast's frame rate)
+#   LEAN_BATCH_MS=200 the lean broadcaster's --batch-ms (default 100, issue 8's setup;
+#                     `match`: simcast's measured frame rate in the run before)
 # Output: a results directory (printed at the end) with one JSON per load run,
 # criterion's output, machine.txt and table.md (the tables BENCHMARKS.md quotes).
 set -euo pipefail

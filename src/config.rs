@@ -200,6 +200,9 @@ pub struct BrokerConfig {
     pub max_batch_size: usize,
     pub max_batch_wait_ms: u64,
     pub history_size: usize,
+    /// While the worker threads are behind, a tick's delivery waits one tick and goes
+    /// out with the next (`broker::pacing`); `false` delivers every tick at its end.
+    pub hold_when_behind: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -263,6 +266,7 @@ impl Default for BrokerConfig {
             max_batch_size: 100,
             max_batch_wait_ms: 50,
             history_size: 1024,
+            hold_when_behind: true,
         }
     }
 }

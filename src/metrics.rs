@@ -46,6 +46,9 @@ pub struct Metrics {
     pub tick_duration: Histogram,
     /// Ticks the simulation skipped because the broker's mailbox was full.
     pub ticks_deferred: IntCounter,
+    /// Ticks whose delivery the broker held for one tick, the hubs being behind
+    /// (`broker::pacing`).
+    pub deliveries_held: IntCounter,
     /// Audit entries kept in memory but not written to disk (the writer was behind).
     pub audit_unwritten: IntCounter,
     /// Cluster (docs/cluster.md): 1 while this node is connected to NATS.
@@ -128,6 +131,10 @@ impl Metrics {
             ticks_deferred: counter(
                 "ticks_deferred_total",
                 "Ticks delayed because the broker was behind",
+            )?,
+            deliveries_held: counter(
+                "deliveries_held_total",
+                "Tick deliveries held one tick because the worker threads were behind",
             )?,
             audit_unwritten: counter(
                 "audit_unwritten_total",

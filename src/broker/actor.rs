@@ -17,8 +17,9 @@
 use super::batcher::{Batch, Batcher};
 use super::fanout::FanOut;
 use super::history::History;
-use super::hub::{HubRoute, Overflowed};
+use super::hub::{clock_us, Backlog, HubId, HubRoute, Overflowed};
 use super::mailroom::{Mailroom, Posted, RETRY_EVERY};
+use super::pacing::{Pace, Pacer, HOLD_AT_MOST};
 use super::relay::{
     self, BatchSink, Ingest, IngestBatch, Outflow, RaiseSeq, ResyncEveryone, SeqSource,
     SnapshotUnavailable,
@@ -57,6 +58,8 @@ pub struct BrokerSettings {
     pub client_timeout: Duration,
     /// Who numbers batches: this broker, or (a gateway) the cluster stream.
     pub seq_source: SeqSource,
+    /// Hold a tick's delivery for one tick while the hubs are behind (`pacing`).
+    pub hold_when_behind: bool,
 }
 
 /// How to reach a joined session outside its frames, watch it, and evict it.
@@ -105,6 +108,14 @@ pub struct Broker {
     /// `max_batch_wait` for commands' items.
     undelivered: Vec<Arc<Batch>>,
     flush_timer: Option<SpawnHandle>,
+    /// Whether a tick's delivery goes out at its end or with the next one.
+    pacer: Pacer,
+    /// Each hub's queued frames, read at the end of every tick (one entry per worker
+    /// thread that ever hosted a session: a handful).
+    backlogs: BTreeMap<HubId, Backlog>,
+    /// [`clock_us`] of the last delivery and of the last end of tick, for the pacer.
+    delivered_at: Option<u64>,
+    tick_ended_at: Option<u64>,
     sim: Recipient<RequestSnapshot>,
     metrics: Arc<Metrics>,
     /// Latest seq, readable by sessions for `welcome` without a round trip.
@@ -144,6 +155,7 @@ impl Broker {
         latest_seq: Arc<AtomicU64>,
     ) -> Self {
         latest_seq.store(last_seq, Ordering::Release);
+        let pacer = Pacer::new(settings.hold_when_behind);
         Broker {
             batcher: Batcher::new(settings.max_batch_size, last_seq),
             history: History::new(settings.history_size, last_seq),
@@ -154,6 +166,10 @@ impl Broker {
             mailroom: Mailroom::default(),
             undelivered: Vec::new(),
             flush_timer: None,
+            pacer,
+            backlogs: BTreeMap::new(),
+            delivered_at: None,
+            tick_ended_at: None,
             sim,
             metrics,
             latest_seq,
@@ -176,6 +192,38 @@ impl Broker {
     pub fn with_seq_mark(mut self, mark: crate::persistence::SeqMark) -> Self {
         self.seq_mark = Some(mark);
         self
+    }
+
+    /// The end of a tick: its batches are issued, and delivered now or, while the hubs
+    /// are behind, with the next tick's (see `pacing`; `HOLD_AT_MOST` covers a next tick
+    /// that does not come).
+    fn end_tick(&mut self, ctx: &mut Context<Self>) {
+        if let Some(batch) = self.batcher.flush() {
+            self.issue(batch);
+        }
+        let now = clock_us();
+        let tick = self
+            .tick_ended_at
+            .replace(now)
+            .map(|t| now.saturating_sub(t));
+        let busy = self.delivered_at.map_or(0, |since| {
+            let busy = self.backlogs.values().map(|b| b.busy_since(since, now));
+            busy.max().unwrap_or(0)
+        });
+        log::trace!("end of tick: last delivery busy {busy} µs, tick {tick:?} µs");
+        match self.pacer.end_of_tick(busy, tick) {
+            Pace::Deliver => self.flush(ctx),
+            Pace::Hold => {
+                self.metrics.deliveries_held.inc();
+                if let Some(handle) = self.flush_timer.take() {
+                    ctx.cancel_future(handle);
+                }
+                self.flush_timer = Some(ctx.run_later(HOLD_AT_MOST, |this, ctx| {
+                    this.flush_timer = None;
+                    this.flush(ctx);
+                }));
+            }
+        }
     }
 
     /// Cuts what is pending into a batch and delivers everything undelivered.
@@ -211,6 +259,8 @@ impl Broker {
         if self.undelivered.is_empty() {
             return;
         }
+        self.pacer.delivered();
+        self.delivered_at = Some(clock_us());
         self.history.mark_delivered();
         self.hand_on();
         let mut out = std::mem::take(&mut self.fan_out);
@@ -303,6 +353,9 @@ impl Broker {
             last_seen,
         };
         self.contacts.insert(session, contact);
+        self.backlogs
+            .entry(route.id)
+            .or_insert_with(|| route.backlog.clone());
         let now = tokio::time::Instant::now();
         self.with_roster(|r, h, out| r.join(session, route, topics, (frame, seq), now, h, out));
         ctx.run_later(JOIN_HOLD, |this, _| this.release_due());
@@ -472,7 +525,7 @@ impl Handler<Publish> for Broker {
                 }
                 let waiting = self.batcher.pending() > 0 || !self.undelivered.is_empty();
                 if end_of_tick {
-                    self.flush(ctx);
+                    self.end_tick(ctx);
                 } else if waiting && self.flush_timer.is_none() {
                     let wait = self.settings.max_batch_wait;
                     self.flush_timer = Some(ctx.run_later(wait, |this, ctx| {

@@ -28,7 +28,8 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
 
 /// Deliveries a hub's mailbox holds (about 100 s of ticks at 10 Hz).
@@ -61,6 +62,62 @@ pub struct Overflowed {
 pub struct HubRoute {
     pub id: HubId,
     pub addr: Addr<Hub>,
+    /// Frames waiting in this hub's outboxes, for the broker's pacing (see
+    /// [`super::pacing`]).
+    pub backlog: Backlog,
+}
+
+/// Frames queued in one hub's outboxes and not yet taken by their sessions' writers,
+/// and when they last ran out: how long a delivery keeps the hub's thread busy.
+/// Raised by every push, lowered by every pop (and by a dropped queue's leftovers).
+/// The hub's thread writes it; the broker only reads it, once per tick, so relaxed
+/// ordering is enough: a reading a few frames or microseconds stale changes nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Backlog(Arc<Gauge>);
+
+#[derive(Debug, Default)]
+struct Gauge {
+    frames: AtomicUsize,
+    /// [`clock_us`] when `frames` last fell to 0.
+    emptied_at: AtomicU64,
+}
+
+impl Backlog {
+    pub fn frames(&self) -> usize {
+        self.0.frames.load(Ordering::Relaxed)
+    }
+
+    /// When the queues last ran empty, on [`clock_us`].
+    pub fn emptied_at(&self) -> u64 {
+        self.0.emptied_at.load(Ordering::Relaxed)
+    }
+
+    /// How long the queues have taken to run empty since `since` (on [`clock_us`]),
+    /// or have been taking so far at `now` while they still hold frames.
+    pub fn busy_since(&self, since: u64, now: u64) -> u64 {
+        if self.frames() > 0 {
+            now.saturating_sub(since)
+        } else {
+            self.emptied_at().saturating_sub(since)
+        }
+    }
+
+    fn add(&self, n: usize) {
+        self.0.frames.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn sub(&self, n: usize) {
+        if n > 0 && self.0.frames.fetch_sub(n, Ordering::Relaxed) == n {
+            self.0.emptied_at.store(clock_us(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// Microseconds on a process-wide monotonic clock (from its first use).
+pub fn clock_us() -> u64 {
+    static START: std::sync::LazyLock<std::time::Instant> =
+        std::sync::LazyLock::new(std::time::Instant::now);
+    START.elapsed().as_micros() as u64
 }
 
 impl std::fmt::Debug for HubRoute {
@@ -87,15 +144,18 @@ pub struct Queue {
     capacity: usize,
     waker: Option<Waker>,
     overflowed: bool,
+    /// The hub's gauge this queue's length counts into.
+    backlog: Backlog,
 }
 
 impl Queue {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, backlog: Backlog) -> Self {
         Queue {
             frames: VecDeque::new(),
             capacity: capacity.max(1),
             waker: None,
             overflowed: false,
+            backlog,
         }
     }
 
@@ -109,6 +169,7 @@ impl Queue {
             return Push::Overflowed;
         }
         self.frames.push_back(frame);
+        self.backlog.add(1);
         if let Some(waker) = self.waker.take() {
             waker.wake();
         }
@@ -118,8 +179,9 @@ impl Queue {
     /// The next frame, or registers `waker` to be woken by the next push.
     pub fn pop(&mut self, waker: &Waker) -> Option<Deliver> {
         let frame = self.frames.pop_front();
-        if frame.is_none() {
-            self.register(waker);
+        match frame {
+            Some(_) => self.backlog.sub(1),
+            None => self.register(waker),
         }
         frame
     }
@@ -137,6 +199,12 @@ impl Queue {
 
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        self.backlog.sub(self.frames.len());
     }
 }
 
@@ -200,8 +268,9 @@ impl LocalHub {
         }
         .start();
         let id = NEXT_HUB.fetch_add(1, Ordering::Relaxed);
+        let backlog = Backlog::default();
         LocalHub {
-            route: HubRoute { id, addr },
+            route: HubRoute { id, addr, backlog },
             queues,
         }
     }
@@ -225,7 +294,8 @@ impl LocalHub {
     /// Opens the outbox of `session`, holding at most `capacity` frames. The session
     /// polls it as a stream; dropping it closes it.
     pub fn open(&self, session: SessionId, capacity: usize) -> Outbox {
-        let queue = Rc::new(RefCell::new(Queue::new(capacity)));
+        let backlog = self.route.backlog.clone();
+        let queue = Rc::new(RefCell::new(Queue::new(capacity, backlog)));
         self.queues.borrow_mut().insert(session, Rc::clone(&queue));
         Outbox {
             session,
@@ -302,7 +372,6 @@ mod tests {
     use super::*;
     use crate::broker::testing::frame;
     use futures_util::StreamExt;
-    use std::sync::Arc;
     use std::task::Wake;
 
     struct Count(AtomicU64);
@@ -316,7 +385,8 @@ mod tests {
     fn a_queue_wakes_its_reader_and_overflows_once() {
         let count = Arc::new(Count(AtomicU64::new(0)));
         let waker = Waker::from(Arc::clone(&count));
-        let mut q = Queue::new(2);
+        let backlog = Backlog::default();
+        let mut q = Queue::new(2, backlog.clone());
         assert!(q.pop(&waker).is_none(), "empty: registers the waker");
         assert_eq!(q.push(frame(1)), Push::Queued);
         assert_eq!(count.0.load(Ordering::Relaxed), 1, "woken by the push");
@@ -327,6 +397,49 @@ mod tests {
         assert_eq!(q.pop(&waker).and_then(|d| d.seq), Some(2));
         assert_eq!(q.push(frame(5)), Push::Dropped, "stays overflowed");
         assert!(q.is_empty());
+        assert_eq!(backlog.frames(), 0, "two in, two out");
+    }
+
+    #[test]
+    fn the_backlog_counts_queued_frames_across_queues_until_taken_or_dropped() {
+        let waker = Waker::noop();
+        let backlog = Backlog::default();
+        let mut a = Queue::new(8, backlog.clone());
+        let mut b = Queue::new(8, backlog.clone());
+        a.push(frame(1));
+        a.push(frame(2));
+        b.push(frame(1));
+        assert_eq!(backlog.frames(), 3);
+        a.pop(waker);
+        assert_eq!(backlog.frames(), 2);
+        drop(a);
+        assert_eq!(
+            backlog.frames(),
+            1,
+            "a dropped queue takes its frames along"
+        );
+        b.pop(waker);
+        b.pop(waker);
+        assert_eq!(backlog.frames(), 0, "an empty pop takes nothing");
+    }
+
+    #[test]
+    fn busy_since_is_the_time_to_run_empty_or_the_time_so_far() {
+        let waker = Waker::noop();
+        let backlog = Backlog::default();
+        let mut q = Queue::new(8, backlog.clone());
+        let since = clock_us();
+        q.push(frame(1));
+        let far = since + 60_000_000;
+        assert_eq!(backlog.busy_since(since, far), 60_000_000, "still queued");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        q.pop(waker);
+        let busy = backlog.busy_since(since, far);
+        assert!(
+            (2_000..60_000_000).contains(&busy),
+            "ran empty after {busy} µs"
+        );
+        assert_eq!(backlog.busy_since(far, far + 5), 0, "empty before `since`");
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod fanout;
 pub mod history;
 pub mod hub;
 pub mod mailroom;
+pub mod pacing;
 pub mod relay;
 pub mod roster;
 #[cfg(test)]
