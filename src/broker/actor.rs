@@ -212,8 +212,7 @@ impl Broker {
         });
         log::trace!("end of tick: last delivery busy {busy} µs, tick {tick:?} µs");
         match self.pacer.end_of_tick(busy, tick) {
-            Pace::Deliver => self.flush(ctx),
-            Pace::Hold => {
+            Pace::Hold if !self.undelivered.is_empty() => {
                 self.metrics.deliveries_held.inc();
                 if let Some(handle) = self.flush_timer.take() {
                     ctx.cancel_future(handle);
@@ -223,6 +222,7 @@ impl Broker {
                     this.flush(ctx);
                 }));
             }
+            _ => self.flush(ctx),
         }
     }
 

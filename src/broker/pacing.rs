@@ -18,6 +18,9 @@
 //! next tick does not come soon (a slow or paused world) goes out after
 //! [`HOLD_AT_MOST`].
 //!
+//! In a cluster the sim node paces (by its own hubs); gateways deliver as it did
+//! (`relay`), so every gateway's frames follow the sim node's holds.
+//!
 //! Plain rules, no actix: the broker actor reads the gauges and follows the answer.
 
 /// A delivery keeps its hub busy "for most of a tick" when that is at least this share
