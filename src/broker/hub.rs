@@ -62,53 +62,53 @@ pub struct Overflowed {
 pub struct HubRoute {
     pub id: HubId,
     pub addr: Addr<Hub>,
-    /// Frames waiting in this hub's outboxes, for the broker's pacing (see
-    /// [`super::pacing`]).
+    /// How far this hub's thread is behind, for the broker's pacing.
     pub backlog: Backlog,
 }
 
-/// Frames queued in one hub's outboxes and not yet taken by their sessions' writers,
-/// and when they last ran out: how long a delivery keeps the hub's thread busy.
-/// Raised by every push, lowered by every pop (and by a dropped queue's leftovers).
-/// The hub's thread writes it; the broker only reads it, once per tick, so relaxed
-/// ordering is enough: a reading a few frames or microseconds stale changes nothing.
+/// How far one hub's thread is behind its deliveries: the sessions a push has woken
+/// that have not been polled since, and when that last fell to none. So the broker
+/// knows how long a delivery kept the thread busy (see [`super::pacing`]).
+///
+/// A session whose socket is full is not counted: its writer waits for the socket, not
+/// for the outbox, so a push finds no waker and wakes nobody. A stalled client (its
+/// frames pile up until it is evicted) therefore never makes the thread look busy.
+/// The hub's thread writes the gauge; the broker only reads it, once per tick, so
+/// relaxed ordering is enough: a reading a few microseconds stale changes nothing.
 #[derive(Debug, Clone, Default)]
 pub struct Backlog(Arc<Gauge>);
 
 #[derive(Debug, Default)]
 struct Gauge {
-    frames: AtomicUsize,
-    /// [`clock_us`] when `frames` last fell to 0.
-    emptied_at: AtomicU64,
+    woken: AtomicUsize,
+    /// [`clock_us`] when `woken` last fell to 0.
+    caught_up_at: AtomicU64,
 }
 
 impl Backlog {
-    pub fn frames(&self) -> usize {
-        self.0.frames.load(Ordering::Relaxed)
+    /// Sessions woken by a push and not polled since.
+    pub fn woken(&self) -> usize {
+        self.0.woken.load(Ordering::Relaxed)
     }
 
-    /// When the queues last ran empty, on [`clock_us`].
-    pub fn emptied_at(&self) -> u64 {
-        self.0.emptied_at.load(Ordering::Relaxed)
-    }
-
-    /// How long the queues have taken to run empty since `since` (on [`clock_us`]),
-    /// or have been taking so far at `now` while they still hold frames.
+    /// How long the thread took, from `since` (on [`clock_us`]), until every session a
+    /// push woke had been polled; or, at `now`, how long it has been at it so far.
     pub fn busy_since(&self, since: u64, now: u64) -> u64 {
-        if self.frames() > 0 {
+        if self.woken() > 0 {
             now.saturating_sub(since)
         } else {
-            self.emptied_at().saturating_sub(since)
+            let caught_up_at = self.0.caught_up_at.load(Ordering::Relaxed);
+            caught_up_at.saturating_sub(since)
         }
     }
 
-    fn add(&self, n: usize) {
-        self.0.frames.fetch_add(n, Ordering::Relaxed);
+    fn woke_one(&self) {
+        self.0.woken.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn sub(&self, n: usize) {
-        if n > 0 && self.0.frames.fetch_sub(n, Ordering::Relaxed) == n {
-            self.0.emptied_at.store(clock_us(), Ordering::Relaxed);
+    fn polled_one(&self) {
+        if self.0.woken.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.caught_up_at.store(clock_us(), Ordering::Relaxed);
         }
     }
 }
@@ -144,8 +144,10 @@ pub struct Queue {
     capacity: usize,
     waker: Option<Waker>,
     overflowed: bool,
-    /// The hub's gauge this queue's length counts into.
+    /// The hub's gauge; `woken` says whether this queue counts in it (a push woke its
+    /// reader, which has not popped since).
     backlog: Backlog,
+    woken: bool,
 }
 
 impl Queue {
@@ -156,6 +158,7 @@ impl Queue {
             waker: None,
             overflowed: false,
             backlog,
+            woken: false,
         }
     }
 
@@ -169,19 +172,23 @@ impl Queue {
             return Push::Overflowed;
         }
         self.frames.push_back(frame);
-        self.backlog.add(1);
         if let Some(waker) = self.waker.take() {
             waker.wake();
+            if !std::mem::replace(&mut self.woken, true) {
+                self.backlog.woke_one();
+            }
         }
         Push::Queued
     }
 
     /// The next frame, or registers `waker` to be woken by the next push.
     pub fn pop(&mut self, waker: &Waker) -> Option<Deliver> {
+        if std::mem::take(&mut self.woken) {
+            self.backlog.polled_one();
+        }
         let frame = self.frames.pop_front();
-        match frame {
-            Some(_) => self.backlog.sub(1),
-            None => self.register(waker),
+        if frame.is_none() {
+            self.register(waker);
         }
         frame
     }
@@ -204,7 +211,9 @@ impl Queue {
 
 impl Drop for Queue {
     fn drop(&mut self) {
-        self.backlog.sub(self.frames.len());
+        if self.woken {
+            self.backlog.polled_one();
+        }
     }
 }
 
@@ -397,49 +406,59 @@ mod tests {
         assert_eq!(q.pop(&waker).and_then(|d| d.seq), Some(2));
         assert_eq!(q.push(frame(5)), Push::Dropped, "stays overflowed");
         assert!(q.is_empty());
-        assert_eq!(backlog.frames(), 0, "two in, two out");
+        assert_eq!(backlog.woken(), 0, "woken once, polled since");
     }
 
     #[test]
-    fn the_backlog_counts_queued_frames_across_queues_until_taken_or_dropped() {
+    fn the_backlog_counts_woken_readers_until_they_pop_and_never_a_stalled_one() {
         let waker = Waker::noop();
         let backlog = Backlog::default();
         let mut a = Queue::new(8, backlog.clone());
         let mut b = Queue::new(8, backlog.clone());
+        let mut stalled = Queue::new(8, backlog.clone());
+        assert!(
+            a.pop(waker).is_none() && b.pop(waker).is_none(),
+            "both wait"
+        );
         a.push(frame(1));
         a.push(frame(2));
         b.push(frame(1));
-        assert_eq!(backlog.frames(), 3);
-        a.pop(waker);
-        assert_eq!(backlog.frames(), 2);
-        drop(a);
+        assert_eq!(backlog.woken(), 2, "one each, however many frames");
+        stalled.push(frame(1));
+        stalled.push(frame(2));
         assert_eq!(
-            backlog.frames(),
-            1,
-            "a dropped queue takes its frames along"
+            backlog.woken(),
+            2,
+            "nobody waits on the stalled one: not counted"
         );
-        b.pop(waker);
-        b.pop(waker);
-        assert_eq!(backlog.frames(), 0, "an empty pop takes nothing");
+        a.pop(waker);
+        assert_eq!(backlog.woken(), 1, "polled once is enough");
+        drop(b);
+        assert_eq!(backlog.woken(), 0, "a dropped queue leaves the count");
     }
 
     #[test]
-    fn busy_since_is_the_time_to_run_empty_or_the_time_so_far() {
+    fn busy_since_is_the_time_to_poll_every_woken_reader_or_the_time_so_far() {
         let waker = Waker::noop();
         let backlog = Backlog::default();
         let mut q = Queue::new(8, backlog.clone());
+        q.pop(waker);
         let since = clock_us();
         q.push(frame(1));
         let far = since + 60_000_000;
-        assert_eq!(backlog.busy_since(since, far), 60_000_000, "still queued");
+        assert_eq!(backlog.busy_since(since, far), 60_000_000, "still waiting");
         std::thread::sleep(std::time::Duration::from_millis(2));
         q.pop(waker);
         let busy = backlog.busy_since(since, far);
         assert!(
             (2_000..60_000_000).contains(&busy),
-            "ran empty after {busy} µs"
+            "caught up after {busy} µs"
         );
-        assert_eq!(backlog.busy_since(far, far + 5), 0, "empty before `since`");
+        assert_eq!(
+            backlog.busy_since(far, far + 5),
+            0,
+            "caught up before `since`"
+        );
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! Each delivery costs every connection one socket write, and on loopback most of that
 //! cost is the kernel's per write (TCP send, the receiver's softirq, the wake-up), not
 //! per byte. When deliveries keep a worker thread busy for most of a tick
-//! ([`BUSY_SHARE`]: its hub's queues, [`super::hub::Backlog`], took that long to run
-//! empty) at [`BUSY_STREAK`] ends of tick in a row, the threads are at their limit, and
+//! ([`BUSY_SHARE`]: that long passed before every session the delivery woke had been
+//! polled, [`super::hub::Backlog`]; a stalled client, waiting on its socket, does not
+//! count) at [`BUSY_STREAK`] ends of tick in a row, the threads are at their limit, and
 //! delivering every tick only lengthens the queues. The broker then holds the next
 //! tick's batches back for one tick, and the delivery after carries both ticks in one
 //! frame per connection (protocol 1.1 ranges, `from_seq..=seq`). That halves the writes
