@@ -133,6 +133,11 @@ struct Shared {
     latency: Mutex<Histogram<u64>>,
     /// Latency over the last progress interval.
     interval: Mutex<Histogram<u64>>,
+    /// simcast only: per item, from the frame's own timestamp (the broker's flush) to
+    /// receipt, over the measured phase and over the last interval. Splits the latency
+    /// into the server's side before the flush and delivery after it.
+    after_flush: Mutex<Histogram<u64>>,
+    after_flush_interval: Mutex<Histogram<u64>>,
 }
 
 impl Shared {
@@ -157,6 +162,8 @@ impl Shared {
             results: Mutex::new(Vec::new()),
             latency: Mutex::new(histogram()),
             interval: Mutex::new(histogram()),
+            after_flush: Mutex::new(histogram()),
+            after_flush_interval: Mutex::new(histogram()),
         }
     }
 
@@ -186,6 +193,11 @@ impl Shared {
         self.m_item_bytes
             .fetch_add(info.item_bytes, Ordering::Relaxed);
         self.record_latency(&info.item_timestamps, now);
+        if let Some(flushed) = info.frame_timestamp {
+            let us = ((now - flushed) * 1e6).max(1.0) as u64;
+            let _ = self.after_flush.lock().record_n(us, n);
+            let _ = self.after_flush_interval.lock().record_n(us, n);
+        }
     }
 
     /// Items of one tick share a timestamp: runs of equal ones go in with `record_n`.
@@ -669,6 +681,13 @@ impl Monitor {
             server_pct.map(|p| format!(" server_cpu={p:.0}%")).unwrap_or_default(),
         );
         h.reset();
+        let mut flush = shared.after_flush_interval.lock();
+        let line = if flush.is_empty() {
+            line
+        } else {
+            format!("{line} after_flush_p99={:.1}ms", pct(&flush, 0.99))
+        };
+        flush.reset();
         self.last = (frames, items, bytes, Instant::now());
         line
     }
@@ -721,6 +740,7 @@ fn summary(ctx: &Ctx, started: Instant, measured_s: f64, monitor: &Monitor) -> V
         },
         "per_client": per_client_json(shared, m, readers.len()),
         "latency_ms": latency_json(&shared.latency.lock()),
+        "after_flush_ms": latency_json(&shared.after_flush.lock()),
         "continuity": continuity_json(&readers, shared, args.mode),
         "load_generator": monitor.me.json(monitor.my_pid),
     });

@@ -33,6 +33,9 @@ pub(crate) struct BatchInfo {
     pub item_timestamps: Vec<f64>,
     /// Bytes of the items, separators between them excluded.
     pub item_bytes: u64,
+    /// simcast's own `timestamp` of the frame: when the broker flushed its (last) batch.
+    /// `None` from the lean broadcaster, whose batch `ts` is its oldest event's.
+    pub frame_timestamp: Option<f64>,
 }
 
 const BATCH_PREFIX: &str = r#"{"type":"batch""#;
@@ -53,7 +56,7 @@ pub(crate) fn batch(text: &str, out: &mut BatchInfo) -> Option<()> {
     out.item_timestamps.clear();
     collect_numbers(after, &TS_KEY, 1.0, &mut out.item_timestamps);
     // The last one is the batch's own timestamp.
-    out.item_timestamps.pop()?;
+    out.frame_timestamp = Some(out.item_timestamps.pop()?);
     out.item_bytes = data_bytes(after, out.item_timestamps.len());
     Some(())
 }
@@ -63,6 +66,7 @@ pub(crate) fn batch(text: &str, out: &mut BatchInfo) -> Option<()> {
 pub(crate) fn lean_batch(text: &str, out: &mut BatchInfo) -> Option<()> {
     out.from_seq = None;
     out.seq = None;
+    out.frame_timestamp = None;
     out.item_timestamps.clear();
     if let Some(after) = text.strip_prefix(BATCH_PREFIX) {
         collect_numbers(after, &LEAN_TS_KEY, 1e-3, &mut out.item_timestamps);
@@ -151,6 +155,7 @@ mod tests {
         assert!(batch(t, &mut b).is_some());
         assert_eq!((b.from_seq, b.seq), (None, Some(42)));
         assert_eq!(b.item_timestamps, vec![1700000000.25, 1700000000.5]);
+        assert_eq!(b.frame_timestamp, Some(1700000001.0));
         let first = r#"{"type":"state_change","data":{"tick":3},"timestamp":1700000000.25}"#;
         let second =
             r#"{"type":"character_update","data":{"position":[1.5,2e3]},"timestamp":1700000000.5}"#;
