@@ -210,7 +210,12 @@ impl Broker {
             let busy = self.backlogs.values().map(|b| b.busy_since(since, now));
             busy.max().unwrap_or(0)
         });
-        log::trace!("end of tick: last delivery busy {busy} µs, tick {tick:?} µs");
+        if log::log_enabled!(log::Level::Trace) {
+            let woken: Vec<usize> = self.backlogs.values().map(Backlog::woken).collect();
+            log::trace!(
+                "end of tick: last delivery busy {busy} µs, tick {tick:?} µs, woken {woken:?}"
+            );
+        }
         match self.pacer.end_of_tick(busy, tick) {
             Pace::Hold if !self.undelivered.is_empty() => {
                 self.metrics.deliveries_held.inc();
