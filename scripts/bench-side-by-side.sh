@@ -210,11 +210,13 @@ for (n, chars), tags in sorted(runs.items()):
                        f"over {len(r)} runs ({', '.join(f'{x:.2f}' for x in p99_ratios)})")
 if medians:
     print("\n" + "\n".join(f"- {m}" for m in medians))
-print("\nThe lean broadcaster gets simcast's events/s per client and mean event bytes, and a "
-      "`--batch-ms` that gives simcast's frames/s per client (`NAME.stream`: events size batch_ms). "
+print("\nThe lean broadcaster gets simcast's events/s per client and mean event bytes, and "
+      "`--batch-ms` 100 (LEAN_BATCH_MS; `match`: simcast's frames/s per client) "
+      "(`NAME.stream`: events size batch_ms). "
       "Its latency counts from each event's scheduled time, so it includes up to batch_ms of "
       "coalescing (about half on average); simcast stamps a tick's items when the tick ran, "
-      "so its latency starts at the tick. Server cores: average over the measured window; "
+      "so its latency starts at the tick, and a tick held by pacing (fewer frames/s per "
+      "client) counts its wait. Server cores: average over the measured window; "
       "peak RSS/conn: peak server RSS / connected sockets; RSS added/conn: (peak RSS - RSS "
       "before the first connect) / connected sockets. Frames/s and events delivered count the "
       "measured window only; its length is whole progress seconds and may differ by one "
