@@ -110,7 +110,7 @@ pub struct Broker {
     flush_timer: Option<SpawnHandle>,
     /// Whether a tick's delivery goes out at its end or with the next one.
     pacer: Pacer,
-    /// Each hub's queued frames, read at the end of every tick (one entry per worker
+    /// How far behind each hub is, read at the end of every tick (one entry per worker
     /// thread that ever hosted a session: a handful).
     backlogs: BTreeMap<HubId, Backlog>,
     /// [`clock_us`] of the last delivery and of the last end of tick, for the pacer.
@@ -206,29 +206,39 @@ impl Broker {
             .tick_ended_at
             .replace(now)
             .map(|t| now.saturating_sub(t));
-        let busy = self.delivered_at.map_or(0, |since| {
-            let busy = self.backlogs.values().map(|b| b.busy_since(since, now));
-            busy.max().unwrap_or(0)
-        });
-        if log::log_enabled!(log::Level::Trace) {
-            let woken: Vec<usize> = self.backlogs.values().map(Backlog::woken).collect();
-            log::trace!(
-                "end of tick: last delivery busy {busy} µs, tick {tick:?} µs, woken {woken:?}"
-            );
-        }
+        let busy = self.last_delivery_busy(now);
         match self.pacer.end_of_tick(busy, tick) {
             Pace::Hold if !self.undelivered.is_empty() => {
                 self.metrics.deliveries_held.inc();
-                if let Some(handle) = self.flush_timer.take() {
-                    ctx.cancel_future(handle);
-                }
-                self.flush_timer = Some(ctx.run_later(HOLD_AT_MOST, |this, ctx| {
-                    this.flush_timer = None;
-                    this.flush(ctx);
-                }));
+                self.flush_after(HOLD_AT_MOST, ctx);
             }
             _ => self.flush(ctx),
         }
+    }
+
+    /// How long the last delivery kept the busiest hub busy, as of `now` (µs).
+    fn last_delivery_busy(&self, now: u64) -> u64 {
+        let Some(since) = self.delivered_at else {
+            return 0;
+        };
+        let busy = self.backlogs.values().map(|b| b.busy_since(since, now));
+        let busy = busy.max().unwrap_or(0);
+        if log::log_enabled!(log::Level::Trace) {
+            let woken: Vec<usize> = self.backlogs.values().map(Backlog::woken).collect();
+            log::trace!("end of tick: last delivery busy {busy} µs, woken {woken:?}");
+        }
+        busy
+    }
+
+    /// (Re)arms the flush timer: what is pending and undelivered goes out after `wait`.
+    fn flush_after(&mut self, wait: Duration, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.flush_timer.take() {
+            ctx.cancel_future(handle);
+        }
+        self.flush_timer = Some(ctx.run_later(wait, |this, ctx| {
+            this.flush_timer = None;
+            this.flush(ctx);
+        }));
     }
 
     /// Cuts what is pending into a batch and delivers everything undelivered.
@@ -532,11 +542,7 @@ impl Handler<Publish> for Broker {
                 if end_of_tick {
                     self.end_tick(ctx);
                 } else if waiting && self.flush_timer.is_none() {
-                    let wait = self.settings.max_batch_wait;
-                    self.flush_timer = Some(ctx.run_later(wait, |this, ctx| {
-                        this.flush_timer = None;
-                        this.flush(ctx);
-                    }));
+                    self.flush_after(self.settings.max_batch_wait, ctx);
                 }
             }
             Publish::Snapshot { snapshot, route }
