@@ -1,8 +1,9 @@
-//! A monotonic millisecond clock shared by sessions and the broker.
+//! A monotonic clock shared by sessions, hubs and the broker.
 //!
 //! Sessions store "last frame seen at" as milliseconds in an `AtomicU64` that the
-//! broker reads when it sweeps for jammed clients; an `Instant` cannot live in an
-//! atomic, so both sides measure from one process-wide epoch.
+//! broker reads when it sweeps for jammed clients, and hubs store when they caught up
+//! with a delivery in microseconds for the broker's pacing; an `Instant` cannot live
+//! in an atomic, so every side measures from one process-wide epoch.
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -13,4 +14,10 @@ static EPOCH: OnceLock<Instant> = OnceLock::new();
 pub(crate) fn now_ms() -> u64 {
     let epoch = EPOCH.get_or_init(Instant::now);
     epoch.elapsed().as_millis() as u64
+}
+
+/// Microseconds since the same epoch (monotonic).
+pub(crate) fn now_us() -> u64 {
+    let epoch = EPOCH.get_or_init(Instant::now);
+    epoch.elapsed().as_micros() as u64
 }

@@ -17,7 +17,7 @@
 use super::batcher::{Batch, Batcher};
 use super::fanout::FanOut;
 use super::history::History;
-use super::hub::{clock_us, Backlog, HubId, HubRoute, Overflowed};
+use super::hub::{Backlog, HubId, HubRoute, Overflowed};
 use super::mailroom::{Mailroom, Posted, RETRY_EVERY};
 use super::pacing::{Pace, Pacer, HOLD_AT_MOST};
 use super::relay::{
@@ -113,7 +113,7 @@ pub struct Broker {
     /// How far behind each hub is, read at the end of every tick (one entry per worker
     /// thread that ever hosted a session: a handful).
     backlogs: BTreeMap<HubId, Backlog>,
-    /// [`clock_us`] of the last delivery and of the last end of tick, for the pacer.
+    /// [`clock::now_us`] of the last delivery and of the last end of tick, for the pacer.
     delivered_at: Option<u64>,
     tick_ended_at: Option<u64>,
     sim: Recipient<RequestSnapshot>,
@@ -201,7 +201,7 @@ impl Broker {
         if let Some(batch) = self.batcher.flush() {
             self.issue(batch);
         }
-        let now = clock_us();
+        let now = clock::now_us();
         let tick = self
             .tick_ended_at
             .replace(now)
@@ -275,7 +275,7 @@ impl Broker {
             return;
         }
         self.pacer.delivered();
-        self.delivered_at = Some(clock_us());
+        self.delivered_at = Some(clock::now_us());
         self.history.mark_delivered();
         self.hand_on();
         let mut out = std::mem::take(&mut self.fan_out);

@@ -81,7 +81,7 @@ pub struct Backlog(Arc<Gauge>);
 #[derive(Debug, Default)]
 struct Gauge {
     woken: AtomicUsize,
-    /// [`clock_us`] when `woken` last fell to 0.
+    /// [`crate::clock::now_us`] when `woken` last fell to 0.
     caught_up_at: AtomicU64,
 }
 
@@ -91,7 +91,7 @@ impl Backlog {
         self.0.woken.load(Ordering::Relaxed)
     }
 
-    /// How long the thread took, from `since` (on [`clock_us`]), until every session a
+    /// How long the thread took, from `since` (on [`crate::clock::now_us`]), until every session a
     /// push woke had been polled; or, at `now`, how long it has been at it so far.
     pub fn busy_since(&self, since: u64, now: u64) -> u64 {
         if self.woken() > 0 {
@@ -108,16 +108,11 @@ impl Backlog {
 
     fn polled_one(&self) {
         if self.0.woken.fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.0.caught_up_at.store(clock_us(), Ordering::Relaxed);
+            self.0
+                .caught_up_at
+                .store(crate::clock::now_us(), Ordering::Relaxed);
         }
     }
-}
-
-/// Microseconds on a process-wide monotonic clock (from its first use).
-pub fn clock_us() -> u64 {
-    static START: std::sync::LazyLock<std::time::Instant> =
-        std::sync::LazyLock::new(std::time::Instant::now);
-    START.elapsed().as_micros() as u64
 }
 
 impl std::fmt::Debug for HubRoute {
@@ -443,7 +438,7 @@ mod tests {
         let backlog = Backlog::default();
         let mut q = Queue::new(8, backlog.clone());
         q.pop(waker);
-        let since = clock_us();
+        let since = crate::clock::now_us();
         q.push(frame(1));
         let far = since + 60_000_000;
         assert_eq!(backlog.busy_since(since, far), 60_000_000, "still waiting");
