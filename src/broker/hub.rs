@@ -91,8 +91,9 @@ impl Backlog {
         self.0.woken.load(Ordering::Relaxed)
     }
 
-    /// How long the thread took, from `since` (on [`crate::clock::now_us`]), until every session a
-    /// push woke had been polled; or, at `now`, how long it has been at it so far.
+    /// How long the thread took, from `since` (on [`crate::clock::now_us`]), until
+    /// every session a push woke had been polled; or, at `now`, how long it has been
+    /// at it so far.
     pub fn busy_since(&self, since: u64, now: u64) -> u64 {
         if self.woken() > 0 {
             now.saturating_sub(since)
