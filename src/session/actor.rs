@@ -9,9 +9,10 @@
 //! [`super::transport`]); this file only moves messages.
 //!
 //! The session owns its connection (see `transport`): the client's frames come in as a
-//! stream on the actor's context, and a future on the same context ([`WriteLoop`])
-//! writes the session's own frames and the outbox's shared ones. So the actor is polled
-//! even when the client stopped reading, and closes itself on its heartbeat deadline.
+//! stream on the actor's context, and a task of its own on the same thread
+//! ([`WriteTask`]) writes the session's own frames and the outbox's shared ones, from
+//! the `Outgoing` the two share. So the actor is not polled at every delivery, is still
+//! polled when the client stopped reading, and closes itself on its heartbeat deadline.
 //!
 //! RFC 6455 at this edge: fragmented client messages are joined by [`Reassembler`]
 //! (capped like one frame) and then handled like one text frame; a text message that is
@@ -23,7 +24,9 @@ use super::commands::{self, Dispatch, Failure};
 use super::fragments::{Assembled, Reassembler, ReassemblyError};
 use super::rate::{RateLimiter, Verdict};
 use super::reject::Reject;
-use super::transport::{Inbound, InboundFailure, Incoming, Outgoing, Writer, Written};
+use super::transport::{
+    Inbound, InboundFailure, Incoming, Outgoing, WriteEvent, WriteTask, Writer,
+};
 use super::{Registration, SessionShared};
 use crate::broker::{
     CloseSession, RequestSnapshot, ResumeFrom, SessionId, SetTopics, SnapshotRoute,
@@ -39,10 +42,10 @@ use crate::topics::TopicSet;
 use actix::prelude::*;
 use actix_http::ws::{self, CloseCode, CloseReason, Item};
 use serde_json::{json, Value};
-use std::pin::Pin;
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 /// After a close frame is queued (whoever closed), how long the frames before it and
@@ -71,8 +74,9 @@ pub struct Session {
     conn: Option<ConnHandle>,
     /// The connection's halves until `started` puts them on the context.
     transport: Option<(Inbound, Writer)>,
-    /// Everything this session writes, in order.
-    out: Outgoing,
+    /// Everything this session writes, in order; shared with its write task (same
+    /// thread, never borrowed across an await).
+    out: Rc<RefCell<Outgoing>>,
     /// The client's side of the connection ended (EOF or a read error).
     inbound_done: bool,
     last_seen: Arc<AtomicU64>,
@@ -115,7 +119,7 @@ impl Session {
             registration,
             conn,
             transport: Some(transport),
-            out: Outgoing::default(),
+            out: Rc::default(),
             inbound_done: false,
             last_seen: Arc::new(AtomicU64::new(clock::now_ms())),
             topics: TopicSet::default_topics(),
@@ -130,7 +134,7 @@ impl Session {
     ///
     /// [`OWN_FRAMES_CAPACITY`]: super::transport::OWN_FRAMES_CAPACITY
     fn send_text(&mut self, ctx: &mut Context<Self>, text: impl Into<bytestring::ByteString>) {
-        if self.out.text(text).is_err() {
+        if self.out.borrow_mut().text(text).is_err() {
             log::info!("session {}: not reading its replies; closing", self.id);
             self.shared
                 .metrics
@@ -187,13 +191,13 @@ impl Session {
         );
     }
 
-    /// Queues the last frame, a close frame with `reason`; the write loop stops the actor
+    /// Queues the last frame, a close frame with `reason`; the write task stops the actor
     /// once it is out, or [`CLOSE_GRACE`] stops it regardless.
     fn end(&mut self, ctx: &mut Context<Self>, reason: Option<CloseReason>) {
-        if self.out.is_closing() {
+        if self.out.borrow().is_closing() {
             return;
         }
-        self.out.close(reason);
+        self.out.borrow_mut().close(reason);
         ctx.run_later(CLOSE_GRACE, |_, ctx| ctx.stop());
     }
 
@@ -217,7 +221,7 @@ impl Session {
             topics,
             self.snapshot_encoding,
         );
-        self.out.attach(outbox);
+        self.out.borrow_mut().attach(outbox);
         self.on_snapshot_sent(joined, None, ctx);
     }
 
@@ -406,6 +410,7 @@ impl Session {
         if !self.server_closed
             && self
                 .out
+                .borrow_mut()
                 .control(ws::Message::Ping(Default::default()))
                 .is_err()
         {
@@ -444,7 +449,7 @@ impl Actor for Session {
     fn started(&mut self, ctx: &mut Self::Context) {
         if let Some((inbound, writer)) = self.transport.take() {
             ctx.add_stream(inbound);
-            ctx.spawn(WriteLoop { writer });
+            self.spawn_writer(writer, ctx);
         }
         if self.registration.is_none() {
             return self.reject(ctx, Reject::PoolFull);
@@ -465,7 +470,9 @@ impl Actor for Session {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        // Dropping the actor drops the connection's halves, which closes the socket.
+        // Dropping the actor drops the reading half and the write task ends, dropping
+        // the writing half: that closes the socket.
+        self.out.borrow_mut().abort();
         self.registration.take();
     }
 }
@@ -478,54 +485,49 @@ impl Handler<CloseSession> for Session {
     }
 }
 
-/// Writes everything the session queues, for as long as the actor lives; stops it once
-/// the close frame is out or the connection failed.
-struct WriteLoop {
-    writer: Writer,
+/// The write task's report, back on the session.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct WriteReported {
+    event: WriteEvent,
 }
 
-impl ActorFuture<Session> for WriteLoop {
-    type Output = ();
+impl Session {
+    /// Starts the task that writes what the session queues (see [`WriteTask`]); it
+    /// reports through a weak address, so it never keeps the session alive.
+    fn spawn_writer(&mut self, writer: Writer, ctx: &mut Context<Self>) {
+        let session = ctx.address().downgrade();
+        let report = move |event| {
+            if let Some(addr) = session.upgrade() {
+                addr.do_send(WriteReported { event });
+            }
+        };
+        actix::spawn(WriteTask::new(writer, Rc::clone(&self.out), report));
+    }
+}
 
-    fn poll(
-        mut self: Pin<&mut Self>,
-        act: &mut Session,
-        ctx: &mut Context<Session>,
-        task: &mut std::task::Context<'_>,
-    ) -> Poll<()> {
-        loop {
-            match self.writer.poll_write(&mut act.out, task) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(Written { closed: true, .. })) => {
-                    // Our FIN is out; the socket is dropped once the client's EOF
-                    // arrives too (`finished`), or at CLOSE_GRACE.
-                    if act.inbound_done {
-                        ctx.stop();
-                    }
-                    return Poll::Ready(());
-                }
-                Poll::Ready(Ok(written)) => act.on_delivered(written.delivered, ctx),
-                Poll::Ready(Err(e)) => {
-                    log::debug!("session {}: write failed: {e}", act.id);
-                    act.server_closed = true;
-                    ctx.stop();
-                    return Poll::Ready(());
-                }
+impl Handler<WriteReported> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: WriteReported, ctx: &mut Self::Context) {
+        match msg.event {
+            WriteEvent::FirstDelivered => self.join_presence(ctx),
+            // Our FIN is out; the socket is dropped once the client's EOF arrives too
+            // (`finished`), or at CLOSE_GRACE.
+            WriteEvent::Closed if self.inbound_done => ctx.stop(),
+            WriteEvent::Closed => {}
+            WriteEvent::Failed(e) => {
+                log::debug!("session {}: write failed: {e}", self.id);
+                self.server_closed = true;
+                ctx.stop();
             }
         }
     }
 }
 
 impl Session {
-    /// Broker frames went out: the first is the join snapshot, after which the session
-    /// joins presence (so presence comes after it).
-    fn on_delivered(&mut self, frames: usize, ctx: &mut Context<Self>) {
-        if frames > 0 {
-            self.join_presence(ctx);
-        }
-    }
-
-    /// Joins presence once, at the first delivered frame (the join snapshot).
+    /// Joins presence once, at the first delivered frame (the join snapshot), so that
+    /// presence comes after it.
     fn join_presence(&mut self, ctx: &mut Context<Self>) {
         let Some(role) = self.role.filter(|_| !self.in_presence) else {
             return;
@@ -602,7 +604,7 @@ impl Session {
 impl StreamHandler<Result<Incoming, InboundFailure>> for Session {
     fn handle(&mut self, msg: Result<Incoming, InboundFailure>, ctx: &mut Self::Context) {
         self.last_seen.store(clock::now_ms(), Ordering::Release);
-        if self.out.is_closing() {
+        if self.out.borrow().is_closing() {
             // Closing already: only the close frame and the shutdown are left.
             return;
         }
@@ -618,7 +620,8 @@ impl StreamHandler<Result<Incoming, InboundFailure>> for Session {
             Incoming::Binary => self.on_binary(ctx),
             Incoming::Fragment(item) => self.on_fragment(item, ctx),
             Incoming::Ping(payload) => {
-                if self.out.control(ws::Message::Pong(payload)).is_err() {
+                let pong = self.out.borrow_mut().control(ws::Message::Pong(payload));
+                if pong.is_err() {
                     self.close(ctx, crate::protocol::close::POLICY, "Slow consumer");
                 }
             }
@@ -629,10 +632,14 @@ impl StreamHandler<Result<Incoming, InboundFailure>> for Session {
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
-        // The client's side ended (EOF). While closing, the write loop still gets our
+        // The client's side ended (EOF). While closing, the write task still gets our
         // close frame out (a half-closed client can read it) and then stops the actor.
         self.inbound_done = true;
-        if !self.out.is_closing() || self.out.is_closed() {
+        let writing_close = {
+            let out = self.out.borrow();
+            out.is_closing() && !out.is_closed()
+        };
+        if !writing_close {
             ctx.stop();
         }
     }

@@ -14,8 +14,8 @@
 //!   only buffered while it is incomplete; an idle connection holds no read buffer.
 //!   [`crate::frame_guard`] still caps what one announced frame can make us keep.
 //!
-//! Plain futures and streams, no actix: the session actor polls [`Outgoing`] from a
-//! future on its context and adds [`Inbound`] as a stream.
+//! Plain futures and streams, no actix: the session actor adds [`Inbound`] as a stream
+//! and queues what it writes in an [`Outgoing`] it shares with its [`WriteTask`].
 
 use super::fragments::Fragment;
 use crate::broker::hub::Outbox;
@@ -26,9 +26,12 @@ use actix_web::error::PayloadError;
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use futures_util::Stream;
+use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
 
@@ -234,6 +237,74 @@ impl Writer {
     }
 }
 
+/// What the write task tells its session.
+#[derive(Debug)]
+pub enum WriteEvent {
+    /// The first frame from the broker (the join snapshot) is out.
+    FirstDelivered,
+    /// The close frame is out and the connection shut down for writing.
+    Closed,
+    /// Writing failed: the connection is gone.
+    Failed(io::Error),
+}
+
+/// The session's writing, as a task of its own on the session's thread: it writes
+/// what the session queues in the shared [`Outgoing`] until the close frame is out,
+/// the connection fails, or the session aborts it, and reports to `report`.
+///
+/// Why a task and not a future on the actor's context: a hub's push wakes the writer
+/// of every session at each delivery, and waking an actor's context polls all of it
+/// (mailbox, read half, heartbeat timer) before the write; this task polls only the
+/// write (BENCHMARKS.md, issue 8).
+pub struct WriteTask<F: FnMut(WriteEvent)> {
+    writer: Writer,
+    out: Rc<RefCell<Outgoing>>,
+    report: F,
+    delivered: bool,
+}
+
+impl<F: FnMut(WriteEvent)> WriteTask<F> {
+    pub fn new(writer: Writer, out: Rc<RefCell<Outgoing>>, report: F) -> Self {
+        WriteTask {
+            writer,
+            out,
+            report,
+            delivered: false,
+        }
+    }
+}
+
+impl<F: FnMut(WriteEvent) + Unpin> Future for WriteTask<F> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        loop {
+            let step = {
+                let mut out = this.out.borrow_mut();
+                if out.aborted {
+                    return Poll::Ready(());
+                }
+                this.writer.poll_write(&mut out, cx)
+            };
+            let event = match step {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(Written { closed: true, .. })) => WriteEvent::Closed,
+                Poll::Ready(Ok(written)) => {
+                    if written.delivered > 0 && !this.delivered {
+                        this.delivered = true;
+                        (this.report)(WriteEvent::FirstDelivered);
+                    }
+                    continue;
+                }
+                Poll::Ready(Err(e)) => WriteEvent::Failed(e),
+            };
+            (this.report)(event);
+            return Poll::Ready(());
+        }
+    }
+}
+
 /// A frame on its way: its header (on the stack) and its payload (shared), with how
 /// much of each is written.
 struct Wire {
@@ -364,6 +435,11 @@ pub struct Outgoing {
     closing: bool,
     /// The connection is shut down.
     closed: bool,
+    /// The session is gone: the write task ends at its next poll.
+    aborted: bool,
+    /// The write task's waker as of its last poll, whatever it waits for (a frame or
+    /// room in the socket), so [`Outgoing::abort`] always reaches it.
+    task: Option<Waker>,
 }
 
 /// [`Outgoing::text`] found the session's own queue full: the client is not reading.
@@ -413,6 +489,16 @@ impl Outgoing {
         self.closing
     }
 
+    /// The session is gone: the write task stops (dropping the writing half) at once,
+    /// even while it waits for room in the socket.
+    pub fn abort(&mut self) {
+        self.aborted = true;
+        self.outbox = None;
+        if let Some(task) = self.task.take() {
+            task.wake();
+        }
+    }
+
     /// The close frame is written and the connection shut down for writing.
     pub fn is_closed(&self) -> bool {
         self.closed
@@ -454,6 +540,9 @@ impl Outgoing {
         io: &mut W,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<Written>> {
+        if !self.task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
+            self.task = Some(cx.waker().clone());
+        }
         let mut written = Written::default();
         let mut budget = FRAMES_PER_POLL;
         while budget > 0 {
@@ -651,6 +740,48 @@ mod tests {
                 None => return total,
             }
         }
+    }
+
+    /// A write task on `writer` and `out`, and what it reports.
+    fn task(
+        writer: Writer,
+        out: &Rc<RefCell<Outgoing>>,
+    ) -> (impl Future<Output = ()>, Rc<RefCell<Vec<String>>>) {
+        let events = Rc::new(RefCell::new(Vec::new()));
+        let seen = Rc::clone(&events);
+        let report = move |e: WriteEvent| seen.borrow_mut().push(format!("{e:?}"));
+        (WriteTask::new(writer, Rc::clone(out), report), events)
+    }
+
+    #[tokio::test]
+    async fn the_write_task_ends_when_the_close_frame_is_out_and_says_so() {
+        let (mut client, _inbound, writer) = pair(64);
+        let out = Rc::new(RefCell::new(Outgoing::default()));
+        let (task, events) = task(writer, &out);
+        out.borrow_mut().text("bye").expect("room");
+        out.borrow_mut().close(None);
+        task.await;
+        assert_eq!(*events.borrow(), vec!["Closed".to_string()]);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.expect("read");
+        assert_eq!(got, [&[0x81, 3][..], b"bye", &[0x88, 0]].concat());
+    }
+
+    #[tokio::test]
+    async fn an_aborted_write_task_ends_even_while_it_waits_for_a_full_socket() {
+        let (_client, server) = tokio::io::duplex(64);
+        let (_inbound, writer) = split(Box::new(server), BytesMut::new(), 64);
+        let out = Rc::new(RefCell::new(Outgoing::default()));
+        let (task, events) = task(writer, &out);
+        tokio::pin!(task);
+        out.borrow_mut().text("w".repeat(1000)).expect("room");
+        assert!(futures_util::poll!(&mut task).is_pending(), "socket full");
+        out.borrow_mut().abort();
+        assert!(futures_util::poll!(&mut task).is_ready(), "ends at once");
+        assert!(
+            events.borrow().is_empty(),
+            "nothing to report to a gone session"
+        );
     }
 
     #[test]
