@@ -25,7 +25,7 @@ pub mod pacing;
 pub mod relay;
 pub mod roster;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 pub use actor::{Broker, BrokerSettings};
 pub use relay::{

@@ -407,13 +407,7 @@ impl Session {
 
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
         self.check_silence(ctx);
-        if !self.server_closed
-            && self
-                .out
-                .borrow_mut()
-                .control(ws::Message::Ping(Default::default()))
-                .is_err()
-        {
+        if !self.server_closed && self.out.borrow_mut().ping().is_err() {
             self.close(ctx, crate::protocol::close::POLICY, "Slow consumer");
         }
     }
