@@ -141,6 +141,7 @@ fn slot(i: usize, rx: &Receivers) -> Slot {
         route: rx.route.clone(),
         next_from: 1,
         held: false,
+        slice: Default::default(),
     }
 }
 

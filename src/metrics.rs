@@ -134,7 +134,7 @@ impl Metrics {
             )?,
             deliveries_held: counter(
                 "deliveries_held_total",
-                "Tick deliveries held one tick because the worker threads were behind",
+                "Ticks delivered to one half of the connections (the other half got them with the next tick) because the worker threads were behind",
             )?,
             audit_unwritten: counter(
                 "audit_unwritten_total",

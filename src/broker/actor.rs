@@ -19,12 +19,13 @@ use super::fanout::FanOut;
 use super::history::History;
 use super::hub::{Backlog, HubId, HubRoute, Overflowed};
 use super::mailroom::{Mailroom, Posted, RETRY_EVERY};
-use super::pacing::{Pace, Pacer, HOLD_AT_MOST};
+use super::pacing::{self, Pace, Pacer, HOLD_AT_MOST};
 use super::relay::{
     self, BatchSink, Ingest, IngestBatch, Outflow, RaiseSeq, ResyncEveryone, SeqSource,
     SnapshotUnavailable,
 };
 use super::roster::{Outlet, Roster, JOIN_HOLD};
+use super::stagger::Undelivered;
 use super::{
     CloseAll, CloseSession, Deliver, JoinSession, Leave, Publish, RequestSnapshot, ResumeFrom,
     SessionId, SetTopics, SnapshotRoute,
@@ -102,13 +103,17 @@ pub struct Broker {
     /// Every frame for a hub goes through here; it holds them while the hub's mailbox
     /// is full (bounded, see `mailroom`).
     mailroom: Mailroom,
-    /// Batches issued (numbered, in the history) but not yet delivered: delivery waits
-    /// for the end of the tick (or `max_batch_wait`), so a tick cut into several batches
-    /// reaches each connection as one frame. Bounded by one tick's items, or by
-    /// `max_batch_wait` for commands' items.
-    undelivered: Vec<Arc<Batch>>,
+    /// Batches issued (numbered, in the history) but not yet delivered to everyone:
+    /// delivery waits for the end of the tick (or `max_batch_wait`), so a tick cut into
+    /// several batches reaches each connection as one frame; while staggered, some
+    /// slices of the members wait a tick or two more (`stagger`). Bounded by those
+    /// ticks' items, or by `max_batch_wait` for commands' items.
+    undelivered: Undelivered,
+    /// The last seq handed to the cluster stream (`sink`), so a staggered tick goes
+    /// there once.
+    handed_on: u64,
     flush_timer: Option<SpawnHandle>,
-    /// Whether a tick's delivery goes out at its end or with the next one.
+    /// Whether a tick's delivery goes out at its end to everyone or staggered.
     pacer: Pacer,
     /// How far behind each hub is, read at the end of every tick (one entry per worker
     /// thread that ever hosted a session: a handful).
@@ -164,7 +169,8 @@ impl Broker {
             contacts: BTreeMap::new(),
             fan_out: FanOut::default(),
             mailroom: Mailroom::default(),
-            undelivered: Vec::new(),
+            undelivered: Undelivered::new(last_seq),
+            handed_on: last_seq,
             flush_timer: None,
             pacer,
             backlogs: BTreeMap::new(),
@@ -194,9 +200,9 @@ impl Broker {
         self
     }
 
-    /// The end of a tick: its batches are issued, and delivered now or, while the hubs
-    /// are behind, with the next tick's (see `pacing`; `HOLD_AT_MOST` covers a next tick
-    /// that does not come).
+    /// The end of a tick: its batches are issued and delivered now, to everyone or,
+    /// while the hubs are behind, to one phase (see `pacing`; `HOLD_AT_MOST` covers a
+    /// next tick that does not come).
     fn end_tick(&mut self, ctx: &mut Context<Self>) {
         if let Some(batch) = self.batcher.flush() {
             self.issue(batch);
@@ -207,9 +213,12 @@ impl Broker {
             .replace(now)
             .map(|t| now.saturating_sub(t));
         let busy = self.last_delivery_busy(now);
-        match self.pacer.end_of_tick(busy, tick) {
-            Pace::Hold if !self.undelivered.is_empty() => {
+        let woken = self.backlogs.values().map(Backlog::woken).sum();
+        let lagging = pacing::lagging(woken, self.roster.len());
+        match self.pacer.end_of_tick(busy, tick, lagging) {
+            Pace::Stagger { ways } if !self.undelivered.is_empty() => {
                 self.metrics.deliveries_held.inc();
+                self.deliver_to(ways);
                 self.flush_after(HOLD_AT_MOST, ctx);
             }
             _ => self.flush(ctx),
@@ -267,24 +276,37 @@ impl Broker {
         self.undelivered.push(batch);
     }
 
-    /// Fans the undelivered batches out to every live member, as one frame per member.
-    /// Also the fence before anything that sends a member frames of its own (snapshots,
-    /// catch-ups), so those always come after every frame it was due.
+    /// Fans the undelivered batches out to every live member, as one frame per member
+    /// (while staggered, each slice gets what it lacks). Also the fence before anything
+    /// that sends a member frames of its own (snapshots, catch-ups), so those always
+    /// come after every frame it was due.
     fn deliver(&mut self) {
         if self.undelivered.is_empty() {
             return;
         }
         self.pacer.delivered();
-        self.delivered_at = Some(clock::now_us());
         self.history.mark_delivered();
+        self.deliver_to(1);
+    }
+
+    /// One delivery, to every slice (`ways` = 1) or staggered (see `stagger`).
+    fn deliver_to(&mut self, ways: usize) {
+        self.delivered_at = Some(clock::now_us());
         self.hand_on();
         let mut out = std::mem::take(&mut self.fan_out);
         out.clear();
-        self.roster.fan_out(&self.undelivered, &mut out);
+        let roster = &mut self.roster;
+        self.undelivered.deliver(ways, |slices, batches| {
+            roster.fan_out_to(batches, slices, &mut out)
+        });
+        self.dispatch(out);
+    }
+
+    /// Sends a fan-out's frames to the hubs and evicts whom it could not reach.
+    fn dispatch(&mut self, mut out: FanOut) {
         if let Some(overflowed) = &self.overflowed {
             out.dispatch(&mut self.mailroom, overflowed);
         }
-        self.undelivered.clear();
         self.metrics.messages_sent.inc_by(out.sent);
         for &id in &out.full {
             self.remove(id, Some(Eviction::Slow));
@@ -301,8 +323,11 @@ impl Broker {
         let Some(sink) = &self.sink else {
             return;
         };
-        let last = self.undelivered.len().saturating_sub(1);
-        for (i, batch) in self.undelivered.iter().enumerate() {
+        let batches = self.undelivered.batches();
+        let fresh = &batches[batches.partition_point(|b| b.seq <= self.handed_on)..];
+        self.handed_on = fresh.last().map_or(self.handed_on, |b| b.seq);
+        let last = fresh.len().saturating_sub(1);
+        for (i, batch) in fresh.iter().enumerate() {
             let flow = Outflow {
                 batch: Arc::clone(batch),
                 end_of_delivery: i == last,

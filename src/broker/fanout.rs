@@ -23,6 +23,7 @@
 use super::batcher::{Batch, RangeFrame};
 use super::hub::{HubRoute, Overflowed};
 use super::mailroom::{Mailroom, Posted};
+use super::stagger::{Slice, Slices};
 use super::{Deliver, SessionId};
 use crate::topics::TopicSet;
 use actix::prelude::*;
@@ -40,6 +41,15 @@ pub struct Slot {
     /// Not in live delivery: just joined (catching up from the history first) or waiting
     /// for a resync snapshot, which covers everything it would have been sent.
     pub held: bool,
+    /// Its slice of the connections, for staggered delivery (`stagger`); kept for life.
+    pub slice: Slice,
+}
+
+impl Slot {
+    /// Whether a delivery to `slices` is for this member.
+    fn due(&self, slices: Slices) -> bool {
+        !self.held && slices.contains(self.slice)
+    }
 }
 
 /// Sessions that receive the same filtered view of every batch.
@@ -54,7 +64,8 @@ struct Group {
 impl Group {
     fn insert(&mut self, slot: Slot) {
         if let Some(&at) = self.index.get(&slot.id) {
-            self.slots[at] = slot;
+            let slice = self.slots[at].slice;
+            self.slots[at] = Slot { slice, ..slot };
             return;
         }
         self.index.insert(slot.id, self.slots.len());
@@ -79,10 +90,15 @@ impl Group {
         self.slots.is_empty()
     }
 
-    /// The frame of `batches` for this group, labelled with the `from_seq` most of its
-    /// members expect (the first live member's).
-    fn encode(&self, batches: &[Arc<Batch>], topics: &TopicSet) -> Option<RangeFrame> {
-        let from = self.slots.iter().find(|s| !s.held)?.next_from;
+    /// The frame of `batches` for this group's members due in `slices`, labelled with
+    /// the `from_seq` most of them expect (the first one's).
+    fn encode(
+        &self,
+        batches: &[Arc<Batch>],
+        topics: &TopicSet,
+        slices: Slices,
+    ) -> Option<RangeFrame> {
+        let from = self.slots.iter().find(|s| s.due(slices))?.next_from;
         RangeFrame::encode(batches, from, topics)
     }
 }
@@ -92,6 +108,9 @@ impl Group {
 pub struct Groups {
     groups: HashMap<TopicSet, Group>,
     members: usize,
+    /// The slice of the next member to join, per hub: each worker's sessions take the
+    /// slices in turn.
+    slices: HashMap<u64, Slice>,
 }
 
 /// The outcome of one [`Groups::fan_out`]; reuse one across batches (the vectors keep
@@ -179,7 +198,16 @@ impl Groups {
         Groups::default()
     }
 
-    /// Adds (or replaces) a member in the group of `topics`.
+    /// The slice of a new member on `hub`: each hub's members take the slices in turn,
+    /// so every part of a staggered delivery is spread over every worker thread.
+    pub fn next_slice(&mut self, hub: u64) -> Slice {
+        let next = self.slices.entry(hub).or_default();
+        let slice = *next;
+        *next = slice.next();
+        slice
+    }
+
+    /// Adds (or replaces, keeping its slice) a member in the group of `topics`.
     pub fn insert(&mut self, topics: TopicSet, slot: Slot) {
         let group = self.groups.entry(topics).or_default();
         let before = group.slots.len();
@@ -224,25 +252,31 @@ impl Groups {
     /// group with matching items, the shared frame queued in `out` for each member's hub.
     /// [`FanOut::dispatch`] then sends them.
     pub fn fan_out(&mut self, batches: &[Arc<Batch>], out: &mut FanOut) {
+        self.fan_out_to(batches, Slices::ALL, out);
+    }
+
+    /// [`Groups::fan_out`] to the members of some `slices` only, for a staggered
+    /// delivery: `batches` are then what those slices have not been sent yet.
+    pub fn fan_out_to(&mut self, batches: &[Arc<Batch>], slices: Slices, out: &mut FanOut) {
         for (topics, group) in &mut self.groups {
-            let Some(frame) = group.encode(batches, topics) else {
+            let Some(frame) = group.encode(batches, topics, slices) else {
                 continue;
             };
             out.encodings += 1;
             out.encoded_bytes += frame.frame.len() as u64;
-            deliver_all(&mut group.slots, &frame, out);
+            deliver_all(&mut group.slots, &frame, slices, out);
         }
     }
 }
 
-/// Queues `frame` for each live slot, relabelled where its range starts elsewhere, and
-/// moves each slot's `next_from` past the frame. (A frame the hub cannot queue gets its
-/// session evicted, so no member goes on with a gap.)
-pub fn deliver_all(slots: &mut [Slot], frame: &RangeFrame, out: &mut FanOut) {
+/// Queues `frame` for each live slot in `slices`, relabelled where its range starts
+/// elsewhere, and moves each slot's `next_from` past the frame. (A frame the hub cannot
+/// queue gets its session evicted, so no member goes on with a gap.)
+pub fn deliver_all(slots: &mut [Slot], frame: &RangeFrame, slices: Slices, out: &mut FanOut) {
     let mut sent = 0u64;
     for slot in slots
         .iter_mut()
-        .filter(|s| !s.held && s.next_from <= frame.seq)
+        .filter(|s| s.due(slices) && s.next_from <= frame.seq)
     {
         let bytes: ByteString = frame.with_from(slot.next_from);
         let deliver = Deliver {
@@ -299,6 +333,7 @@ mod tests {
                 route: hub.route(),
                 next_from,
                 held,
+                slice: Slice::default(),
             };
             let mut g = Groups::new();
             g.insert(TopicSet::default_topics(), slot(1, 1, false));
@@ -363,6 +398,7 @@ mod tests {
                     route,
                     next_from: 1,
                     held: false,
+                    slice: Slice::default(),
                 },
             );
             let mut out = FanOut::default();

@@ -24,6 +24,7 @@ pub mod mailroom;
 pub mod pacing;
 pub mod relay;
 pub mod roster;
+pub mod stagger;
 #[cfg(test)]
 pub(crate) mod testing;
 

@@ -23,6 +23,7 @@ use super::batcher::{fold, Batch};
 use super::fanout::{FanOut, Groups, Slot};
 use super::history::{History, Lookup};
 use super::hub::HubRoute;
+use super::stagger::Slices;
 use super::{Deliver, SessionId};
 use crate::topics::TopicSet;
 use bytestring::ByteString;
@@ -96,6 +97,12 @@ impl Roster {
         self.groups.fan_out(batches, out);
     }
 
+    /// Prepares a live delivery of `batches` to some slices only (see
+    /// [`Groups::fan_out_to`]).
+    pub fn fan_out_to(&mut self, batches: &[Arc<Batch>], slices: Slices, out: &mut FanOut) {
+        self.groups.fan_out_to(batches, slices, out);
+    }
+
     /// A new member that gets `snapshot` (which reflects every batch up to `seq`), then
     /// a hold until `now + JOIN_HOLD`, unless a `resume` came early.
     #[allow(clippy::too_many_arguments)]
@@ -111,11 +118,13 @@ impl Roster {
     ) {
         let (frame, seq) = snapshot;
         let topics = self.early_topics.remove(&id).unwrap_or(topics);
+        let slice = self.groups.next_slice(route.id);
         let slot = Slot {
             id,
             route,
             next_from: seq + 1,
             held: true,
+            slice,
         };
         self.groups.insert(topics.clone(), slot);
         let standing = Standing {
