@@ -201,8 +201,8 @@ impl Broker {
     }
 
     /// The end of a tick: its batches are issued and delivered now, to everyone or,
-    /// while the hubs are behind, to one phase (see `pacing`; `HOLD_AT_MOST` covers a
-    /// next tick that does not come).
+    /// while the hubs are behind, staggered to the slices that waited (see `pacing`;
+    /// `HOLD_AT_MOST` covers a next tick that does not come).
     fn end_tick(&mut self, ctx: &mut Context<Self>) {
         if let Some(batch) = self.batcher.flush() {
             self.issue(batch);
