@@ -14,6 +14,9 @@ export class TimeTravel {
     this.run = run;
     this.range = { oldest: 0, newest: 0 };
     this.timer = null;
+    /** Drags so far, and whether the last one has not shown its tick yet. */
+    this.drags = 0;
+    this.dragging = false;
     el.scrub.addEventListener('input', () => this.dragged());
     el.live.addEventListener('click', () => this.backToLive());
     el.rewind?.addEventListener('click', () => this.rewind());
@@ -31,14 +34,25 @@ export class TimeTravel {
       this.range = { oldest: r.oldest_tick, newest: r.newest_tick };
       this.el.scrub.min = String(r.oldest_tick);
       this.el.scrub.max = String(r.newest_tick);
-      if (!this.store.past) this.el.scrub.value = String(r.newest_tick);
+      if (!this.store.past && !this.dragging) this.el.scrub.value = String(r.newest_tick);
       this.el.rangeLabel.textContent = `ticks ${r.oldest_tick}–${r.newest_tick}`;
     } catch { /* offline for now: the next refresh tries again */ }
   }
 
+  /**
+   * A drag settles for SETTLE_MS, then shows the tick it stopped at. Until that tick's
+   * `view_at` has answered, a refresh must not move the scrubber back to the newest
+   * tick: it would snap a person's drag back to live (and did, now and then, in the
+   * browser test).
+   */
   dragged() {
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.view(Number(this.el.scrub.value)), SETTLE_MS);
+    const drag = ++this.drags;
+    this.dragging = true;
+    this.timer = setTimeout(async () => {
+      await this.view(Number(this.el.scrub.value));
+      if (drag === this.drags) this.dragging = false;
+    }, SETTLE_MS);
   }
 
   async view(tick) {
