@@ -24,7 +24,7 @@ use super::relay::{
     self, BatchSink, Ingest, IngestBatch, Outflow, RaiseSeq, ResyncEveryone, SeqSource,
     SnapshotUnavailable,
 };
-use super::roster::{Outlet, Roster, JOIN_HOLD};
+use super::roster::{Books, Outlet, Roster, JOIN_HOLD};
 use super::stagger::Undelivered;
 use super::{
     CloseAll, CloseSession, Deliver, JoinSession, Leave, Publish, RequestSnapshot, ResumeFrom,
@@ -204,9 +204,7 @@ impl Broker {
     /// while the hubs are behind, staggered to the slices that waited (see `pacing`;
     /// `HOLD_AT_MOST` covers a next tick that does not come).
     fn end_tick(&mut self, ctx: &mut Context<Self>) {
-        if let Some(batch) = self.batcher.flush() {
-            self.issue(batch);
-        }
+        self.cut();
         let now = clock::now_us();
         let tick = self
             .tick_ended_at
@@ -255,10 +253,15 @@ impl Broker {
         if let Some(handle) = self.flush_timer.take() {
             ctx.cancel_future(handle);
         }
+        self.cut();
+        self.deliver();
+    }
+
+    /// Cuts what is pending into a batch and issues it (delivery comes later).
+    fn cut(&mut self) {
         if let Some(batch) = self.batcher.flush() {
             self.issue(batch);
         }
-        self.deliver();
     }
 
     /// Numbers are final once a batch is issued: it goes into the history (so `resume`
@@ -277,15 +280,14 @@ impl Broker {
     }
 
     /// Fans the undelivered batches out to every live member, as one frame per member
-    /// (while staggered, each slice gets what it lacks). Also the fence before anything
-    /// that sends a member frames of its own (snapshots, catch-ups), so those always
-    /// come after every frame it was due.
+    /// (while staggered, each slice gets what it lacks). Also the fence before what must
+    /// reach everyone in order with the stream (a reset's snapshot, a topic change, a
+    /// gateway's resync); joins, resumes and snapshot replies need none (see `Books`).
     fn deliver(&mut self) {
         if self.undelivered.is_empty() {
             return;
         }
         self.pacer.delivered();
-        self.history.mark_delivered();
         self.deliver_to(1);
     }
 
@@ -361,7 +363,7 @@ impl Broker {
 
     /// Runs a roster step with this broker as its [`Outlet`], then evicts the members
     /// whose frames could not be queued.
-    fn with_roster<R>(&mut self, step: impl FnOnce(&mut Roster, &History, &mut Hands) -> R) -> R {
+    fn with_roster<R>(&mut self, step: impl FnOnce(&mut Roster, Books, &mut Hands) -> R) -> R {
         let mut hands = Hands {
             overflowed: self.overflowed.as_ref(),
             mailroom: &mut self.mailroom,
@@ -369,7 +371,11 @@ impl Broker {
             metrics: &self.metrics,
             failed: Vec::new(),
         };
-        let result = step(&mut self.roster, &self.history, &mut hands);
+        let books = Books {
+            history: &self.history,
+            sent: &self.undelivered,
+        };
+        let result = step(&mut self.roster, books, &mut hands);
         for (id, why) in hands.failed {
             self.remove(id, why);
         }
@@ -403,7 +409,6 @@ impl Broker {
 
     /// Ends the join holds that are due: those members catch up and go live.
     fn release_due(&mut self) {
-        self.deliver();
         let now = tokio::time::Instant::now();
         self.with_roster(|r, h, out| r.release_due(now, h, out));
     }
@@ -458,7 +463,7 @@ impl Broker {
                 self.join(join, frame, seq, ctx);
             }
             SnapshotRoute::Reply { session, id } => {
-                self.with_roster(|r, h, out| r.release(session, h, out));
+                self.with_roster(|r, h, out| r.bring_up_to_date(session, h, out));
                 let encoding = self.encoding_of(session);
                 let reply = Reply::new(snapshot.to_value(encoding)).to_json(id.as_ref());
                 let snap = snapshot.to_frame(encoding, id.as_ref());
@@ -480,6 +485,9 @@ impl Broker {
                 self.send_snapshot(session, frames, seq);
             }
             SnapshotRoute::Everyone => {
+                // Everyone gets what came before the snapshot (the `control` item of the
+                // reset or rewind among it) first.
+                self.deliver();
                 snapshot.resync = true;
                 let frames = [SnapshotEncoding::Objects, SnapshotEncoding::Compact]
                     .map(|e| ByteString::from(snapshot.to_frame(e, None)));
@@ -576,9 +584,9 @@ impl Handler<Publish> for Broker {
                 self.park(*snapshot, route, ctx);
             }
             Publish::Snapshot { snapshot, route } => {
-                // Items published before this snapshot are reflected in it: flush them so
-                // that the snapshot's seq covers them.
-                self.flush(ctx);
+                // Items published before this snapshot are reflected in it: issue them so
+                // that the snapshot's seq covers them. Their delivery keeps its time.
+                self.cut();
                 self.route_snapshot(*snapshot, route, ctx);
             }
         }
@@ -594,7 +602,7 @@ impl Broker {
 
     /// Routes the parked snapshots whose seq delivery has reached.
     fn unpark(&mut self, ctx: &mut Context<Self>) {
-        let delivered = self.history.delivered_seq();
+        let delivered = self.undelivered.everyone_has();
         while self.parked.front().is_some_and(|(s, _)| s.seq <= delivered) {
             if let Some((snapshot, route)) = self.parked.pop_front() {
                 self.route_snapshot(snapshot, route, ctx);
@@ -707,9 +715,6 @@ impl Handler<ResumeFrom> for Broker {
     type Result = ();
 
     fn handle(&mut self, msg: ResumeFrom, _: &mut Self::Context) {
-        if self.roster.contains(msg.session) {
-            self.deliver();
-        }
         let ResumeFrom { session, last_seq } = msg;
         self.with_roster(|r, h, out| r.resume(session, last_seq, h, out));
     }

@@ -6,10 +6,13 @@
 //! so what the bench measures is the delivery path the server runs.
 //!
 //! Each member carries the `from_seq` its next frame must have (protocol 1.1 ranges).
-//! Members of a group almost always share it; one that joined, resumed or was resynced
-//! since its group's last frame gets the same bytes relabelled ([`RangeFrame::with_from`]).
-//! A group whose topics pass none of a delivery's items sends nothing: its members'
-//! `from_seq` stays, and the skipped batches fold into their next frame.
+//! Members of a group almost always share it; one whose range starts earlier (its group's
+//! last frame skipped it) gets the same bytes relabelled ([`RangeFrame::with_from`]). One
+//! that is ahead of a delivery's first batch (its join snapshot or its own catch-up went
+//! past what its slice had been sent, see [`super::roster`]) gets only the batches after
+//! it, encoded once per distinct start. A group whose topics pass none of a delivery's
+//! items sends nothing: its members' `from_seq` stays, and the skipped batches fold into
+//! their next frame.
 //!
 //! Why this shape (measured, see BENCHMARKS.md): a per-session actix `try_send` (one boxed
 //! envelope, one queue node, one cross-thread wake) used to dominate a delivery. Now the
@@ -27,7 +30,6 @@ use super::stagger::{Slice, Slices};
 use super::{Deliver, SessionId};
 use crate::topics::TopicSet;
 use actix::prelude::*;
-use bytestring::ByteString;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -90,16 +92,55 @@ impl Group {
         self.slots.is_empty()
     }
 
-    /// The frame of `batches` for this group's members due in `slices`, labelled with
-    /// the `from_seq` most of them expect (the first one's).
-    fn encode(
-        &self,
+    /// Queues this delivery for the members due in `slices`. Each member gets the
+    /// batches after those it already has: for most, all of `batches`, in one frame
+    /// encoded once and labelled with the first one's `from_seq` (relabelled for a
+    /// member whose range starts earlier, after batches with nothing for it). A member
+    /// ahead of `batches` (its join snapshot, or a catch-up of its own, reached past its
+    /// slice's last delivery) gets the rest, encoded once per distinct start. Moves each
+    /// member's `next_from` past its frame. (A frame the hub cannot queue gets its
+    /// session evicted, so no member goes on with a gap.)
+    fn deliver(
+        &mut self,
         batches: &[Arc<Batch>],
         topics: &TopicSet,
         slices: Slices,
-    ) -> Option<RangeFrame> {
-        let from = self.slots.iter().find(|s| s.due(slices))?.next_from;
-        RangeFrame::encode(batches, from, topics)
+        frames: &mut Vec<(u64, Option<RangeFrame>)>,
+        out: &mut FanOut,
+    ) {
+        let (Some(first), Some(last)) = (batches.first(), batches.last()) else {
+            return;
+        };
+        frames.clear();
+        for slot in self.slots.iter_mut().filter(|s| s.due(slices)) {
+            let start = slot.next_from.max(first.seq);
+            if start > last.seq {
+                continue;
+            }
+            let at = match frames.iter().position(|(s, _)| *s == start) {
+                Some(at) => at,
+                None => {
+                    let rest = &batches[batches.partition_point(|b| b.seq < start)..];
+                    let frame = RangeFrame::encode(rest, slot.next_from, topics);
+                    if let Some(f) = &frame {
+                        out.encodings += 1;
+                        out.encoded_bytes += f.frame.len() as u64;
+                    }
+                    frames.push((start, frame));
+                    frames.len() - 1
+                }
+            };
+            let Some(frame) = &frames[at].1 else {
+                continue;
+            };
+            let deliver = Deliver {
+                frame: frame.with_from(slot.next_from),
+                seq: Some(frame.seq),
+            };
+            out.push(&slot.route, slot.id, deliver);
+            out.sent += 1;
+            slot.next_from = frame.seq + 1;
+        }
     }
 }
 
@@ -130,6 +171,8 @@ pub struct FanOut {
     pub encodings: u64,
     /// Bytes serialized (not bytes delivered: each encoding counts once).
     pub encoded_bytes: u64,
+    /// Scratch: one group's frames of a delivery, by the first seq they cover.
+    frames: Vec<(u64, Option<RangeFrame>)>,
 }
 
 impl FanOut {
@@ -153,6 +196,16 @@ impl FanOut {
             }
         };
         self.hubs[at].frames.push((session, frame));
+    }
+
+    /// Takes the frames queued so far, in order, instead of sending them (tests that
+    /// follow what each member receives).
+    #[cfg(test)]
+    pub(crate) fn take_queued(&mut self) -> Vec<(SessionId, Deliver)> {
+        self.hubs
+            .iter_mut()
+            .flat_map(|h| std::mem::take(&mut h.frames))
+            .collect()
     }
 
     /// Sends each hub its frames, one message per hub, through `mailroom` (which holds
@@ -258,36 +311,13 @@ impl Groups {
     /// [`Groups::fan_out`] to the members of some `slices` only, for a staggered
     /// delivery: `batches` are then what those slices have not been sent yet.
     pub fn fan_out_to(&mut self, batches: &[Arc<Batch>], slices: Slices, out: &mut FanOut) {
+        let mut frames = std::mem::take(&mut out.frames);
         for (topics, group) in &mut self.groups {
-            let Some(frame) = group.encode(batches, topics, slices) else {
-                continue;
-            };
-            out.encodings += 1;
-            out.encoded_bytes += frame.frame.len() as u64;
-            deliver_all(&mut group.slots, &frame, slices, out);
+            group.deliver(batches, topics, slices, &mut frames, out);
         }
+        frames.clear();
+        out.frames = frames;
     }
-}
-
-/// Queues `frame` for each live slot in `slices`, relabelled where its range starts
-/// elsewhere, and moves each slot's `next_from` past the frame. (A frame the hub cannot
-/// queue gets its session evicted, so no member goes on with a gap.)
-pub fn deliver_all(slots: &mut [Slot], frame: &RangeFrame, slices: Slices, out: &mut FanOut) {
-    let mut sent = 0u64;
-    for slot in slots
-        .iter_mut()
-        .filter(|s| s.due(slices) && s.next_from <= frame.seq)
-    {
-        let bytes: ByteString = frame.with_from(slot.next_from);
-        let deliver = Deliver {
-            frame: bytes,
-            seq: Some(frame.seq),
-        };
-        out.push(&slot.route, slot.id, deliver);
-        sent += 1;
-        slot.next_from = frame.seq + 1;
-    }
-    out.sent += sent;
 }
 
 #[cfg(test)]

@@ -21,9 +21,6 @@ pub struct History {
     batches: VecDeque<Arc<Batch>>,
     /// Seq of the newest batch ever pushed (kept when the ring is empty).
     last_seq: u64,
-    /// Seq of the newest batch delivered to live members: catch-ups stop here, and what
-    /// comes after reaches a member in the next delivery.
-    delivered: u64,
 }
 
 impl History {
@@ -32,7 +29,6 @@ impl History {
             capacity: capacity.max(1),
             batches: VecDeque::with_capacity(capacity.max(1)),
             last_seq,
-            delivered: last_seq,
         }
     }
 
@@ -46,15 +42,6 @@ impl History {
 
     pub fn last_seq(&self) -> u64 {
         self.last_seq
-    }
-
-    /// Everything up to the newest batch pushed has been delivered.
-    pub fn mark_delivered(&mut self) {
-        self.delivered = self.last_seq;
-    }
-
-    pub fn delivered_seq(&self) -> u64 {
-        self.delivered
     }
 
     /// Oldest seq still held, if any.

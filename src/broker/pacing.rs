@@ -19,10 +19,12 @@
 //!
 //! Bounds: every connection gets a frame at least every third tick, so no item waits
 //! more than two ticks longer than it would have (one, two ways), and a server with
-//! time to spare delivers every tick to everyone as before. Anything that needs the
-//! stream fenced (a join's catch-up, `resume`, a topic change, a snapshot) delivers to
-//! everyone at once; a staggered delivery whose next tick does not come soon (a slow or
-//! paused world) is completed for everyone after [`HOLD_AT_MOST`].
+//! time to spare delivers every tick to everyone as before. Joins, `resume`s and
+//! snapshot replies leave the stagger alone (each member catches up to its own slice,
+//! see `roster::Books`); what must reach everyone in order (a topic change, a reset's
+//! snapshot, a gateway's resync) delivers to everyone at once; a staggered delivery
+//! whose next tick does not come soon (a slow or paused world) is completed for
+//! everyone after [`HOLD_AT_MOST`].
 //!
 //! In a cluster the sim node paces (by its own hubs); gateways deliver every batch it
 //! hands on, each to all their connections (`relay`).

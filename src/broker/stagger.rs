@@ -86,6 +86,17 @@ impl Undelivered {
         &self.batches
     }
 
+    /// The last seq sent to `slice`: a member of it that catches up from the history
+    /// stops here (or later), so that the slice's next delivery follows on.
+    pub fn sent_to(&self, slice: Slice) -> u64 {
+        self.sent[slice.0 as usize]
+    }
+
+    /// The last seq sent to every slice.
+    pub fn everyone_has(&self) -> u64 {
+        self.sent.iter().copied().min().unwrap_or(0)
+    }
+
     /// Delivers to every slice (`ways` = 1), or to the `SLICES / ways` slices that have
     /// waited longest: calls `send` once for each set of due slices that lack the same
     /// batches, with those batches (the set furthest behind first), then forgets what
@@ -111,7 +122,7 @@ impl Undelivered {
         for &s in &due {
             self.sent[s] = last;
         }
-        let everyone_has = self.sent.iter().copied().min().unwrap_or(last);
+        let everyone_has = self.everyone_has();
         self.batches.retain(|b| b.seq > everyone_has);
     }
 
