@@ -213,7 +213,12 @@ impl Broker {
         let busy = self.last_delivery_busy(now);
         let woken = self.backlogs.values().map(Backlog::woken).sum();
         let lagging = pacing::lagging(woken, self.roster.len());
-        match self.pacer.end_of_tick(busy, tick, lagging) {
+        let pace = self.pacer.end_of_tick(busy, tick, lagging);
+        log::trace!(
+            "end of tick: {pace:?}, {} undelivered",
+            self.undelivered.batches().len()
+        );
+        match pace {
             Pace::Stagger { ways } if !self.undelivered.is_empty() => {
                 self.metrics.deliveries_held.inc();
                 self.deliver_to(ways);
