@@ -10,6 +10,9 @@
 # simcast's measured frame rate instead (fewer frames when simcast held ticks back).
 # idle: RSS per socket on a paused world, after each socket got its join snapshot, so
 # the figure is what a connected-but-quiet client costs at that world size.
+# ab: simcast alone at one size, several builds alternating, one run after the other,
+# with the same config, clients and window as the side-by-side simcast runs: how the
+# A/B figures of BENCHMARKS.md (pacing variants at 19 000 clients) are made.
 #
 # Uses from bench.sh: OUT ROOT TARGET_DIR SERVER LOAD PORT SERVER_PID LOAD_PID,
 # stop_pid, cleanup.
@@ -76,8 +79,8 @@ wait_port() {
 start_simcast() {
     PORT=$((PORT + 1))
     sim_config "$1" "$2" "$3"
-    RUST_LOG=warn "$SERVER" --config "$OUT/$1.toml" --bind "127.0.0.1:$PORT" \
-        > "$OUT/$1.server.log" 2>&1 &
+    RUST_LOG="${SERVER_LOG:-warn}" "$SERVER" --config "$OUT/$1.toml" \
+        --bind "127.0.0.1:$PORT" > "$OUT/$1.server.log" 2>&1 &
     SERVER_PID=$!
     wait_port "$SERVER_PID" || { echo "simcast for $1 did not start" >&2; return 1; }
 }
@@ -262,5 +265,59 @@ for p in glob.glob(os.path.join(sys.argv[1], "idle-paused-*.json")):
     a, e, m = s.get("rss_kib_start") or 0, s.get("rss_kib_end") or 0, s.get("rss_kib_max") or 0
     rows.append((chars, f"| {chars} | {ok} | {a/1024:.1f} | {e/1024:.1f} | {m/1024:.1f} | {(e-a)/max(ok,1):.1f} | {(m-a)/max(ok,1):.1f} |"))
 for _, row in sorted(rows): print(row)
+PY
+}
+
+# ab_runs: AB_SERVERS="LABEL=BINARY ..." (default: this build, as `head`), each run
+# AB_REPEAT times (default 3), alternating, at AB_CASE=CLIENTS:CHARACTERS (default
+# 19000:200). Runs are ab-LABEL-rN; the summary is ab.md.
+ab_runs() {
+    loadavg_check
+    local case="${AB_CASE:-19000:200}" shipped="$SERVER" spec r name
+    local n chars duration
+    n=$(scaled "${case%%:*}")
+    chars="${case##*:}"
+    duration=$(( (n + 1999) / 2000 + WARMUP + WINDOW ))
+    if ! nofile_ok "$n"; then
+        echo "skipping $n clients: open-file limit $(ulimit -n) is too low" >&2
+        return 0
+    fi
+    for r in $(seq 1 "${AB_REPEAT:-3}"); do
+        for spec in ${AB_SERVERS:-head=$shipped}; do
+            name="ab-${spec%%=*}-r$r"
+            SERVER="${spec#*=}"
+            start_simcast "$name" "$chars" "$n"
+            measure "$name" "$n" "$duration" --warmup "$WARMUP"
+            cleanup
+        done
+    done
+    SERVER="$shipped"
+    ab_table > "$OUT/ab.md"
+}
+
+ab_table() {
+    python3 - "$OUT" <<'PY'
+import glob, json, os, re, statistics, sys
+out = sys.argv[1]
+rows, p99s = [], {}
+for path in sorted(glob.glob(os.path.join(out, "ab-*-r*.json"))):
+    m = re.match(r"ab-(.+)-r(\d+)\.json$", os.path.basename(path))
+    try:
+        r = json.load(open(path))
+    except (OSError, ValueError):
+        continue
+    label, run = m.group(1), int(m.group(2))
+    lat, pc, s = r["latency_ms"], r["per_client"], r.get("server", {})
+    gaps = r.get("continuity", {}).get("seq_gaps")
+    p99s.setdefault(label, []).append(lat["p99"])
+    rows.append((run, label, lat["p50"], lat["p99"], s.get("cores_used_measured") or 0.0,
+                 pc["frames_per_s"], gaps))
+print("| run | build | p50 ms | p99 ms | server cores | frames/s/client | seq gaps |")
+print("|---|---|---|---|---|---|---|")
+for run, label, p50, p99, cores, fps, gaps in sorted(rows):
+    print(f"| {run} | {label} | {p50:.0f} | {p99:.0f} | {cores:.2f} | {fps:.2f} | {gaps} |")
+print()
+for label, v in sorted(p99s.items()):
+    print(f"- {label}: p99 {', '.join(f'{x:.0f}' for x in v)} ms, median {statistics.median(v):.0f}")
 PY
 }

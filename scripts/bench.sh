@@ -6,7 +6,7 @@
 # Usage: scripts/bench.sh [--quick] [--no-criterion] [--only NAME] [NAME]
 #   --quick         shorter runs and a shorter client curve (smoke the script itself)
 #   --no-criterion  skip `cargo bench`
-#   --only NAME     one scenario: criterion|curve|batchsize|idle|idle-empty|tick|stalled|cluster|
+#   --only NAME     one scenario: criterion|curve|batchsize|idle|idle-empty|tick|stalled|cluster|ab|
 #                   alloc|side-by-side (alloc: mimalloc vs glibc malloc, back to back;
 #                   rebuilds twice). A bare NAME is the same as --only NAME.
 #   side-by-side    simcast and the lean baseline broadcaster (../shared/peers/
@@ -16,6 +16,10 @@
 #   idle            10 000 sockets after their join snapshot on a paused world of 200
 #                   and of 1 000 characters: RSS per socket (idle.md)
 #   idle-empty      19 000 idle sockets on an empty world (the older idle figure)
+#   ab              simcast alone at one size, builds alternating (not in the default
+#                   run): AB_SERVERS="LABEL=BINARY ..." (default: this build),
+#                   AB_CASE=19000:200, AB_REPEAT=3; SERVER_LOG=trace-filter for the
+#                   servers' RUST_LOG (e.g. warn,simcast::broker=trace) (ab.md)
 #   cluster         one standalone process vs two gateways with the same clients, then
 #                   2 gateways x 15 000 clients (cluster.md; docs/cluster.md). Not in
 #                   the default run (it needs nats-server: scripts/install-nats.sh)
@@ -207,6 +211,10 @@ fi
 
 if [ "$ONLY" = cluster ]; then
     cluster_bench
+fi
+
+if [ "$ONLY" = ab ]; then
+    ab_runs
 fi
 
 if want tick; then
