@@ -19,13 +19,13 @@ use super::fanout::FanOut;
 use super::history::History;
 use super::hub::{Backlog, HubId, HubRoute, Overflowed};
 use super::mailroom::{Mailroom, Posted, RETRY_EVERY};
-use super::pacing::{self, Pace, Pacer, HOLD_AT_MOST};
+use super::pacing::{Load, Pace, Pacer, HOLD_AT_MOST};
 use super::relay::{
     self, BatchSink, Ingest, IngestBatch, Outflow, RaiseSeq, ResyncEveryone, SeqSource,
     SnapshotUnavailable,
 };
 use super::roster::{Books, Outlet, Roster, JOIN_HOLD};
-use super::stagger::Undelivered;
+use super::stagger::{Undelivered, SLICES};
 use super::{
     CloseAll, CloseSession, Deliver, JoinSession, Leave, Publish, RequestSnapshot, ResumeFrom,
     SessionId, SetTopics, SnapshotRoute,
@@ -210,18 +210,21 @@ impl Broker {
             .tick_ended_at
             .replace(now)
             .map(|t| now.saturating_sub(t));
-        let busy = self.last_delivery_busy(now);
-        let woken = self.backlogs.values().map(Backlog::woken).sum();
-        let lagging = pacing::lagging(woken, self.roster.len());
-        let pace = self.pacer.end_of_tick(busy, tick, lagging);
+        let load = Load {
+            busy_us: self.last_delivery_busy(now),
+            tick_us: tick,
+            woken: self.backlogs.values().map(Backlog::woken).sum(),
+            members: self.roster.len(),
+        };
+        let pace = self.pacer.end_of_tick(load);
         log::trace!(
             "end of tick: {pace:?}, {} undelivered",
             self.undelivered.batches().len()
         );
         match pace {
-            Pace::Stagger { ways } if !self.undelivered.is_empty() => {
+            Pace::Stagger { slices } if !self.undelivered.is_empty() => {
                 self.metrics.deliveries_held.inc();
-                self.deliver_to(ways);
+                self.deliver_to(slices);
                 self.flush_after(HOLD_AT_MOST, ctx);
             }
             _ => self.flush(ctx),
@@ -293,18 +296,19 @@ impl Broker {
             return;
         }
         self.pacer.delivered();
-        self.deliver_to(1);
+        self.deliver_to(SLICES);
     }
 
-    /// One delivery, to every slice (`ways` = 1) or staggered (see `stagger`).
-    fn deliver_to(&mut self, ways: usize) {
+    /// One delivery, to every slice (`slices` = [`SLICES`]) or staggered, to the `slices`
+    /// that waited longest (see `stagger`).
+    fn deliver_to(&mut self, slices: usize) {
         self.delivered_at = Some(clock::now_us());
         self.hand_on();
         let mut out = std::mem::take(&mut self.fan_out);
         out.clear();
         let roster = &mut self.roster;
-        self.undelivered.deliver(ways, |slices, batches| {
-            roster.fan_out_to(batches, slices, &mut out)
+        self.undelivered.deliver(slices, |due, batches| {
+            roster.fan_out_to(batches, due, &mut out)
         });
         self.dispatch(out);
     }

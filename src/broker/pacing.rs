@@ -1,5 +1,6 @@
 //! Pacing: whether a tick's delivery goes out at its end to every connection, or
-//! staggered, to one part of them, the rest getting it with a later tick's.
+//! staggered, to as many slices of them as the workers can write in a tick, the rest
+//! getting it with a later tick's.
 //!
 //! Each delivery costs every connection one socket write, and on loopback most of that
 //! cost is the kernel's per write (TCP send, the receiver's softirq, the wake-up), not
@@ -8,20 +9,31 @@
 //! polled, [`super::hub::Backlog`]; a stalled client, waiting on its socket, does not
 //! count) at [`BUSY_STREAK`] ends of tick in a row, the threads are at their limit, and
 //! delivering every tick to everyone only lengthens the queues. The broker then
-//! **staggers** two ways: each tick goes to the half of the connections that waited
-//! (`stagger`), with the tick before it, in one frame per connection (protocol 1.1
-//! ranges, `from_seq..=seq`). That halves the writes, for the server and for the
-//! clients that read them, and keeps them even from tick to tick. If even then the
-//! workers are still writing the last delivery when the next tick ends (more than
-//! [`LAG_SHARE`] of the members woken and not yet polled), the machine is past its
-//! limit: it staggers three ways, a third of the connections per tick with three ticks
-//! each, for at least [`CALM_TICKS`] ticks, and the queues drain instead of growing.
+//! **staggers**: each tick goes to the slices of the connections that waited longest
+//! (`stagger`), with the ticks they missed, in one frame per connection (protocol 1.1
+//! ranges, `from_seq..=seq`).
 //!
-//! Bounds: every connection gets a frame at least every third tick, so no item waits
-//! more than two ticks longer than it would have (one, two ways), and a server with
-//! time to spare delivers every tick to everyone as before. Joins, `resume`s and
-//! snapshot replies leave the stagger alone (each member catches up to its own slice,
-//! see `roster::Books`); what must reach everyone in order (a topic change, a reset's
+//! **How many slices.** At every end of tick the pacer works out what one slice of the
+//! last delivery cost the busiest worker: its busy time, stretched by the share of the
+//! sessions it woke that are still waiting to be polled (a delivery the workers could
+//! not finish in the tick took longer than the tick). It sends the next tick to as
+//! many slices as fit in [`FIT_SHARE`] of a tick, between a third ([`FEWEST`]) and a
+//! half ([`MOST`]) of them, growing by at most [`STEP_UP`] slices a tick (so a quiet
+//! tick or two does not overload the next), shrinking at once; when everyone fits, it
+//! delivers to everyone again. Why counts between a half and a third: a half is two
+//! ticks' wait at most, a third three, and a machine that can write a bit less than a
+//! half in a tick (measured at 19 000 clients on a slower day of this 2-core machine:
+//! ~8 500–9 000 frames a tick against 9 500) lagged at halves (p99 per second up to
+//! 840 ms in the simulation's rush), or idled a third of each tick at thirds with every item waiting two
+//! ticks. In between, only the slices a half would have left out wait the extra tick
+//! (BENCHMARKS.md, issue 8).
+//!
+//! Bounds: a staggered delivery goes to a third of the slices at least
+//! ([`FEWEST`]), so every connection gets a frame at least every third tick and no item
+//! waits more than two ticks longer than it would have; a server with time to spare
+//! delivers every tick to everyone as before. Joins, `resume`s and snapshot replies
+//! leave the stagger alone (each member catches up to its own slice, see
+//! `roster::Books`); what must reach everyone in order (a topic change, a reset's
 //! snapshot, a gateway's resync) delivers to everyone at once; a staggered delivery
 //! whose next tick does not come soon (a slow or paused world) is completed for
 //! everyone after [`HOLD_AT_MOST`].
@@ -31,11 +43,13 @@
 //!
 //! Plain rules, no actix: the broker actor reads the gauges and follows the answer.
 
+use super::stagger::SLICES;
+
 /// A delivery keeps its hub busy "for most of a tick" when that is at least this share
 /// (numerator, denominator) of the time between two ticks; a staggered delivery counts
-/// its time times its ways (what a delivery to everyone would have taken). Measured on
-/// 2 cores with the load generator on the same machine: one delivery at 5 000 clients
-/// takes 30–60 ms of a 100 ms tick, at 10 000 clients 90–110 ms.
+/// what a delivery to everyone would have taken. Measured on 2 cores with the load
+/// generator on the same machine: one delivery at 5 000 clients takes 30–60 ms of a
+/// 100 ms tick, at 10 000 clients 90–110 ms.
 pub const BUSY_SHARE: (u64, u64) = (9, 10);
 
 /// Ends of tick in a row that must find the last delivery busy for most of a tick
@@ -43,14 +57,25 @@ pub const BUSY_SHARE: (u64, u64) = (9, 10);
 /// not yet a machine at its limit.
 pub const BUSY_STREAK: u32 = 2;
 
-/// Members woken by earlier deliveries and still not polled at the end of a tick, as a
-/// share (numerator, denominator) of all members, above which two-way staggering is
-/// not keeping up.
-pub const LAG_SHARE: (usize, usize) = (1, 4);
+/// The share (numerator, denominator) of a tick a staggered delivery is sized to keep
+/// the busiest worker busy: the rest is headroom for reads, pongs, joins and a tick
+/// whose items are larger than the last one's.
+pub const FIT_SHARE: (u64, u64) = (17, 20);
 
-/// Ticks of three-way staggering, at least, once it started (and since the last tick
-/// that found the workers lagging): enough for the queues to drain.
-pub const CALM_TICKS: u32 = 10;
+/// Slices a staggered delivery may go to beyond the last one's: ~8 % of the
+/// connections, so that probing for spare capacity costs at most that much lag.
+pub const STEP_UP: usize = 2;
+
+/// The most slices a staggered delivery goes to: a half. Between a half and everyone
+/// the count would only shorten some connections' wait, never the longest one (two
+/// ticks), and it costs writes: measured at 19 000 clients with the workers keeping up
+/// at halves, p99 188 against 174 ms and 0.87 against 0.68 cores (BENCHMARKS.md).
+pub const MOST: usize = SLICES / 2;
+
+/// The fewest slices a staggered delivery goes to: a third, so every connection gets a
+/// frame at least every third tick. A machine that cannot write even that in a tick
+/// falls behind, and each session's outbox merges what waits into one frame.
+pub const FEWEST: usize = SLICES / 3;
 
 /// A staggered delivery is completed for everyone this long after its tick at the
 /// latest: the next tick is 100 ms away at the default 10 Hz, but may be seconds away
@@ -62,8 +87,36 @@ pub const HOLD_AT_MOST: std::time::Duration = std::time::Duration::from_millis(2
 pub enum Pace {
     /// Deliver to every connection now, with anything a part of them still lacks.
     Deliver,
-    /// Deliver to the `1 / ways` of the connections that have waited longest.
-    Stagger { ways: usize },
+    /// Deliver to the `slices` (of [`SLICES`]) that have waited longest.
+    Stagger { slices: usize },
+}
+
+/// What the hubs say at the end of a tick about the last delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Load {
+    /// How long it kept the busiest hub busy (µs): until every session it woke had
+    /// been polled, or until now if some are still waiting.
+    pub busy_us: u64,
+    /// Since the end of the tick before (µs); `None` at the first.
+    pub tick_us: Option<u64>,
+    /// Sessions woken and not polled yet, over all hubs.
+    pub woken: usize,
+    /// Live members.
+    pub members: usize,
+}
+
+impl Load {
+    /// How long the last delivery, to `slices` of the slices, needs in all (µs): its
+    /// busy time, stretched by the share of its sessions still waiting.
+    fn needed_us(&self, slices: usize) -> u64 {
+        if self.woken == 0 {
+            return self.busy_us;
+        }
+        let delivered = (self.members * slices / SLICES).max(1) as u64;
+        let done = delivered.saturating_sub(self.woken as u64);
+        let done = done.max(delivered / 8).max(1);
+        self.busy_us.saturating_mul(delivered) / done
+    }
 }
 
 /// Remembers how the last tick went out and how long the machine has been busy.
@@ -72,179 +125,233 @@ pub struct Pacer {
     /// Off: every tick is delivered to everyone at its end (`[broker] hold_when_behind
     /// = false`).
     disabled: bool,
-    /// The ways of the last delivery (1: to everyone).
-    ways: usize,
+    /// The slices the last delivery went to ([`SLICES`]: to everyone).
+    slices: usize,
     /// Ends of tick in a row that found the last delivery busy for most of a tick.
     busy_streak: u32,
-    /// Ticks since three-way staggering last found the workers lagging.
-    calm: u32,
 }
 
 impl Pacer {
     pub fn new(enabled: bool) -> Self {
         Pacer {
             disabled: !enabled,
-            ways: 1,
+            slices: SLICES,
             busy_streak: 0,
-            calm: 0,
         }
     }
 
-    /// The end of a tick: the last delivery kept the busiest hub busy for `busy_us`,
-    /// the tick before ended `tick_us` ago (`None` for the first), and `lagging` says
-    /// whether more than [`LAG_SHARE`] of the members are still waiting to be polled.
-    pub fn end_of_tick(&mut self, busy_us: u64, tick_us: Option<u64>, lagging: bool) -> Pace {
-        let (num, den) = BUSY_SHARE;
-        let busy_us = busy_us.saturating_mul(self.ways as u64);
-        let busy = tick_us.is_some_and(|t| busy_us.saturating_mul(den) >= t.saturating_mul(num));
-        self.busy_streak = if busy { self.busy_streak + 1 } else { 0 };
-        if self.disabled || self.busy_streak < BUSY_STREAK {
-            self.ways = 1;
-            return Pace::Deliver;
-        }
-        self.ways = if lagging && self.ways > 1 {
-            self.calm = 0;
-            3
-        } else if self.ways == 3 && self.calm < CALM_TICKS {
-            self.calm += 1;
-            3
-        } else {
-            2
+    /// The end of a tick: how to deliver it, given what the last delivery cost.
+    pub fn end_of_tick(&mut self, load: Load) -> Pace {
+        let Some(tick_us) = load.tick_us else {
+            return self.deliver();
         };
-        Pace::Stagger { ways: self.ways }
+        let per_slice = (load.needed_us(self.slices) / self.slices as u64).max(1);
+        let (num, den) = BUSY_SHARE;
+        let whole_us = per_slice.saturating_mul(SLICES as u64);
+        let busy = whole_us.saturating_mul(den) >= tick_us.saturating_mul(num);
+        self.busy_streak = if busy { self.busy_streak + 1 } else { 0 };
+        let starting = self.slices == SLICES && self.busy_streak < BUSY_STREAK;
+        if self.disabled || starting {
+            return self.deliver();
+        }
+        let (num, den) = FIT_SHARE;
+        let fit = tick_us.saturating_mul(num) / den / per_slice;
+        let fit = usize::try_from(fit).unwrap_or(usize::MAX);
+        if fit >= SLICES {
+            return self.deliver();
+        }
+        let next = fit.min(self.slices + STEP_UP).clamp(FEWEST, MOST);
+        self.slices = next;
+        Pace::Stagger { slices: next }
     }
 
     /// Something was delivered to everyone outside the end of a tick (a fence, the
     /// wait timer).
     pub fn delivered(&mut self) {
-        self.ways = 1;
+        self.slices = SLICES;
     }
-}
 
-/// Whether `woken` members still waiting to be polled, out of `members`, is more than
-/// [`LAG_SHARE`] of them.
-pub fn lagging(woken: usize, members: usize) -> bool {
-    let (num, den) = LAG_SHARE;
-    woken.saturating_mul(den) > members.saturating_mul(num)
+    fn deliver(&mut self) -> Pace {
+        self.slices = SLICES;
+        Pace::Deliver
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const TICK: Option<u64> = Some(100_000);
-    const BUSY: u64 = 95_000;
-    const TWO: Pace = Pace::Stagger { ways: 2 };
-    const THREE: Pace = Pace::Stagger { ways: 3 };
+    const TICK: u64 = 100_000;
+    const MEMBERS: usize = 19_000;
+
+    /// The last delivery kept the busiest hub busy `busy_us`, and everyone was polled.
+    fn done(busy_us: u64) -> Load {
+        Load {
+            busy_us,
+            tick_us: Some(TICK),
+            woken: 0,
+            members: MEMBERS,
+        }
+    }
+
+    fn stagger(slices: usize) -> Pace {
+        Pace::Stagger { slices }
+    }
+
+    /// A machine whose workers write one slice's frames in `slice_us`: what they say at
+    /// the end of the tick after a delivery to `slices`.
+    fn machine(slice_us: u64, slices: usize) -> Load {
+        let needed = slice_us * slices as u64;
+        if needed <= TICK {
+            return done(needed);
+        }
+        let delivered = (MEMBERS * slices / SLICES) as u64;
+        let left = delivered * (needed - TICK) / needed;
+        Load {
+            busy_us: TICK,
+            woken: left as usize,
+            ..done(0)
+        }
+    }
+
+    /// Runs the pacer against `machine(slice_us)` for `ticks` ends of tick.
+    fn run(p: &mut Pacer, slice_us: u64, ticks: usize) -> Vec<Pace> {
+        let mut slices = p.slices;
+        let mut paces = Vec::new();
+        for _ in 0..ticks {
+            let pace = p.end_of_tick(machine(slice_us, slices));
+            slices = match pace {
+                Pace::Deliver => SLICES,
+                Pace::Stagger { slices } => slices,
+            };
+            paces.push(pace);
+        }
+        paces
+    }
 
     #[test]
     fn a_server_with_time_to_spare_delivers_every_tick() {
         let mut p = Pacer::new(true);
         for _ in 0..5 {
-            assert_eq!(p.end_of_tick(0, TICK, false), Pace::Deliver);
-            assert_eq!(
-                p.end_of_tick(80_000, TICK, true),
-                Pace::Deliver,
-                "under 9/10"
-            );
+            assert_eq!(p.end_of_tick(done(0)), Pace::Deliver);
+            assert_eq!(p.end_of_tick(done(80_000)), Pace::Deliver, "under 9/10");
         }
-        assert_eq!(
-            p.end_of_tick(900_000, None, false),
-            Pace::Deliver,
-            "the first tick"
-        );
+        let first = Load {
+            tick_us: None,
+            ..done(900_000)
+        };
+        assert_eq!(p.end_of_tick(first), Pace::Deliver, "the first tick");
     }
 
     #[test]
     fn one_busy_delivery_is_not_enough() {
         let mut p = Pacer::new(true);
         for _ in 0..5 {
-            assert_eq!(p.end_of_tick(BUSY, TICK, false), Pace::Deliver);
-            assert_eq!(p.end_of_tick(10_000, TICK, false), Pace::Deliver);
+            assert_eq!(p.end_of_tick(done(95_000)), Pace::Deliver);
+            assert_eq!(p.end_of_tick(done(10_000)), Pace::Deliver);
         }
     }
 
     #[test]
-    fn busy_twice_it_staggers_while_half_deliveries_take_half_a_tick() {
+    fn busy_twice_it_staggers_to_a_half_at_most() {
         let mut p = Pacer::new(true);
-        assert_eq!(p.end_of_tick(BUSY, TICK, false), Pace::Deliver, "once");
-        assert_eq!(p.end_of_tick(BUSY, TICK, false), TWO, "twice");
+        assert_eq!(p.end_of_tick(done(96_000)), Pace::Deliver, "once");
         assert_eq!(
-            p.end_of_tick(50_000, TICK, false),
-            TWO,
-            "half the sessions in half a tick: everyone would take the whole tick"
+            p.end_of_tick(done(96_000)),
+            stagger(MOST),
+            "4 ms a slice: 21 fit in 85 ms, but a half is the most"
         );
-        assert_eq!(p.end_of_tick(48_000, TICK, false), TWO);
         assert_eq!(
-            p.end_of_tick(30_000, TICK, false),
+            p.end_of_tick(done(48_000)),
+            stagger(MOST),
+            "a half in 48 ms: 4 ms a slice still"
+        );
+        assert_eq!(
+            p.end_of_tick(done(40_000)),
             Pace::Deliver,
-            "caught up"
+            "3.3 ms a slice: everyone fits"
         );
-        assert_eq!(
-            p.end_of_tick(BUSY, TICK, false),
-            Pace::Deliver,
-            "a fresh streak"
-        );
-        assert_eq!(p.end_of_tick(BUSY, TICK, false), TWO);
     }
 
     #[test]
-    fn lagging_while_staggered_goes_three_ways_until_calm() {
+    fn it_settles_where_the_machine_keeps_up() {
         let mut p = Pacer::new(true);
-        assert_eq!(p.end_of_tick(BUSY, TICK, true), Pace::Deliver);
-        assert_eq!(
-            p.end_of_tick(BUSY, TICK, true),
-            TWO,
-            "lagging behind deliveries to everyone: two ways first"
+        let paces = run(&mut p, 7_500, 60);
+        assert_eq!(paces[..2], [Pace::Deliver, stagger(11)]);
+        assert!(
+            paces[2..].iter().all(|&pace| pace == stagger(11)),
+            "7.5 ms a slice: 11 fit in 85 ms: {paces:?}"
         );
-        assert_eq!(p.end_of_tick(BUSY, TICK, true), THREE, "still lagging");
-        for _ in 0..CALM_TICKS {
-            assert_eq!(p.end_of_tick(40_000, TICK, false), THREE, "draining");
-        }
-        assert_eq!(
-            p.end_of_tick(40_000, TICK, false),
-            TWO,
-            "calm: two ways again"
+    }
+
+    #[test]
+    fn a_machine_far_behind_goes_to_a_third_and_no_fewer() {
+        let mut p = Pacer::new(true);
+        let paces = run(&mut p, 20_000, 12);
+        assert_eq!(paces[0], Pace::Deliver, "one busy tick");
+        assert!(
+            paces[1..].iter().all(|&pace| pace == stagger(FEWEST)),
+            "{paces:?}"
         );
         assert_eq!(
-            p.end_of_tick(20_000, TICK, false),
-            Pace::Deliver,
-            "caught up"
+            run(&mut p, 4_000, 4),
+            [stagger(10), stagger(12), stagger(12), stagger(12)],
+            "back up two slices a tick, to a half"
+        );
+        assert_eq!(run(&mut p, 2_000, 1), [Pace::Deliver], "everyone fits");
+    }
+
+    #[test]
+    fn sessions_still_waiting_count_against_the_delivery() {
+        let mut p = Pacer::new(true);
+        p.end_of_tick(done(96_000));
+        assert_eq!(p.end_of_tick(done(96_000)), stagger(MOST));
+        let half_left = Load {
+            busy_us: TICK,
+            woken: MEMBERS * MOST / SLICES / 2,
+            ..done(0)
+        };
+        assert_eq!(
+            p.end_of_tick(half_left),
+            stagger(FEWEST),
+            "half of them unpolled after a whole tick: a half needs 200 ms"
+        );
+        let a_tenth_left = Load {
+            woken: MEMBERS * FEWEST / SLICES / 10,
+            ..half_left
+        };
+        assert_eq!(
+            p.end_of_tick(a_tenth_left),
+            stagger(FEWEST),
+            "a third needs 111 ms"
         );
     }
 
     #[test]
     fn a_fence_counts_as_a_whole_delivery_and_a_slow_world_has_a_longer_tick() {
         let mut p = Pacer::new(true);
-        p.end_of_tick(BUSY, TICK, false);
-        assert_eq!(p.end_of_tick(BUSY, TICK, false), TWO);
+        p.end_of_tick(done(96_000));
+        assert_eq!(p.end_of_tick(done(96_000)), stagger(MOST));
         p.delivered();
         assert_eq!(
-            p.end_of_tick(48_000, TICK, false),
+            p.end_of_tick(done(48_000)),
             Pace::Deliver,
             "48 ms for everyone is not busy"
         );
         let mut p = Pacer::new(true);
-        p.end_of_tick(BUSY, Some(1_000_000), false);
-        assert_eq!(
-            p.end_of_tick(BUSY, Some(1_000_000), false),
-            Pace::Deliver,
-            "1 Hz"
-        );
+        let slow = Load {
+            tick_us: Some(1_000_000),
+            ..done(96_000)
+        };
+        p.end_of_tick(slow);
+        assert_eq!(p.end_of_tick(slow), Pace::Deliver, "1 Hz");
     }
 
     #[test]
     fn disabled_it_always_delivers() {
         let mut p = Pacer::new(false);
         for _ in 0..4 {
-            assert_eq!(p.end_of_tick(100_000, TICK, true), Pace::Deliver);
+            assert_eq!(p.end_of_tick(machine(20_000, SLICES)), Pace::Deliver);
         }
-    }
-
-    #[test]
-    fn lagging_is_over_a_quarter_of_the_members() {
-        assert!(!lagging(0, 0));
-        assert!(!lagging(250, 1000));
-        assert!(lagging(251, 1000));
     }
 }

@@ -387,6 +387,7 @@ impl Roster {
 mod tests {
     use super::*;
     use crate::broker::hub::LocalHub;
+    use crate::broker::stagger::SLICES;
     use crate::broker::testing::{batch, event};
     use actix::System;
     use serde_json::Value;
@@ -751,9 +752,9 @@ mod tests {
             self.u.push(batch(self.seq, items));
         }
 
-        fn deliver(&mut self, ways: usize) {
+        fn deliver(&mut self, count: usize) {
             let (roster, fan) = (&mut self.r, &mut self.fan);
-            self.u.deliver(ways, |slices, batches| {
+            self.u.deliver(count, |slices, batches| {
                 roster.fan_out_to(batches, slices, fan)
             });
             for (id, d) in self.fan.take_queued() {
@@ -819,7 +820,7 @@ mod tests {
     }
 
     /// Random runs of issued batches (some with nothing on the default topics),
-    /// deliveries one to three ways, joins, releases, resumes and `snapshot` replies, with
+    /// deliveries to any number of the slices, joins, releases, resumes and `snapshot` replies, with
     /// no delivery to everyone before any of them: every member gets, after its join
     /// snapshot, every item once, in order, in chained frames (those before a `snapshot`
     /// reply before it).
@@ -833,7 +834,7 @@ mod tests {
                 for _ in 0..300 {
                     match rng.gen_range(0..11) {
                         0..=4 => m.issue(rng.gen_bool(0.2)),
-                        5..=6 => m.deliver(rng.gen_range(1..=3)),
+                        5..=6 => m.deliver(rng.gen_range(1..=SLICES)),
                         7 => m.join(),
                         8 => m.release_after(JOIN_HOLD / 2).await,
                         9 if !m.ids.is_empty() => m.resume(m.ids[rng.gen_range(0..m.ids.len())]),
@@ -844,7 +845,7 @@ mod tests {
                     }
                 }
                 m.release_after(JOIN_HOLD).await;
-                m.deliver(1);
+                m.deliver(SLICES);
                 assert!(m.u.is_empty(), "seed {seed}: everything delivered");
                 assert!(m.ids.len() > 10, "seed {seed}: a run with joins");
                 for &id in &m.ids {

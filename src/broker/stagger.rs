@@ -1,24 +1,28 @@
 //! Who a delivery goes to, and what each member still lacks: the bookkeeping of
-//! staggered delivery (`pacing` decides when to stagger, and how many ways). Plain Rust.
+//! staggered delivery (`pacing` decides when to stagger, and to how many slices). Plain Rust.
 //!
 //! Every member belongs to one of [`SLICES`] slices for life; each hub's members take
 //! them in turn as they join ([`super::fanout::Groups::next_slice`]), so every slice is
-//! spread over every worker thread. A delivery goes to every slice, or, staggered
-//! `ways` ways, to the `SLICES / ways` slices that have waited longest. Each due slice
-//! gets, in one frame per member (protocol 1.1 ranges), every batch it lacks. With two
-//! ways each tick reaches half of the connections with this tick and the one before;
-//! with three, a third with the last three ticks.
+//! spread over every worker thread. A delivery goes to every slice, or, staggered, to
+//! the `count` slices that have waited longest (`pacing` picks the count: as many as
+//! the workers can write in a tick). Each due slice gets, in one frame per member
+//! (protocol 1.1 ranges), every batch it lacks, the slices furthest behind first. With
+//! half of the slices per tick, each tick reaches half of the connections with this
+//! tick and the one before; with 11 of 24, most get two ticks and some three.
 //!
 //! Why slices and not one tick held back for everyone (BENCHMARKS.md, issue 8): for the
 //! same number of writes, a held tick reaches the last connection of a sweep one tick
 //! plus the whole sweep late, a staggered one one tick plus half a sweep late (a third
-//! with three ways, at two ticks).
+//! with three ways, at two ticks). Why 24 of them: the count can then follow the
+//! workers' capacity in steps of ~4 % of the connections, where halves and thirds left
+//! a server that could write 90 % of the half lagging, or idling at a third.
 
 use super::batcher::Batch;
 use std::sync::Arc;
 
-/// Slices of the membership: divisible by every number of ways used (1, 2, 3).
-pub const SLICES: usize = 6;
+/// Slices of the membership. Divisible by 2 and 3, so that a half and a third of the
+/// connections are whole slices; at most 32 ([`Slices`] is a bit set).
+pub const SLICES: usize = 24;
 
 /// One slice, kept by a member for life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,7 +42,7 @@ impl Slice {
 
 /// A set of slices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Slices(u8);
+pub struct Slices(u32);
 
 impl Slices {
     pub const ALL: Slices = Slices((1 << SLICES) - 1);
@@ -53,8 +57,8 @@ impl Slices {
 }
 
 /// The batches some slice has not been sent yet, oldest first, and how far each slice
-/// has been sent. Bounded by the ticks a slice may wait: at most `ways` ticks' batches
-/// (or `max_batch_wait` for commands' items).
+/// has been sent. Bounded by the ticks a slice may wait (at most three ticks' batches
+/// while staggered, see `pacing`; or `max_batch_wait` for commands' items).
 #[derive(Debug)]
 pub struct Undelivered {
     batches: Vec<Arc<Batch>>,
@@ -97,15 +101,15 @@ impl Undelivered {
         self.sent.iter().copied().min().unwrap_or(0)
     }
 
-    /// Delivers to every slice (`ways` = 1), or to the `SLICES / ways` slices that have
-    /// waited longest: calls `send` once for each set of due slices that lack the same
-    /// batches, with those batches (the set furthest behind first), then forgets what
-    /// every slice has.
-    pub fn deliver(&mut self, ways: usize, mut send: impl FnMut(Slices, &[Arc<Batch>])) {
+    /// Delivers to every slice (`count` = [`SLICES`]), or to the `count` slices that
+    /// have waited longest: calls `send` once for each set of due slices that lack the
+    /// same batches, with those batches (the set furthest behind first, so that the
+    /// hubs write the oldest items first), then forgets what every slice has.
+    pub fn deliver(&mut self, count: usize, mut send: impl FnMut(Slices, &[Arc<Batch>])) {
         let Some(last) = self.batches.last().map(|b| b.seq) else {
             return;
         };
-        let due = self.due(ways);
+        let due = self.due(count);
         let mut starts: Vec<u64> = due.iter().map(|&s| self.sent[s]).collect();
         starts.sort_unstable();
         starts.dedup();
@@ -126,12 +130,12 @@ impl Undelivered {
         self.batches.retain(|b| b.seq > everyone_has);
     }
 
-    /// The slices a delivery `ways` ways goes to: those sent the least so far, lowest
-    /// first among equals, so that from an even start they take turns in order.
-    fn due(&self, ways: usize) -> Vec<usize> {
+    /// The `count` slices a delivery goes to: those sent the least so far, lowest first
+    /// among equals, so that from an even start they take turns in order.
+    fn due(&self, count: usize) -> Vec<usize> {
         let mut order: Vec<usize> = (0..SLICES).collect();
         order.sort_by_key(|&s| (self.sent[s], s));
-        order.truncate(SLICES / ways.clamp(1, SLICES));
+        order.truncate(count.clamp(1, SLICES));
         order
     }
 }
@@ -141,10 +145,13 @@ mod tests {
     use super::*;
     use crate::broker::testing::batch;
 
-    /// Each call of `deliver`: (the due slices, the seqs they were sent).
-    fn run(u: &mut Undelivered, ways: usize) -> Vec<(Vec<u8>, Vec<u64>)> {
+    const HALF: usize = SLICES / 2;
+    const THIRD: usize = SLICES / 3;
+
+    /// Each call of `deliver` to `count` slices: (the due slices, the seqs they were sent).
+    fn run(u: &mut Undelivered, count: usize) -> Vec<(Vec<u8>, Vec<u64>)> {
         let mut got = Vec::new();
-        u.deliver(ways, |set, batches| {
+        u.deliver(count, |set, batches| {
             let slices = (0..SLICES as u8)
                 .filter(|&s| set.contains(Slice(s)))
                 .collect();
@@ -153,44 +160,52 @@ mod tests {
         got
     }
 
+    /// Slices `from..to`.
+    fn span(from: usize, to: usize) -> Vec<u8> {
+        (from as u8..to as u8).collect()
+    }
+
     #[test]
     fn whole_deliveries_send_everything_to_everyone() {
         let mut u = Undelivered::new(4);
-        assert!(run(&mut u, 1).is_empty(), "nothing to send");
+        assert!(run(&mut u, SLICES).is_empty(), "nothing to send");
         u.push(batch(5, vec![]));
         u.push(batch(6, vec![]));
-        assert_eq!(run(&mut u, 1), vec![(vec![0, 1, 2, 3, 4, 5], vec![5, 6])]);
+        assert_eq!(run(&mut u, SLICES), vec![(span(0, SLICES), vec![5, 6])]);
         assert!(u.is_empty());
     }
 
     #[test]
-    fn two_ways_halves_take_turns_with_two_ticks_each() {
+    fn halves_take_turns_with_two_ticks_each() {
         let mut u = Undelivered::new(0);
         u.push(batch(1, vec![]));
-        assert_eq!(run(&mut u, 2), vec![(vec![0, 1, 2], vec![1])]);
+        assert_eq!(run(&mut u, HALF), vec![(span(0, HALF), vec![1])]);
         u.push(batch(2, vec![]));
-        assert_eq!(run(&mut u, 2), vec![(vec![3, 4, 5], vec![1, 2])]);
+        assert_eq!(run(&mut u, HALF), vec![(span(HALF, SLICES), vec![1, 2])]);
         assert_eq!(u.batches().len(), 1, "1 is everyone's now");
         u.push(batch(3, vec![]));
-        assert_eq!(run(&mut u, 2), vec![(vec![0, 1, 2], vec![2, 3])]);
+        assert_eq!(run(&mut u, HALF), vec![(span(0, HALF), vec![2, 3])]);
         u.push(batch(4, vec![]));
         u.push(batch(5, vec![]));
         assert_eq!(
-            run(&mut u, 1),
-            vec![(vec![3, 4, 5], vec![3, 4, 5]), (vec![0, 1, 2], vec![4, 5])],
+            run(&mut u, SLICES),
+            vec![
+                (span(HALF, SLICES), vec![3, 4, 5]),
+                (span(0, HALF), vec![4, 5])
+            ],
             "a whole delivery completes each half, the one further behind first"
         );
         assert!(u.is_empty());
     }
 
     #[test]
-    fn three_ways_and_back_to_two_never_skip_a_batch_or_send_one_twice() {
+    fn any_counts_in_any_order_never_skip_a_batch_or_send_one_twice() {
         let mut u = Undelivered::new(0);
         let mut got: Vec<Vec<u64>> = vec![Vec::new(); SLICES];
-        let ways = [2, 2, 3, 3, 3, 3, 2, 3, 2, 2, 1];
-        for (tick, &w) in ways.iter().enumerate() {
+        let counts = [12, 11, 8, 9, 10, 8, 13, 7, 11, 1, 24, 11, 11, 10, SLICES];
+        for (tick, &count) in counts.iter().enumerate() {
             u.push(batch(tick as u64 + 1, vec![]));
-            for (slices, seqs) in run(&mut u, w) {
+            for (slices, seqs) in run(&mut u, count) {
                 for s in slices {
                     got[s as usize].extend(&seqs);
                 }
@@ -199,7 +214,7 @@ mod tests {
         for (s, seqs) in got.iter().enumerate() {
             assert_eq!(
                 *seqs,
-                (1..=ways.len() as u64).collect::<Vec<_>>(),
+                (1..=counts.len() as u64).collect::<Vec<_>>(),
                 "slice {s}"
             );
         }
@@ -207,28 +222,61 @@ mod tests {
     }
 
     #[test]
-    fn three_ways_go_to_the_longest_waiting_third() {
+    fn thirds_go_to_the_longest_waiting_third() {
         let mut u = Undelivered::new(0);
         u.push(batch(1, vec![]));
-        assert_eq!(run(&mut u, 3), vec![(vec![0, 1], vec![1])]);
+        assert_eq!(run(&mut u, THIRD), vec![(span(0, THIRD), vec![1])]);
         u.push(batch(2, vec![]));
-        assert_eq!(run(&mut u, 3), vec![(vec![2, 3], vec![1, 2])]);
+        assert_eq!(
+            run(&mut u, THIRD),
+            vec![(span(THIRD, 2 * THIRD), vec![1, 2])]
+        );
         u.push(batch(3, vec![]));
-        assert_eq!(run(&mut u, 3), vec![(vec![4, 5], vec![1, 2, 3])]);
+        assert_eq!(
+            run(&mut u, THIRD),
+            vec![(span(2 * THIRD, SLICES), vec![1, 2, 3])]
+        );
         u.push(batch(4, vec![]));
-        assert_eq!(run(&mut u, 3), vec![(vec![0, 1], vec![2, 3, 4])]);
+        assert_eq!(run(&mut u, THIRD), vec![(span(0, THIRD), vec![2, 3, 4])]);
         assert_eq!(
             u.batches().iter().map(|b| b.seq).collect::<Vec<_>>(),
             vec![3, 4],
-            "2 reached slices 2 and 3 with the second delivery"
+            "2 reached the second third with the second delivery"
         );
     }
 
     #[test]
+    fn between_a_half_and_a_third_the_slices_furthest_behind_go_first() {
+        let mut u = Undelivered::new(0);
+        let mut intervals = vec![Vec::new(); SLICES];
+        let mut last = [0u64; SLICES];
+        for tick in 1..=48u64 {
+            u.push(batch(tick, vec![]));
+            let sends = run(&mut u, 10);
+            let starts: Vec<u64> = sends.iter().map(|(_, seqs)| seqs[0]).collect();
+            let mut sorted = starts.clone();
+            sorted.sort_unstable();
+            assert_eq!(starts, sorted, "tick {tick}: oldest first");
+            for (slices, _) in sends {
+                for s in slices {
+                    intervals[s as usize].push(tick - last[s as usize]);
+                    last[s as usize] = tick;
+                }
+            }
+        }
+        for (s, gaps) in intervals.iter().enumerate() {
+            assert!(
+                gaps.iter().skip(1).all(|g| (2..=3).contains(g)),
+                "slice {s}: every second or third tick, got {gaps:?}"
+            );
+        }
+    }
+
+    #[test]
     fn slices_count_round() {
-        assert_eq!(Slice::nth(7), Slice(1));
-        assert_eq!(Slice::nth(5).next(), Slice(0));
-        assert!(Slices::ALL.contains(Slice(5)));
+        assert_eq!(Slice::nth(SLICES + 1), Slice(1));
+        assert_eq!(Slice::nth(SLICES - 1).next(), Slice(0));
+        assert!(Slices::ALL.contains(Slice(SLICES as u8 - 1)));
         assert!(!Slices(0).with(2).contains(Slice(1)));
     }
 }
