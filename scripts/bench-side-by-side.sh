@@ -75,6 +75,28 @@ wait_port() {
     return 1
 }
 
+# SERVER_CPU_QUOTA=CORES (e.g. 0.6): every server this file starts runs in a cgroup of
+# its own with that CPU quota (10 ms periods, so throttling is fine-grained), to see
+# how both servers behave on a slower machine. The same quota for both; off by default.
+# Needs root and the cgroup v1 cpu controller (/sys/fs/cgroup/cpu).
+CPU_CGROUP=""
+confine() {
+    [ -n "${SERVER_CPU_QUOTA:-}" ] || return 0
+    if [ -z "$CPU_CGROUP" ]; then
+        CPU_CGROUP="/sys/fs/cgroup/cpu/simcast-bench-$$"
+        mkdir -p "$CPU_CGROUP" || { echo "no cgroup for SERVER_CPU_QUOTA" >&2; exit 1; }
+        echo 10000 > "$CPU_CGROUP/cpu.cfs_period_us"
+        awk -v c="$SERVER_CPU_QUOTA" 'BEGIN { printf "%d\n", c * 10000 }' \
+            > "$CPU_CGROUP/cpu.cfs_quota_us"
+        echo "servers confined to $SERVER_CPU_QUOTA cores ($CPU_CGROUP)" >&2
+    fi
+    echo "$1" > "$CPU_CGROUP/cgroup.procs"
+}
+release_cgroup() {
+    [ -n "$CPU_CGROUP" ] && rmdir "$CPU_CGROUP" 2>/dev/null
+    CPU_CGROUP=""
+}
+
 # start_simcast NAME CHARACTERS CLIENTS
 start_simcast() {
     PORT=$((PORT + 1))
@@ -82,6 +104,7 @@ start_simcast() {
     RUST_LOG="${SERVER_LOG:-warn}" "$SERVER" --config "$OUT/$1.toml" \
         --bind "127.0.0.1:$PORT" > "$OUT/$1.server.log" 2>&1 &
     SERVER_PID=$!
+    confine "$SERVER_PID"
     wait_port "$SERVER_PID" || { echo "simcast for $1 did not start" >&2; return 1; }
 }
 
@@ -91,6 +114,7 @@ start_lean() {
     "$LEAN" --port "$PORT" --events "$2" --size "$3" --batch-ms "$4" \
         > "$OUT/$1.server.log" 2>&1 &
     SERVER_PID=$!
+    confine "$SERVER_PID"
     wait_port "$SERVER_PID" || { echo "lean broadcaster for $1 did not start" >&2; return 1; }
 }
 

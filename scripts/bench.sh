@@ -82,6 +82,7 @@ on_exit() {
     stop_pid "$LOAD_PID"
     cleanup
     stop_cluster 2>/dev/null || true
+    release_cgroup 2>/dev/null || true
 }
 trap on_exit EXIT
 trap 'exit 130' INT TERM
