@@ -213,6 +213,9 @@ impl Broker {
         let load = Load {
             busy_us: self.last_delivery_busy(now),
             tick_us: tick,
+            age_us: self
+                .delivered_at
+                .map_or(u64::MAX, |at| now.saturating_sub(at)),
             woken: self.backlogs.values().map(Backlog::woken).sum(),
             members: self.roster.len(),
         };

@@ -77,6 +77,13 @@ pub const MOST: usize = SLICES / 2;
 /// falls behind, and each session's outbox merges what waits into one frame.
 pub const FEWEST: usize = SLICES / 3;
 
+/// A delivery younger than this share (numerator, denominator) of a typical tick at an
+/// end of tick says nothing about the workers' speed: their hubs may not have started
+/// on it. That happens when ticks bunch (a late tick and the one that catches up come
+/// a few ms apart, seen under a CPU quota); judged anyway, it read as an idle machine
+/// and sent the next tick to everyone in the middle of an overload. The pace stays.
+pub const TOO_YOUNG: (u64, u64) = (1, 4);
+
 /// A staggered delivery is completed for everyone this long after its tick at the
 /// latest: the next tick is 100 ms away at the default 10 Hz, but may be seconds away
 /// (slow or paused world).
@@ -99,6 +106,8 @@ pub struct Load {
     pub busy_us: u64,
     /// Since the end of the tick before (µs); `None` at the first.
     pub tick_us: Option<u64>,
+    /// Since the last delivery began (µs).
+    pub age_us: u64,
     /// Sessions woken and not polled yet, over all hubs.
     pub woken: usize,
     /// Live members.
@@ -129,6 +138,8 @@ pub struct Pacer {
     slices: usize,
     /// Ends of tick in a row that found the last delivery busy for most of a tick.
     busy_streak: u32,
+    /// A running average of the time between ends of tick (µs), for [`TOO_YOUNG`].
+    typical_tick_us: Option<u64>,
 }
 
 impl Pacer {
@@ -137,6 +148,7 @@ impl Pacer {
             disabled: !enabled,
             slices: SLICES,
             busy_streak: 0,
+            typical_tick_us: None,
         }
     }
 
@@ -145,6 +157,9 @@ impl Pacer {
         let Some(tick_us) = load.tick_us else {
             return self.deliver();
         };
+        if self.too_young(load.age_us, tick_us) {
+            return self.again();
+        }
         let per_slice = (load.needed_us(self.slices) / self.slices as u64).max(1);
         let (num, den) = BUSY_SHARE;
         let whole_us = per_slice.saturating_mul(SLICES as u64);
@@ -175,6 +190,23 @@ impl Pacer {
         self.slices = SLICES;
         Pace::Deliver
     }
+
+    /// The same pace as the last tick's.
+    fn again(&self) -> Pace {
+        match self.slices {
+            SLICES => Pace::Deliver,
+            slices => Pace::Stagger { slices },
+        }
+    }
+
+    /// Whether a delivery `age_us` old is [`TOO_YOUNG`] to judge; keeps the running
+    /// average of ticks (one eighth for the newest).
+    fn too_young(&mut self, age_us: u64, tick_us: u64) -> bool {
+        let typical = self.typical_tick_us.unwrap_or(tick_us);
+        self.typical_tick_us = Some(typical - typical / 8 + tick_us / 8);
+        let (num, den) = TOO_YOUNG;
+        age_us.saturating_mul(den) < typical.saturating_mul(num)
+    }
 }
 
 #[cfg(test)]
@@ -189,6 +221,7 @@ mod tests {
         Load {
             busy_us,
             tick_us: Some(TICK),
+            age_us: TICK,
             woken: 0,
             members: MEMBERS,
         }
@@ -341,10 +374,44 @@ mod tests {
         let mut p = Pacer::new(true);
         let slow = Load {
             tick_us: Some(1_000_000),
+            age_us: 1_000_000,
             ..done(96_000)
         };
         p.end_of_tick(slow);
         assert_eq!(p.end_of_tick(slow), Pace::Deliver, "1 Hz");
+    }
+
+    #[test]
+    fn a_delivery_too_young_to_judge_keeps_the_pace() {
+        let mut p = Pacer::new(true);
+        run(&mut p, 20_000, 4);
+        let bunched = Load {
+            tick_us: Some(2_000),
+            age_us: 2_000,
+            ..done(0)
+        };
+        assert_eq!(
+            p.end_of_tick(bunched),
+            stagger(FEWEST),
+            "2 ms after the last delivery, nothing polled yet: not an idle machine"
+        );
+        let backlog = Load {
+            woken: 6_000,
+            ..bunched
+        };
+        assert_eq!(p.end_of_tick(backlog), stagger(FEWEST));
+        assert_eq!(p.end_of_tick(done(0)), Pace::Deliver, "a whole tick: idle");
+        let mut p = Pacer::new(true);
+        p.end_of_tick(done(96_000));
+        assert_eq!(
+            p.end_of_tick(Load {
+                age_us: 20_000,
+                ..done(96_000)
+            }),
+            Pace::Deliver,
+            "not judged: the streak stays at one"
+        );
+        assert_eq!(p.end_of_tick(done(96_000)), stagger(MOST));
     }
 
     #[test]
