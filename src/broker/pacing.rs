@@ -20,7 +20,8 @@
 //! many slices as fit in [`FIT_SHARE`] of a tick, between a third ([`FEWEST`]) and a
 //! half ([`MOST`]) of them, growing by at most [`STEP_UP`] slices a tick (so a quiet
 //! tick or two does not overload the next), shrinking at once; when everyone fits, it
-//! delivers to everyone again. Why counts between a half and a third: a half is two
+//! delivers to everyone again. A delivery too young to judge ([`TOO_YOUNG`]: ticks that
+//! bunch) leaves the pace as it was. Why counts between a half and a third: a half is two
 //! ticks' wait at most, a third three, and a machine that can write a bit less than a
 //! half in a tick (measured at 19 000 clients on a slower day of this 2-core machine:
 //! ~8 500–9 000 frames a tick against 9 500) lagged at halves (p99 per second up to
