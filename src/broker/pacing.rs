@@ -25,9 +25,9 @@
 //! ticks' wait at most, a third three, and a machine that can write a bit less than a
 //! half in a tick (measured at 19 000 clients on a slower day of this 2-core machine:
 //! ~8 500–9 000 frames a tick against 9 500) lagged at halves (p99 per second up to
-//! 840 ms in the simulation's rush), or idled a third of each tick at thirds with every item waiting two
-//! ticks. In between, only the slices a half would have left out wait the extra tick
-//! (BENCHMARKS.md, issue 8).
+//! 840 ms in the simulation's rush), or idled a third of each tick at thirds with every
+//! item waiting two ticks. In between, only the slices a half would have left out wait
+//! the extra tick (BENCHMARKS.md, issue 8).
 //!
 //! Bounds: a staggered delivery goes to a third of the slices at least
 //! ([`FEWEST`]), so every connection gets a frame at least every third tick and no item

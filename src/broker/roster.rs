@@ -820,8 +820,8 @@ mod tests {
     }
 
     /// Random runs of issued batches (some with nothing on the default topics),
-    /// deliveries to any number of the slices, joins, releases, resumes and `snapshot` replies, with
-    /// no delivery to everyone before any of them: every member gets, after its join
+    /// deliveries to any number of the slices, joins, releases, resumes and `snapshot`
+    /// replies, with no delivery to everyone before any of them: every member gets, after its join
     /// snapshot, every item once, in order, in chained frames (those before a `snapshot`
     /// reply before it).
     #[test]
