@@ -38,6 +38,7 @@ mod frame_guard;
 mod http;
 mod metrics;
 pub mod persistence;
+pub mod ports;
 mod presence;
 pub mod protocol;
 pub mod session;
@@ -369,8 +370,7 @@ struct Core {
     sim: Option<Addr<Simulation>>,
     /// Where commands and snapshot requests go: the simulation, or a gateway's
     /// `cluster::gateway::RemoteSim`.
-    sim_commands: Recipient<sim::actor::RunCommand>,
-    sim_snapshots: Recipient<broker::RequestSnapshot>,
+    sim_commands: Recipient<ports::RunCommand>,
     broker: Addr<Broker>,
     arbiters: Vec<Arbiter>,
     /// The data directory's lock, held as long as the server runs.
@@ -445,7 +445,6 @@ fn start_core(
     }
     Ok(Core {
         sim_commands: sim_addr.clone().recipient(),
-        sim_snapshots: sim_addr.clone().recipient(),
         sim: Some(sim_addr),
         broker: broker_addr,
         arbiters,
@@ -500,8 +499,7 @@ fn start_gateway_core(
     );
     Core {
         sim: None,
-        sim_commands: remote.clone().recipient(),
-        sim_snapshots: remote.recipient(),
+        sim_commands: remote.recipient(),
         broker: broker_addr,
         arbiters: vec![broker_arbiter, cluster_arbiter],
         lock: None,
@@ -528,7 +526,7 @@ fn session_shared(
         max_message_bytes: config.server.max_message_bytes,
         broker: core.broker.clone(),
         sim_commands: core.sim_commands.clone(),
-        sim_snapshots: core.sim_snapshots.clone(),
+        town_size: sim::town::TOWN_SIZE,
         metrics,
         latest_seq,
         pool: Arc::clone(pool),

@@ -22,17 +22,18 @@ use super::mailroom::{Mailroom, Posted, RETRY_EVERY};
 use super::pacing::{Load, Pace, Pacer, HOLD_AT_MOST};
 use super::relay::{
     self, BatchSink, Ingest, IngestBatch, Outflow, RaiseSeq, ResyncEveryone, SeqSource,
-    SnapshotUnavailable,
 };
 use super::roster::{Books, Outlet, Roster, JOIN_HOLD};
 use super::stagger::{Undelivered, SLICES};
+use super::tickets::Tickets;
 use super::{
-    CloseAll, CloseSession, Deliver, JoinSession, Leave, Publish, RequestSnapshot, ResumeFrom,
-    SessionId, SetTopics, SnapshotRoute,
+    CloseAll, CloseSession, Deliver, JoinSession, Leave, RequestSnapshot, ResumeFrom, SessionId,
+    SetTopics, SnapshotRoute,
 };
 use crate::clock;
 use crate::conn::ConnHandle;
 use crate::metrics::Metrics;
+use crate::ports::{Publish, SnapshotFor, SnapshotUnavailable, TakeSnapshot};
 use crate::protocol::{Envelope, Reply, Snapshot, SnapshotEncoding};
 use actix::prelude::*;
 use bytestring::ByteString;
@@ -44,6 +45,10 @@ use std::time::Duration;
 /// Broker mailbox bound: about 100 s of ticks at 10 Hz plus control messages. When full,
 /// the simulation holds its items in its outbox and pauses ticking (see `sim::actor`).
 pub const MAILBOX_CAPACITY: usize = 1024;
+
+/// How long a resync (one member, or everyone) waits before its snapshot is asked for
+/// again after the world could not give it.
+const RESYNC_RETRY: Duration = Duration::from_secs(1);
 
 /// Longest grace, past `client_timeout`, before the sweep evicts a silent session.
 const SWEEP_GRACE_MS: u64 = 500;
@@ -121,7 +126,9 @@ pub struct Broker {
     /// [`clock::now_us`] of the last delivery and of the last end of tick, for the pacer.
     delivered_at: Option<u64>,
     tick_ended_at: Option<u64>,
-    sim: Recipient<RequestSnapshot>,
+    /// The world, asked for snapshots by ticket (`tickets` keeps where each goes).
+    sim: Recipient<TakeSnapshot>,
+    tickets: Tickets,
     metrics: Arc<Metrics>,
     /// Latest seq, readable by sessions for `welcome` without a round trip.
     latest_seq: Arc<AtomicU64>,
@@ -155,7 +162,7 @@ impl Broker {
     pub fn new(
         settings: BrokerSettings,
         last_seq: u64,
-        sim: Recipient<RequestSnapshot>,
+        sim: Recipient<TakeSnapshot>,
         metrics: Arc<Metrics>,
         latest_seq: Arc<AtomicU64>,
     ) -> Self {
@@ -177,6 +184,7 @@ impl Broker {
             delivered_at: None,
             tick_ended_at: None,
             sim,
+            tickets: Tickets::default(),
             metrics,
             latest_seq,
             seq_mark: None,
@@ -380,6 +388,7 @@ impl Broker {
             overflowed: self.overflowed.as_ref(),
             mailroom: &mut self.mailroom,
             sim: &self.sim,
+            tickets: &mut self.tickets,
             metrics: &self.metrics,
             failed: Vec::new(),
         };
@@ -590,12 +599,13 @@ impl Handler<Publish> for Broker {
                     self.flush_after(self.settings.max_batch_wait, ctx);
                 }
             }
-            Publish::Snapshot { snapshot, route }
-                if self.settings.seq_source == SeqSource::Stream =>
-            {
-                self.park(*snapshot, route, ctx);
-            }
-            Publish::Snapshot { snapshot, route } => {
+            Publish::Snapshot { snapshot, to } => {
+                let Some(route) = self.route_for(to) else {
+                    return;
+                };
+                if self.settings.seq_source == SeqSource::Stream {
+                    return self.park(*snapshot, route, ctx);
+                }
                 // Items published before this snapshot are reflected in it: issue them so
                 // that the snapshot's seq covers them. Their delivery keeps its time.
                 self.cut();
@@ -655,11 +665,8 @@ impl Broker {
     fn resync_everyone(&mut self) {
         self.metrics.cluster_resyncs.inc();
         self.roster.hold_all_for_resync();
-        let request = RequestSnapshot {
-            route: SnapshotRoute::Everyone,
-        };
-        if let Err(e) = self.sim.try_send(request) {
-            log::error!("resync snapshot not requested: {e}");
+        if let Err(why) = self.ask_world_now(SnapshotRoute::Everyone) {
+            log::error!("resync snapshot not requested: {why}");
         }
     }
 }
@@ -678,25 +685,6 @@ impl Handler<RaiseSeq> for Broker {
             );
             self.batcher.adopt(msg.above + 1);
         }
-    }
-}
-
-impl Handler<SnapshotUnavailable> for Broker {
-    type Result = ();
-
-    fn handle(&mut self, msg: SnapshotUnavailable, _: &mut Self::Context) {
-        let error = crate::protocol::ErrorData {
-            code: crate::protocol::ErrorCode::ServerError.as_u16(),
-            message: msg.message,
-        };
-        self.metrics.error(error.code);
-        let frame = Envelope::new("error", error)
-            .with_id(msg.id.as_ref())
-            .to_json();
-        self.with_roster(|r, h, out| {
-            r.release(msg.session, h, out);
-            r.send_own(msg.session, frame.into(), out);
-        });
     }
 }
 
@@ -788,7 +776,8 @@ impl Handler<CountMembers> for Broker {
 struct Hands<'a> {
     overflowed: Option<&'a Recipient<Overflowed>>,
     mailroom: &'a mut Mailroom,
-    sim: &'a Recipient<RequestSnapshot>,
+    sim: &'a Recipient<TakeSnapshot>,
+    tickets: &'a mut Tickets,
     metrics: &'a Metrics,
     failed: Vec<(SessionId, Option<Eviction>)>,
 }
@@ -818,12 +807,133 @@ impl Outlet for Hands<'_> {
 
     fn request_resync(&mut self, session: SessionId) -> bool {
         let route = SnapshotRoute::Resync { session };
-        match self.sim.try_send(RequestSnapshot { route }) {
+        match ask_now(self.sim, self.tickets, route) {
             Ok(()) => true,
-            Err(e) => {
-                log::warn!("resync for session {session} not requested: {e}");
+            Err(why) => {
+                log::warn!("resync for session {session} not requested: {why}");
                 false
             }
         }
+    }
+}
+
+/// Asks the world for `route`'s snapshot without waiting: a full or closed mailbox (or
+/// too many waiting) is an error, and the route is forgotten.
+fn ask_now(
+    sim: &Recipient<TakeSnapshot>,
+    tickets: &mut Tickets,
+    route: SnapshotRoute,
+) -> Result<(), String> {
+    let take = tickets
+        .issue(route)
+        .map_err(|_| "too many snapshot requests waiting".to_owned())?;
+    sim.try_send(take).map_err(|e| {
+        tickets.take(take.ticket);
+        e.to_string()
+    })
+}
+
+impl Broker {
+    /// The route a published snapshot goes along (`None`: nobody waits for it any more).
+    fn route_for(&mut self, to: SnapshotFor) -> Option<SnapshotRoute> {
+        match to {
+            SnapshotFor::Everyone => Some(SnapshotRoute::Everyone),
+            SnapshotFor::Request(ticket) => {
+                let route = self.tickets.take(ticket);
+                if route.is_none() {
+                    log::warn!("snapshot for unknown ticket {ticket} dropped");
+                }
+                route
+            }
+        }
+    }
+
+    /// [`ask_now`] with this broker's world and tickets.
+    fn ask_world_now(&mut self, route: SnapshotRoute) -> Result<(), String> {
+        ask_now(&self.sim, &mut self.tickets, route)
+    }
+
+    /// Asks the world for `route`'s snapshot; a full mailbox is waited on (as sessions
+    /// used to wait for the simulation's), a closed one fails the route.
+    fn ask_world(&mut self, route: SnapshotRoute, ctx: &mut Context<Self>) {
+        let take = match self.tickets.issue(route) {
+            Ok(take) => take,
+            Err(route) => return self.fail_route(route, "too many snapshot requests waiting", ctx),
+        };
+        match self.sim.try_send(take) {
+            Ok(()) => {}
+            Err(SendError::Full(take)) => {
+                let sent = self.sim.send(take);
+                ctx.spawn(sent.into_actor(self).map(move |res, act, ctx| {
+                    if let Err(e) = res {
+                        act.fail_ticket(take.ticket, &e.to_string(), ctx);
+                    }
+                }));
+            }
+            Err(SendError::Closed(take)) => {
+                self.fail_ticket(take.ticket, "the simulation is gone", ctx)
+            }
+        }
+    }
+
+    fn fail_ticket(&mut self, ticket: u64, why: &str, ctx: &mut Context<Self>) {
+        if let Some(route) = self.tickets.take(ticket) {
+            self.fail_route(route, why, ctx);
+        }
+    }
+
+    /// No snapshot: a join is closed (try again), a `snapshot` command gets 1004, a
+    /// resync is asked for again shortly (its members stay held), HTTP gets a 503 (its
+    /// answer is dropped).
+    fn fail_route(&mut self, route: SnapshotRoute, why: &str, ctx: &mut Context<Self>) {
+        log::warn!("no snapshot from the simulation: {why}");
+        match route {
+            SnapshotRoute::Join(join) => join.close.do_send(CloseSession {
+                code: crate::protocol::close::TRY_AGAIN,
+                reason: "Simulation unavailable",
+            }),
+            SnapshotRoute::Reply { session, id } => {
+                self.reply_unavailable(session, id, format!("simulation unavailable: {why}"))
+            }
+            route @ (SnapshotRoute::Resync { .. } | SnapshotRoute::Everyone) => {
+                ctx.run_later(RESYNC_RETRY, move |act, ctx| act.ask_world(route, ctx));
+            }
+            SnapshotRoute::Http { .. } => {}
+        }
+    }
+
+    /// A `snapshot` command that cannot be answered: error 1004 with its `id`.
+    fn reply_unavailable(
+        &mut self,
+        session: SessionId,
+        id: Option<serde_json::Value>,
+        message: String,
+    ) {
+        let error = crate::protocol::ErrorData {
+            code: crate::protocol::ErrorCode::ServerError.as_u16(),
+            message,
+        };
+        self.metrics.error(error.code);
+        let frame = Envelope::new("error", error).with_id(id.as_ref()).to_json();
+        self.with_roster(|r, h, out| {
+            r.release(session, h, out);
+            r.send_own(session, frame.into(), out);
+        });
+    }
+}
+
+impl Handler<RequestSnapshot> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: RequestSnapshot, ctx: &mut Self::Context) {
+        self.ask_world(msg.route, ctx);
+    }
+}
+
+impl Handler<SnapshotUnavailable> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: SnapshotUnavailable, ctx: &mut Self::Context) {
+        self.fail_ticket(msg.ticket, &msg.why, ctx);
     }
 }

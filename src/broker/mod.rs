@@ -27,14 +27,12 @@ pub mod roster;
 pub mod stagger;
 #[cfg(test)]
 pub(crate) mod testing;
+mod tickets;
 
 pub use actor::{Broker, BrokerSettings};
-pub use relay::{
-    BatchSink, IngestBatch, Outflow, RaiseSeq, ResyncEveryone, SeqSource, SnapshotUnavailable,
-};
+pub use relay::{BatchSink, IngestBatch, Outflow, RaiseSeq, ResyncEveryone, SeqSource};
 
 use crate::conn::ConnHandle;
-use crate::protocol::{Item, Snapshot};
 use crate::topics::TopicSet;
 use actix::prelude::*;
 use bytestring::ByteString;
@@ -45,21 +43,8 @@ use std::sync::Arc;
 /// Identifies a session; a counter, unique within one server run.
 pub type SessionId = u64;
 
-/// Producer → broker, in order. Everything the simulation emits goes through here, so
-/// a snapshot is stamped with a `seq` only after every item it reflects.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub enum Publish {
-    /// Items of one tick (`end_of_tick`: flush now) or of one command.
-    Items { items: Vec<Item>, end_of_tick: bool },
-    /// A world snapshot to stamp with the current `seq` and route.
-    Snapshot {
-        snapshot: Box<Snapshot>,
-        route: SnapshotRoute,
-    },
-}
-
-/// Where a snapshot goes once the broker has stamped it.
+/// Where a snapshot goes once the broker has stamped it. The broker keeps it while the
+/// world builds the snapshot (`tickets`); the world sees only a ticket.
 #[derive(Debug)]
 pub enum SnapshotRoute {
     /// A newly authenticated session: send it the snapshot, then every later batch.
@@ -131,7 +116,15 @@ pub struct Leave {
     pub session: SessionId,
 }
 
-/// Anyone → simulation: build a snapshot and publish it along `route`.
+impl SnapshotRoute {
+    /// Whether the snapshot replaces its receivers' picture of the world (`resync`).
+    pub(crate) fn is_resync(&self) -> bool {
+        matches!(self, SnapshotRoute::Resync { .. } | SnapshotRoute::Everyone)
+    }
+}
+
+/// Sessions, HTTP, a sim node's responder → broker: get a snapshot from the world and
+/// send it along `route`, stamped with its `seq`.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct RequestSnapshot {

@@ -67,16 +67,6 @@ pub struct RaiseSeq {
     pub above: u64,
 }
 
-/// Gateway → broker: a `snapshot` command's snapshot could not be had from the sim
-/// node: the session gets error 1004 with its command's `id`.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct SnapshotUnavailable {
-    pub session: super::SessionId,
-    pub id: Option<serde_json::Value>,
-    pub message: String,
-}
-
 /// What the broker does with an ingested batch, given the last seq it holds.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Ingest {

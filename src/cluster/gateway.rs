@@ -1,7 +1,7 @@
 //! A `gateway` node's side of the cluster: no simulation, the stream instead.
 //!
 //! * [`RemoteSim`] stands where the simulation stands on a standalone server: sessions
-//!   and the broker send it `RunCommand` and `RequestSnapshot` as they would send the
+//!   and the broker send it `RunCommand` and `TakeSnapshot` as they would send the
 //!   simulation, and it asks the sim node over request/reply. Concurrent snapshot
 //!   requests share one round trip (a reconnect storm asks once, not once per client):
 //!   every snapshot is followed by a catch-up from the history, so one a little older
@@ -19,25 +19,21 @@ use super::rpc::{Call, Rpc, RpcError};
 use super::stream::{BatchStream, Next, ReadStart, StreamSettings};
 use super::wire::{error_code, CommandAnswer, CommandRequest};
 use super::{codec, Subjects};
-use crate::broker::{
-    Broker, CloseSession, IngestBatch, Publish, RequestSnapshot, SnapshotRoute, SnapshotUnavailable,
-};
+use crate::broker::{Broker, IngestBatch};
 use crate::config::ClusterConfig;
 use crate::metrics::Metrics;
-use crate::protocol::{ErrorCode, Reply, Snapshot};
-use crate::sim::actor::{CommandError, RunCommand};
+use crate::ports::{
+    CommandError, Publish, RunCommand, SnapshotFor, SnapshotUnavailable, TakeSnapshot,
+};
+use crate::protocol::{Reply, Snapshot};
 use actix::prelude::*;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Snapshot requests waiting for the round trip in flight. Bounded by the sessions that
-/// wait for one (each asks at most once at a time); past it, requests fail at once
-/// (joins close with 1013, try again).
+/// Snapshot requests waiting for the round trip in flight. Bounded by the broker's own
+/// bound on waiting snapshot requests (`broker::tickets`); past it, requests fail at once.
 const WAITING_CAPACITY: usize = 65_536;
-
-/// How long a resync for everyone waits before it is asked for again after a failure.
-const RESYNC_RETRY: Duration = Duration::from_secs(1);
 
 /// Mailbox of [`RemoteSim`]: sessions' commands and snapshot requests. Senders wait
 /// for room (`send`), as they do for the simulation's.
@@ -47,8 +43,8 @@ pub const REMOTE_MAILBOX: usize = 4096;
 pub struct RemoteSim {
     rpc: Rpc,
     broker: Addr<Broker>,
-    /// Routes waiting for the snapshot request in flight (or the next one).
-    waiting: Vec<SnapshotRoute>,
+    /// Tickets waiting for the snapshot request in flight (or the next one).
+    waiting: Vec<TakeSnapshot>,
     in_flight: bool,
 }
 
@@ -68,7 +64,7 @@ impl RemoteSim {
             return;
         }
         self.in_flight = true;
-        let routes = std::mem::take(&mut self.waiting);
+        let tickets = std::mem::take(&mut self.waiting);
         let rpc = self.rpc.clone();
         let fut = async move { rpc.request(Call::Snapshot, Bytes::new()).await };
         ctx.spawn(fut.into_actor(self).map(move |answer, act, ctx| {
@@ -77,78 +73,62 @@ impl RemoteSim {
                 .map_err(|e| e.to_string())
                 .and_then(|b| read_snapshot(&b))
             {
-                Ok((json, snapshot)) => act.route(routes, &json, &snapshot),
-                Err(e) => act.fail(routes, &e, ctx),
+                Ok(snapshot) => act.answer(tickets, &snapshot),
+                Err(e) => act.fail(tickets, &e),
             }
             act.ask(ctx);
         }));
     }
 
-    /// Hands the snapshot to the broker for every route (the HTTP one gets the JSON).
-    fn route(&self, routes: Vec<SnapshotRoute>, json: &str, snapshot: &Snapshot) {
-        for route in routes {
-            match route {
-                SnapshotRoute::Http { reply } => {
-                    let _answered = reply.send(json.to_owned());
-                }
-                route => self.broker.do_send(Publish::Snapshot {
-                    snapshot: Box::new(snapshot.clone()),
-                    route,
-                }),
-            }
+    /// Hands the snapshot to the broker for every ticket (it may be a little older than
+    /// a ticket's request: every snapshot is followed by a catch-up from the history).
+    fn answer(&self, tickets: Vec<TakeSnapshot>, snapshot: &Snapshot) {
+        for take in tickets {
+            let mut snapshot = snapshot.clone();
+            snapshot.resync = take.resync;
+            self.broker.do_send(Publish::Snapshot {
+                snapshot: Box::new(snapshot),
+                to: SnapshotFor::Request(take.ticket),
+            });
         }
     }
 
-    /// No snapshot: a join is closed (try again), a `snapshot` command gets 1004, a
-    /// resync is asked for again shortly (its members stay held), HTTP gets a 503.
-    fn fail(&mut self, routes: Vec<SnapshotRoute>, why: &str, ctx: &mut Context<Self>) {
+    /// No snapshot: the broker tells each ticket's waiter (a join is closed, a command
+    /// gets 1004, a resync is asked for again).
+    fn fail(&self, tickets: Vec<TakeSnapshot>, why: &str) {
         log::warn!("cluster: no snapshot from the sim node: {why}");
-        for route in routes {
-            match route {
-                SnapshotRoute::Join(join) => join.close.do_send(CloseSession {
-                    code: crate::protocol::close::TRY_AGAIN,
-                    reason: "Simulation unavailable",
-                }),
-                SnapshotRoute::Reply { session, id } => self.broker.do_send(SnapshotUnavailable {
-                    session,
-                    id,
-                    message: format!("simulation unavailable: {why}"),
-                }),
-                route @ (SnapshotRoute::Resync { .. } | SnapshotRoute::Everyone) => {
-                    ctx.run_later(RESYNC_RETRY, move |act, ctx| {
-                        act.waiting.push(route);
-                        act.ask(ctx);
-                    });
-                }
-                SnapshotRoute::Http { .. } => {}
-            }
+        for take in tickets {
+            self.broker.do_send(SnapshotUnavailable {
+                ticket: take.ticket,
+                why: why.to_owned(),
+            });
         }
     }
 }
 
-/// The `snapshot` object a sim node answers with, and its data.
-fn read_snapshot(bytes: &Bytes) -> Result<(String, Snapshot), String> {
+/// The data of the `snapshot` object a sim node answers with.
+fn read_snapshot(bytes: &Bytes) -> Result<Snapshot, String> {
     let json = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
     #[derive(serde::Deserialize)]
     struct Object {
         data: Snapshot,
     }
     let object: Object = serde_json::from_str(json).map_err(|e| format!("not a snapshot: {e}"))?;
-    Ok((json.to_owned(), object.data))
+    Ok(object.data)
 }
 
 impl Actor for RemoteSim {
     type Context = Context<Self>;
 }
 
-impl Handler<RequestSnapshot> for RemoteSim {
+impl Handler<TakeSnapshot> for RemoteSim {
     type Result = ();
 
-    fn handle(&mut self, msg: RequestSnapshot, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: TakeSnapshot, ctx: &mut Self::Context) {
         if self.waiting.len() >= WAITING_CAPACITY {
-            return self.fail(vec![msg.route], "too many snapshot requests waiting", ctx);
+            return self.fail(vec![msg], "too many snapshot requests waiting");
         }
-        self.waiting.push(msg.route);
+        self.waiting.push(msg);
         self.ask(ctx);
     }
 }
@@ -164,10 +144,7 @@ impl Handler<RunCommand> for RemoteSim {
 
 /// Runs a command on the sim node; any failure to reach it is 1004.
 async fn run_remote(rpc: &Rpc, msg: RunCommand) -> Result<Reply, CommandError> {
-    let unavailable = |message: String| CommandError {
-        code: ErrorCode::ServerError,
-        message,
-    };
+    let unavailable = CommandError::server;
     let request = CommandRequest {
         command: msg.command,
         by: msg.by,
@@ -305,7 +282,7 @@ mod tests {
         let json = r#"{"type":"snapshot","data":{"tick":3,"clock":{"day":1,"minute_of_day":363},
             "paused":false,"tick_rate":10.0,"seed":1,"state_hash":"ab","characters":[],
             "locations":[],"seq":9,"resync":false},"timestamp":1.0}"#;
-        let (_, snapshot) = read_snapshot(&Bytes::from(json)).expect("snapshot");
+        let snapshot = read_snapshot(&Bytes::from(json)).expect("snapshot");
         assert_eq!((snapshot.tick, snapshot.seq), (3, 9));
         assert!(read_snapshot(&Bytes::from_static(b"{}")).is_err());
     }

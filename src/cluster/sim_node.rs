@@ -22,7 +22,8 @@ use super::{codec, Subjects};
 use crate::broker::{Broker, Outflow, RaiseSeq, RequestSnapshot, SnapshotRoute};
 use crate::config::ClusterConfig;
 use crate::metrics::Metrics;
-use crate::sim::actor::{RunCommand, Simulation};
+use crate::ports::RunCommand;
+use crate::sim::actor::Simulation;
 use actix::prelude::*;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,7 +89,7 @@ pub fn start(
         let stream = super::ensure_until_done(&link, settings).await;
         raise_seq(&stream, &actors.broker).await;
         let rpc = Rpc::new(&link, Subjects::new(&config.subject));
-        serve(&rpc, Call::Snapshot, actors.sim.clone(), answer_snapshot).await;
+        serve(&rpc, Call::Snapshot, actors.broker.clone(), answer_snapshot).await;
         serve(&rpc, Call::Command, actors.sim.clone(), answer_command).await;
         publish(stream, link, parts, actors.metrics).await;
     });
@@ -170,9 +171,10 @@ async fn publish_one(stream: &BatchStream, flow: &Outflow, hold: &AtomicBool, me
 }
 
 /// Answers each request on `call`'s subject with `answer`, on a task of its own.
-async fn serve<F, Fut>(rpc: &Rpc, call: Call, sim: Addr<Simulation>, answer: F)
+async fn serve<A, F, Fut>(rpc: &Rpc, call: Call, to: A, answer: F)
 where
-    F: Fn(Incoming, Addr<Simulation>) -> Fut + 'static,
+    A: Clone + 'static,
+    F: Fn(Incoming, A) -> Fut + 'static,
     Fut: std::future::Future<Output = ()> + 'static,
 {
     let Some(mut requests) = super::serve_until_subscribed(rpc, call).await else {
@@ -180,15 +182,16 @@ where
     };
     actix::spawn(async move {
         while let Some(request) = requests.next().await {
-            actix::spawn(answer(request, sim.clone()));
+            actix::spawn(answer(request, to.clone()));
         }
     });
 }
 
-/// A snapshot request: answered with the `snapshot` object.
-async fn answer_snapshot(request: Incoming, sim: Addr<Simulation>) {
+/// A snapshot request: answered with the `snapshot` object (from the world, stamped by
+/// the broker).
+async fn answer_snapshot(request: Incoming, broker: Addr<Broker>) {
     let (reply, answer) = tokio::sync::oneshot::channel();
-    let asked = sim.try_send(RequestSnapshot {
+    let asked = broker.try_send(RequestSnapshot {
         route: SnapshotRoute::Http { reply },
     });
     // Nothing sent back on failure: the gateway's request times out (within 5 s) and

@@ -276,7 +276,7 @@ async fn fetch_snapshot(state: &AppState) -> Result<String, HttpResponse> {
     };
     state
         .shared
-        .sim_snapshots
+        .broker
         .send(RequestSnapshot {
             route: SnapshotRoute::Http { reply: tx },
         })

@@ -225,21 +225,21 @@ impl Session {
         self.on_snapshot_sent(joined, None, ctx);
     }
 
-    /// Asks the simulation for a snapshot; waits for mailbox room rather than failing.
+    /// Asks the broker for a snapshot; waits for mailbox room rather than failing.
     fn request_snapshot(
         &mut self,
         route: SnapshotRoute,
         id: Option<Value>,
         ctx: &mut Context<Self>,
     ) {
-        let fut = self.shared.sim_snapshots.send(RequestSnapshot { route });
+        let fut = self.shared.broker.send(RequestSnapshot { route });
         self.on_snapshot_sent(fut, id, ctx);
     }
 
-    /// Reports a snapshot request the simulation did not take as an error to the client.
+    /// Reports a snapshot request the broker did not take as an error to the client.
     fn on_snapshot_sent(
         &mut self,
-        fut: actix::dev::RecipientRequest<RequestSnapshot>,
+        fut: Request<crate::broker::Broker, RequestSnapshot>,
         id: Option<Value>,
         ctx: &mut Context<Self>,
     ) {

@@ -12,8 +12,8 @@
 
 use super::SessionShared;
 use crate::metrics::metrics_reply;
+use crate::ports::RunCommand;
 use crate::protocol::{Command, ErrorCode, ProtocolError, Reply, Role, OPERATOR_COMMANDS};
-use crate::sim::actor::RunCommand;
 use futures_util::future::LocalBoxFuture;
 use futures_util::FutureExt;
 

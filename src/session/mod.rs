@@ -25,10 +25,9 @@ use crate::broker::{
 };
 use crate::conn::{ConnHandle, PoolPermit};
 use crate::metrics::Metrics;
+use crate::ports::RunCommand;
 use crate::protocol::{self, Bounds, Limits, RateBudget};
-use crate::sim::actor::RunCommand;
 use crate::topics::TopicSet;
-use actix::dev::RecipientRequest;
 use actix::prelude::*;
 use auth::Tokens;
 use std::sync::atomic::AtomicU64;
@@ -47,9 +46,11 @@ pub struct SessionShared {
     pub outbound_queue: usize,
     /// Largest client message (one frame, or the fragments of one message together).
     pub max_message_bytes: usize,
+    /// `welcome.data.limits.town_size`: positions lie in `0..=town_size` (the world's,
+    /// given by whoever builds the node).
+    pub town_size: f64,
     pub broker: Addr<Broker>,
     pub sim_commands: Recipient<RunCommand>,
-    pub sim_snapshots: Recipient<RequestSnapshot>,
     pub metrics: Arc<Metrics>,
     pub latest_seq: Arc<AtomicU64>,
     pub pool: Arc<crate::conn::Pool>,
@@ -103,7 +104,7 @@ impl SessionShared {
     }
 
     /// `welcome.data.limits`, from the config values sessions enforce and the
-    /// protocol's and the town's constants.
+    /// protocol's and the world's constants.
     pub fn limits(&self) -> Limits {
         Limits {
             rate: RateBudget {
@@ -119,7 +120,7 @@ impl SessionShared {
                 min: protocol::MIN_TICK_RATE,
                 max: protocol::MAX_TICK_RATE,
             },
-            town_size: crate::sim::town::TOWN_SIZE,
+            town_size: self.town_size,
         }
     }
 }
@@ -135,9 +136,9 @@ impl SessionShared {
     /// The one join path of both transports, once the session is authenticated: opens
     /// its outbox on the delivery hub of the calling (worker) thread (the stream of every
     /// frame the broker sends it, which the caller reads as its transport needs), and
-    /// asks the simulation
-    /// for the join snapshot. The snapshot travels simulation → broker, which stamps its
-    /// seq and from then on delivers every batch to this session: nothing falls between.
+    /// asks the broker for the join snapshot. The broker gets it from the world, stamps
+    /// its seq and from then on delivers every batch to this session: nothing falls
+    /// between.
     pub fn join(
         &self,
         session: SessionId,
@@ -146,7 +147,7 @@ impl SessionShared {
         last_seen: &Arc<AtomicU64>,
         topics: TopicSet,
         encoding: crate::protocol::SnapshotEncoding,
-    ) -> (Outbox, RecipientRequest<RequestSnapshot>) {
+    ) -> (Outbox, Request<Broker, RequestSnapshot>) {
         let hub = LocalHub::this_thread();
         let outbox = hub.open(session, self.outbound_queue);
         let join = JoinSession {
@@ -158,7 +159,7 @@ impl SessionShared {
             topics,
             encoding,
         };
-        let request = self.sim_snapshots.send(RequestSnapshot {
+        let request = self.broker.send(RequestSnapshot {
             route: SnapshotRoute::Join(join),
         });
         (outbox, request)

@@ -11,10 +11,10 @@
 
 use super::{JournalEntry, SimError, SimState};
 use crate::audit::{self, AuditEntry, AuditLog};
-use crate::broker::{Publish, RequestSnapshot, SnapshotRoute};
 use crate::metrics::Metrics;
 use crate::persistence::writer::{WriteRequest, Writer};
 use crate::persistence::{SavedWorld, FORMAT};
+use crate::ports::{CommandError, Publish, RunCommand, SnapshotFor, TakeSnapshot};
 use crate::protocol::{now_ts, CharacterId, Command, ErrorCode, Item, Reply, Snapshot};
 use actix::prelude::*;
 use serde_json::Value;
@@ -27,29 +27,10 @@ use std::time::{Duration, Instant};
 /// 1004; ticks stop long before (as soon as the outbox is not empty).
 pub const OUTBOX_LIMIT: usize = 4096;
 
-/// Session/HTTP → simulation: run one command that is not `snapshot` or `metrics`
-/// (those are served elsewhere: see `session::commands`).
-#[derive(Message, Debug)]
-#[rtype(result = "Result<Reply, CommandError>")]
-pub struct RunCommand {
-    pub command: Command,
-    /// The label of the token that sent it (`auth::Identity::label`), shown to everyone
-    /// in the `control` item a state-changing command is broadcast as.
-    pub by: String,
-}
-
 /// Shutdown → simulation: write a snapshot now and answer when it is on disk.
 #[derive(Message, Debug)]
 #[rtype(result = "Result<(), String>")]
 pub struct SaveNow;
-
-/// A command the simulation refused.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{message}")]
-pub struct CommandError {
-    pub code: ErrorCode,
-    pub message: String,
-}
 
 impl From<SimError> for CommandError {
     fn from(e: SimError) -> Self {
@@ -57,13 +38,6 @@ impl From<SimError> for CommandError {
             code: ErrorCode::InvalidMessage,
             message: e.to_string(),
         }
-    }
-}
-
-fn server_error(message: impl Into<String>) -> CommandError {
-    CommandError {
-        code: ErrorCode::ServerError,
-        message: message.into(),
     }
 }
 
@@ -376,7 +350,9 @@ impl Simulation {
         ctx: &mut Context<Self>,
     ) -> Result<Reply, CommandError> {
         if self.outbox.len() >= OUTBOX_LIMIT {
-            return Err(server_error("the broker is behind; try again shortly"));
+            return Err(CommandError::server(
+                "the broker is behind; try again shortly",
+            ));
         }
         let mut items = Vec::new();
         let result = self.answer(&command, by, &mut items, ctx)?;
@@ -432,9 +408,9 @@ impl Simulation {
                 let (oldest, newest) = self.timeline.range();
                 Ok(serde_json::json!({ "oldest_tick": oldest, "newest_tick": newest }))
             }
-            Command::Snapshot {} | Command::Metrics {} | Command::Save {} => Err(server_error(
-                format!("`{}` is not run by the simulation", command.name()),
-            )),
+            Command::Snapshot {} | Command::Metrics {} | Command::Save {} => Err(
+                CommandError::server(format!("`{}` is not run by the simulation", command.name())),
+            ),
             Command::Step { ticks } => Ok(self.step(command, *ticks, by, now, ctx)),
             state_changing => {
                 let tick = self.state.world.tick();
@@ -606,7 +582,7 @@ impl Simulation {
             ctx,
             Publish::Snapshot {
                 snapshot,
-                route: SnapshotRoute::Everyone,
+                to: SnapshotFor::Everyone,
             },
         );
     }
@@ -622,8 +598,8 @@ impl Simulation {
                     "path": path.display().to_string(),
                     "tick": tick,
                 })),
-                Ok(Err(e)) => Err(server_error(format!("save failed: {e}"))),
-                Err(_) => Err(server_error("save failed: the writer stopped")),
+                Ok(Err(e)) => Err(CommandError::server(format!("save failed: {e}"))),
+                Err(_) => Err(CommandError::server("save failed: the writer stopped")),
             }
         })
     }
@@ -708,17 +684,16 @@ impl Handler<SaveNow> for Simulation {
     }
 }
 
-impl Handler<RequestSnapshot> for Simulation {
+impl Handler<TakeSnapshot> for Simulation {
     type Result = ();
 
-    fn handle(&mut self, msg: RequestSnapshot, ctx: &mut Self::Context) {
-        let resync = matches!(msg.route, SnapshotRoute::Resync { .. });
-        let snapshot = Box::new(self.snapshot(resync));
+    fn handle(&mut self, msg: TakeSnapshot, ctx: &mut Self::Context) {
+        let snapshot = Box::new(self.snapshot(msg.resync));
         self.publish(
             ctx,
             Publish::Snapshot {
                 snapshot,
-                route: msg.route,
+                to: SnapshotFor::Request(msg.ticket),
             },
         );
     }
