@@ -55,7 +55,7 @@ impl Server {
         let thread = std::thread::spawn(move || {
             let system = actix::System::new();
             system.block_on(async move {
-                let mut running = simcast::run(listener, config).expect("server starts");
+                let mut running = simcast::start(listener, config).expect("server starts");
                 let arbiters = std::mem::take(&mut running.arbiters);
                 let started = (running.addr, running.sim.clone(), running.handle());
                 tx.send(started).expect("report address");

@@ -34,8 +34,9 @@ use std::sync::Arc;
 pub(crate) const FILE: &str = "audit.jsonl";
 /// The audit file before the last rotation.
 pub(crate) const PREV_FILE: &str = "audit.prev.jsonl";
-/// Entries kept in memory, answered by `audit`, and written per file before rotation.
-pub(crate) const MAX_ENTRIES: usize = 1000;
+/// Entries kept in memory, answered by `audit`, and written per file before rotation:
+/// the most a client can ask for (the protocol's bound).
+pub(crate) const MAX_ENTRIES: usize = crate::protocol::MAX_AUDIT_ENTRIES;
 /// Entries `audit` returns when no `limit` is given.
 pub(crate) const DEFAULT_LIMIT: usize = 100;
 /// Longest `args` (as JSON) kept as is; `schedule`'s free `data` could otherwise make

@@ -110,7 +110,7 @@ impl Default for ClusterConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PersistenceConfig {
-    /// The data directory; empty means `persistence::default_dir()`.
+    /// The data directory; empty means `default_data_dir()`.
     pub dir: String,
     /// A snapshot every this many ticks (0: only on `save` and at shutdown).
     pub snapshot_interval_ticks: u64,
@@ -323,7 +323,7 @@ impl Config {
     /// The data directory for `save`.
     pub fn data_dir(&self) -> std::path::PathBuf {
         if self.persistence.dir.is_empty() {
-            crate::persistence::default_dir()
+            default_data_dir()
         } else {
             std::path::PathBuf::from(&self.persistence.dir)
         }
@@ -500,6 +500,18 @@ fn validate_subject_prefix(prefix: &str) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+/// The default data directory: `$XDG_DATA_HOME/simcast`, else
+/// `$HOME/.local/share/simcast`, else `simcast-data` under the system temp dir.
+pub fn default_data_dir() -> std::path::PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return std::path::PathBuf::from(xdg).join("simcast");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return std::path::PathBuf::from(home).join(".local/share/simcast");
+    }
+    std::env::temp_dir().join("simcast-data")
 }
 
 #[cfg(test)]

@@ -276,7 +276,7 @@ fn replay(cli: &Cli, until: Option<u64>, data_dir: Option<PathBuf>) -> ExitCode 
             }
         },
     };
-    match simcast::persistence::Store::new(dir.clone()).restore(until) {
+    match simcast::persistence::Store::new(dir.clone()).restore::<simcast::sim::SimState>(until) {
         Ok(Some(r)) => {
             for note in &r.notes {
                 log::warn!("{note}");
@@ -339,6 +339,11 @@ async fn reload_tokens_on_sighup(tokens: simcast::session::auth::Tokens, path: O
 
 /// Resolves on SIGINT or SIGTERM.
 async fn wait_for_signal() {
+    wait_for_sigint_or_sigterm().await;
+    log::info!("signal received");
+}
+
+async fn wait_for_sigint_or_sigterm() {
     #[cfg(unix)]
     {
         use actix_web::rt::signal::unix::{signal, SignalKind};
@@ -403,7 +408,7 @@ fn main() -> ExitCode {
     };
     let system = actix::System::new();
     let result = system.block_on(async move {
-        let running = simcast::run(listener, config).map_err(|e| e.to_string())?;
+        let running = simcast::start(listener, config)?;
         let scheme = if running.tls { "https" } else { "http" };
         log::info!("simcast listening on {scheme}://{}", running.addr);
         // Tokens never go to the log: the URL with the token is printed on stdout only,
@@ -413,16 +418,11 @@ fn main() -> ExitCode {
             running.addr
         );
         println!("dashboard: {}", running.dashboard_url());
-        let tokens = running.token_list.clone();
-        let config_path = cli.config.clone();
-        actix::spawn(reload_tokens_on_sighup(tokens, config_path));
-        let shutdown = running.shutdown_handle();
-        actix::spawn(async move {
-            wait_for_signal().await;
-            log::info!("signal received; shutting down");
-            shutdown.shutdown().await;
-        });
-        running.server.await.map_err(|e| e.to_string())
+        actix::spawn(reload_tokens_on_sighup(
+            running.token_list.clone(),
+            cli.config.clone(),
+        ));
+        running.serve_until(wait_for_signal()).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
-//! The structure rules of docs/architecture.md, checked on the source tree: the broker
-//! knows nothing of the sessions, and no function in `src/` is longer than 80 lines
+//! The structure rules of docs/architecture.md, checked on the source tree: dependencies
+//! between the top-level modules point one way (the rule at the top of
+//! docs/architecture.md, and no cycle), and no function in `src/` is longer than 80 lines
 //! (so each can be read whole). Reads files only; starts nothing.
 
 use std::path::{Path, PathBuf};
@@ -92,16 +93,202 @@ fn function_lengths(text: &str) -> Vec<(usize, usize)> {
     found
 }
 
-#[test]
-fn the_broker_imports_nothing_of_the_sessions() {
-    for file in src("src/broker") {
+/// The layers of docs/architecture.md ("Dependencies"), every top-level module of
+/// `src/` in exactly one. A module may import its own layer and the layers its entry
+/// allows; `lib.rs`, `main.rs` and `src/bin/` are the composition root and not listed.
+const LAYERS: &[(&str, &[&str], &[&str])] = &[
+    // (layer, its modules, the layers it may import besides its own)
+    (
+        "foundation",
+        &[
+            "protocol",
+            "ports",
+            "topics",
+            "config",
+            "clock",
+            "conn",
+            "metrics",
+            "frame_guard",
+            "persistence",
+            "audit",
+        ],
+        &[],
+    ),
+    ("engine", &["sim", "experiment"], &["foundation"]),
+    (
+        "delivery",
+        &["broker", "presence", "session", "http"],
+        &["foundation"],
+    ),
+    (
+        "composition",
+        &["cluster", "tls", "cli"],
+        &["foundation", "engine", "delivery"],
+    ),
+];
+
+fn layer_of(module: &str) -> Option<&'static str> {
+    LAYERS
+        .iter()
+        .find(|(_, modules, _)| modules.contains(&module))
+        .map(|(layer, _, _)| *layer)
+}
+
+/// The top-level modules of `src/` (files and directories), without the root.
+fn top_modules() -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut names: Vec<String> = std::fs::read_dir(&root)
+        .expect("read src")
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let module = name.strip_suffix(".rs").unwrap_or(&name).to_owned();
+            (!["lib", "main", "bin"].contains(&module.as_str())).then_some(module)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// `text` without its `#[cfg(test)]` items (test code may use anything) and without
+/// comments: the code the module is built from.
+fn built_code(text: &str) -> String {
+    let mut out = String::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line.trim() == "#[cfg(test)]" {
+            // Skip the item that follows: up to its closing brace, or its `;`.
+            let mut depth = 0i32;
+            for l in lines.by_ref() {
+                let code = code_of(l);
+                depth += code.matches('{').count() as i32 - code.matches('}').count() as i32;
+                if depth <= 0 && (code.contains('}') || code.trim_end().ends_with(';')) {
+                    break;
+                }
+            }
+            continue;
+        }
+        out.push_str(&code_of(line));
+        out.push('\n');
+    }
+    out
+}
+
+/// The other top-level modules `module`'s built code names through `crate::`.
+fn imports_of(module: &str) -> std::collections::BTreeSet<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    let dir = root.join(module);
+    if dir.is_dir() {
+        rust_files(&dir, &mut files);
+    } else {
+        files.push(root.join(format!("{module}.rs")));
+    }
+    let mut found = std::collections::BTreeSet::new();
+    for file in files {
         let text = std::fs::read_to_string(&file).expect("read");
+        let code = built_code(&text);
+        for (at, _) in code.match_indices("crate::") {
+            let rest = &code[at + "crate::".len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() && name != module {
+                found.insert(name);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn every_module_has_a_layer() {
+    let unplaced: Vec<String> = top_modules()
+        .into_iter()
+        .filter(|m| layer_of(m).is_none())
+        .collect();
+    assert!(
+        unplaced.is_empty(),
+        "put these in a layer of docs/architecture.md and of LAYERS: {unplaced:?}"
+    );
+}
+
+#[test]
+fn dependencies_point_one_way() {
+    let mut wrong = Vec::new();
+    for module in top_modules() {
+        let Some(layer) = layer_of(&module) else {
+            continue;
+        };
+        let allowed = LAYERS
+            .iter()
+            .find(|(l, _, _)| *l == layer)
+            .map(|(_, _, allowed)| *allowed)
+            .unwrap_or_default();
+        for import in imports_of(&module) {
+            let Some(to) = layer_of(&import) else {
+                wrong.push(format!(
+                    "{module} ({layer}) imports {import}, which has no layer"
+                ));
+                continue;
+            };
+            if to != layer && !allowed.contains(&to) {
+                wrong.push(format!("{module} ({layer}) imports {import} ({to})"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "against the rule: {wrong:#?}");
+}
+
+#[test]
+fn no_cycle_between_top_level_modules() {
+    let modules = top_modules();
+    let graph: std::collections::BTreeMap<String, Vec<String>> = modules
+        .iter()
+        .map(|m| (m.clone(), imports_of(m).into_iter().collect()))
+        .collect();
+    // Depth-first search; a module met again while still on the path closes a cycle.
+    fn visit(
+        m: &str,
+        graph: &std::collections::BTreeMap<String, Vec<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|p| p == m) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(m.to_owned());
+            return Some(cycle);
+        }
+        if !done.insert(m.to_owned()) {
+            return None;
+        }
+        path.push(m.to_owned());
+        for next in graph.get(m).into_iter().flatten() {
+            if let Some(cycle) = visit(next, graph, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    for m in &modules {
+        let cycle = visit(m, &graph, &mut Vec::new(), &mut done);
         assert!(
-            !text.contains("crate::session"),
-            "{} depends on the sessions",
-            file.display()
+            cycle.is_none(),
+            "a cycle: {}",
+            cycle.unwrap_or_default().join(" -> ")
         );
     }
+}
+
+#[test]
+fn the_checker_sees_imports_and_skips_tests_and_comments() {
+    let text = "use crate::a::B;\n// crate::c\n#[cfg(test)]\nmod tests {\n    use crate::d;\n}\nfn f() { crate::e::g(); }\n";
+    let code = built_code(text);
+    assert!(code.contains("crate::a") && code.contains("crate::e"));
+    assert!(!code.contains("crate::c") && !code.contains("crate::d"));
 }
 
 #[test]

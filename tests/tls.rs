@@ -222,7 +222,7 @@ fn run_error(config: simcast::config::Config) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let system = actix::System::new();
     let result = system.block_on(async move {
-        simcast::run(listener, config)
+        simcast::start(listener, config)
             .map(|_| ())
             .map_err(|e| e.to_string())
     });

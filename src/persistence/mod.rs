@@ -1,8 +1,9 @@
 //! Persistence: the world survives restarts and crashes, and any past tick can be rebuilt.
 //!
 //! On disk, in the data directory:
-//! - `world.json`: the last snapshot — the whole [`SimState`] (RNG position, scheduled
-//!   events and pause state included) and the id of the journal that continues it.
+//! - `world.json`: the last snapshot — the whole world state (for the simulation's
+//!   `SimState`: its RNG position, scheduled events and pause state included) and the id
+//!   of the journal that continues it.
 //!   Written atomically (temporary file, fsync, rename); the one before is kept as
 //!   `world.prev.json`.
 //! - `journal.jsonl`: everything that happened since that snapshot, in order — ticks
@@ -17,11 +18,14 @@
 //! the tick itself), so a killed process loses nothing; fsync happens at each snapshot,
 //! so a machine crash loses at most the ticks since the last snapshot. Since the
 //! simulation is deterministic, "what happened" is all it takes: replaying the journal
-//! through [`SimState::apply`] rebuilds the exact state (same state hash).
+//! ([`Journaled::replay`]) rebuilds the exact state (same state hash).
+//!
+//! This module knows files, not worlds: it stores any [`Journaled`] state and its
+//! journal entries, so the engine depends on it and never the other way round.
 
 pub mod writer;
 
-use crate::sim::{JournalEntry, SimState};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::{BufRead, BufReader, ErrorKind};
@@ -66,33 +70,32 @@ pub(crate) fn io(
     }
 }
 
-/// The default data directory: `$XDG_DATA_HOME/simcast`, else
-/// `$HOME/.local/share/simcast`, else `simcast-data` under the system temp dir.
-pub fn default_dir() -> PathBuf {
-    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(xdg).join("simcast");
-    }
-    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(home).join(".local/share/simcast");
-    }
-    std::env::temp_dir().join("simcast-data")
+/// A state that can be saved whole and rebuilt by replaying its journal on top.
+pub trait Journaled: Serialize + DeserializeOwned + Send + 'static {
+    /// One line of the journal: what happened since the snapshot.
+    type Entry: Serialize + DeserializeOwned + Send + 'static;
+
+    /// Applies `entries` in order, stopping at the end of tick `until` when given;
+    /// `false` once it stopped there (later journals are then not replayed).
+    fn replay(&mut self, entries: &[Self::Entry], until: Option<u64>) -> bool;
 }
 
 /// A snapshot file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SavedWorld {
+#[serde(bound = "S: Journaled")]
+pub struct SavedWorld<S> {
     pub format: u32,
     /// The journal that continues this snapshot.
     pub journal_id: u64,
     /// Unix seconds.
     pub saved_at: f64,
-    pub state: SimState,
+    pub state: S,
 }
 
 /// The state rebuilt at start.
 #[derive(Debug)]
-pub struct Restored {
-    pub state: SimState,
+pub struct Restored<S> {
+    pub state: S,
     /// Id for the next journal (above every journal seen).
     pub next_journal_id: u64,
     /// Journal entries replayed on top of the snapshot.
@@ -108,9 +111,9 @@ pub struct Store {
 }
 
 /// A journal file: its id and entries.
-struct Journal {
+struct Journal<E> {
     id: u64,
-    entries: Vec<JournalEntry>,
+    entries: Vec<E>,
 }
 
 #[derive(Deserialize)]
@@ -131,14 +134,17 @@ impl Store {
         self.dir.join(name)
     }
 
-    fn read_snapshot(&self, name: &str) -> Result<Option<SavedWorld>, PersistenceError> {
+    fn read_snapshot<S: Journaled>(
+        &self,
+        name: &str,
+    ) -> Result<Option<SavedWorld<S>>, PersistenceError> {
         let path = self.path(name);
         let text = match fs::read(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io("reading", &path)(e)),
         };
-        let saved: SavedWorld =
+        let saved: SavedWorld<S> =
             serde_json::from_slice(&text).map_err(|e| PersistenceError::Corrupt {
                 path: path.display().to_string(),
                 problem: e.to_string(),
@@ -154,11 +160,11 @@ impl Store {
 
     /// Reads a journal. A torn last line (the process died mid-write) is dropped with a
     /// note; a bad line anywhere else means the file is damaged.
-    fn read_journal(
+    fn read_journal<E: DeserializeOwned>(
         &self,
         name: &str,
         notes: &mut Vec<String>,
-    ) -> Result<Option<Journal>, PersistenceError> {
+    ) -> Result<Option<Journal<E>>, PersistenceError> {
         let path = self.path(name);
         let file = match fs::File::open(&path) {
             Ok(f) => f,
@@ -180,7 +186,7 @@ impl Store {
             serde_json::from_str(header).map_err(|e| corrupt(format!("header: {e}")))?;
         let mut entries = Vec::with_capacity(rest.len());
         for (i, line) in rest.iter().enumerate() {
-            match serde_json::from_str::<JournalEntry>(line) {
+            match serde_json::from_str::<E>(line) {
                 Ok(e) => entries.push(e),
                 Err(_) if i + 1 == rest.len() => {
                     notes.push(format!("{}: dropped a torn last line", path.display()));
@@ -196,7 +202,10 @@ impl Store {
 
     /// Rebuilds the latest state (or the state at tick `until`); `None` when the
     /// directory holds no world yet. Errors say which file is damaged and how.
-    pub fn restore(&self, until: Option<u64>) -> Result<Option<Restored>, PersistenceError> {
+    pub fn restore<S: Journaled>(
+        &self,
+        until: Option<u64>,
+    ) -> Result<Option<Restored<S>>, PersistenceError> {
         let mut notes = Vec::new();
         let latest = match self.read_snapshot(SNAPSHOT) {
             Ok(Some(saved)) => Ok(saved),
@@ -230,12 +239,12 @@ impl Store {
             },
         };
         // Chain the journals that continue this snapshot: ids must follow on.
-        let mut state = saved.state;
+        let mut state: S = saved.state;
         let mut expected = saved.journal_id;
         let mut replayed = 0;
         let mut complete = true;
         for name in journals {
-            let Some(journal) = self.read_journal(name, &mut notes)? else {
+            let Some(journal) = self.read_journal::<S::Entry>(name, &mut notes)? else {
                 continue;
             };
             if journal.id + 1 == expected {
@@ -366,8 +375,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<(), Persist
 
 #[cfg(test)]
 mod tests {
+    //! With the simulation's state as the stored world: the one the server keeps.
     use super::*;
     use crate::protocol::Command;
+    use crate::sim::{JournalEntry, SimState};
 
     /// A fresh directory, removed when the guard drops (at the end of the test).
     fn temp_dir(tag: &str) -> (tempfile::TempDir, PathBuf) {
@@ -401,7 +412,10 @@ mod tests {
     #[test]
     fn empty_dir_restores_nothing() {
         let (_tmp, dir) = temp_dir("empty");
-        assert!(Store::new(dir).restore(None).expect("ok").is_none());
+        assert!(Store::new(dir)
+            .restore::<SimState>(None)
+            .expect("ok")
+            .is_none());
     }
 
     #[test]
@@ -428,20 +442,23 @@ mod tests {
         fs::write(dir.join(JOURNAL), j).expect("write");
 
         let store = Store::new(dir.clone());
-        let r = store.restore(None).expect("ok").expect("some");
+        let r = store.restore::<SimState>(None).expect("ok").expect("some");
         assert_eq!(r.state.world.state_hash(), live.world.state_hash());
         assert!(r.state.paused);
         assert_eq!(r.notes.len(), 1);
 
         // world.json damaged: the previous snapshot and both journals rebuild it all.
         fs::write(dir.join(SNAPSHOT), b"{ not json").expect("write");
-        let r = store.restore(None).expect("ok").expect("some");
+        let r = store.restore::<SimState>(None).expect("ok").expect("some");
         assert_eq!(r.state.world.state_hash(), live.world.state_hash());
         assert!(r.notes.iter().any(|n| n.contains("world.json")));
 
         // Both damaged: a clear error, nothing started over.
         fs::write(dir.join(PREV_SNAPSHOT), b"junk").expect("write");
-        let err = store.restore(None).expect_err("refuses").to_string();
+        let err = store
+            .restore::<SimState>(None)
+            .expect_err("refuses")
+            .to_string();
         assert!(
             err.contains("world.json") && err.contains("world.prev.json"),
             "{err}"
@@ -450,7 +467,7 @@ mod tests {
         // --fresh moves the files aside.
         let aside = store.discard().expect("ok").expect("moved");
         assert!(aside.join(SNAPSHOT).exists());
-        assert!(store.restore(None).expect("ok").is_none());
+        assert!(store.restore::<SimState>(None).expect("ok").is_none());
     }
 
     #[test]

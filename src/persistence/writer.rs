@@ -7,9 +7,9 @@
 //! of its journal by more than that.
 
 use super::{
-    io, write_atomic, PersistenceError, SavedWorld, JOURNAL, PREV_JOURNAL, PREV_SNAPSHOT, SNAPSHOT,
+    io, write_atomic, Journaled, PersistenceError, SavedWorld, JOURNAL, PREV_JOURNAL,
+    PREV_SNAPSHOT, SNAPSHOT,
 };
-use crate::sim::JournalEntry;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -21,24 +21,24 @@ pub const QUEUE: usize = 8192;
 /// Result of a snapshot, for whoever asked (the `save` command, shutdown).
 pub type SnapshotDone = tokio::sync::oneshot::Sender<Result<PathBuf, String>>;
 
-pub enum WriteRequest {
-    Entry(JournalEntry),
+pub enum WriteRequest<S: Journaled> {
+    Entry(S::Entry),
     /// Write this snapshot, then start the journal it names.
     Snapshot {
-        saved: Box<SavedWorld>,
+        saved: Box<SavedWorld<S>>,
         done: Option<SnapshotDone>,
     },
 }
 
 /// The simulation's end of the writer.
-pub struct Writer {
-    tx: SyncSender<WriteRequest>,
+pub struct Writer<S: Journaled> {
+    tx: SyncSender<WriteRequest<S>>,
 }
 
-impl Writer {
+impl<S: Journaled> Writer<S> {
     /// Writes `first` as the base snapshot (synchronously: the server does not start
     /// without one), then starts the writer thread on a fresh journal.
-    pub fn start(dir: &Path, first: &SavedWorld) -> Result<Writer, PersistenceError> {
+    pub fn start(dir: &Path, first: &SavedWorld<S>) -> Result<Writer<S>, PersistenceError> {
         fs::create_dir_all(dir).map_err(io("creating", dir))?;
         let mut thread = WriterThread {
             dir: dir.to_path_buf(),
@@ -54,7 +54,7 @@ impl Writer {
     }
 
     /// Queues a request; gives it back when the queue is full.
-    pub fn try_send(&self, req: WriteRequest) -> Result<(), WriteRequest> {
+    pub fn try_send(&self, req: WriteRequest<S>) -> Result<(), WriteRequest<S>> {
         match self.tx.try_send(req) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(r)) => Err(r),
@@ -72,7 +72,7 @@ struct WriterThread {
 }
 
 impl WriterThread {
-    fn run(mut self, rx: Receiver<WriteRequest>) {
+    fn run<S: Journaled>(mut self, rx: Receiver<WriteRequest<S>>) {
         while let Ok(first) = rx.recv() {
             self.handle(first);
             // Take whatever else is queued, then hand it all to the kernel in one go:
@@ -92,7 +92,7 @@ impl WriterThread {
         }
     }
 
-    fn handle(&mut self, req: WriteRequest) {
+    fn handle<S: Journaled>(&mut self, req: WriteRequest<S>) {
         match req {
             WriteRequest::Entry(entry) => {
                 let Some(j) = self.journal.as_mut() else {
@@ -121,7 +121,7 @@ impl WriterThread {
     /// Snapshot, then journal rotation. Order matters for crash safety: the new
     /// snapshot names journal k+1; until journal k+1 exists, journal k is recognized
     /// (by its id) as already folded into the snapshot.
-    fn snapshot(&mut self, saved: &SavedWorld) -> Result<(), PersistenceError> {
+    fn snapshot<S: Journaled>(&mut self, saved: &SavedWorld<S>) -> Result<(), PersistenceError> {
         if let Some(mut j) = self.journal.take() {
             j.flush().map_err(io("writing", &self.dir.join(JOURNAL)))?;
             let _ = j.get_ref().sync_all();

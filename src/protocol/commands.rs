@@ -88,6 +88,8 @@ pub const MIN_TICK_RATE: f64 = 0.1;
 pub const MAX_TICK_RATE: f64 = 1000.0;
 /// Longest `event_type` and `name` accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
+/// The most audit entries the server keeps and `audit {limit}` can ask for.
+pub const MAX_AUDIT_ENTRIES: usize = 1000;
 
 /// Commands only an operator may run, by wire name.
 pub const OPERATOR_COMMANDS: [&str; 16] = [
@@ -179,10 +181,9 @@ impl Command {
             } if name.is_empty() || name.len() > MAX_NAME_LEN => {
                 Err(format!("`name` must be 1 to {MAX_NAME_LEN} bytes"))
             }
-            Command::Audit { limit: Some(n) } if *n == 0 || *n > crate::audit::MAX_ENTRIES => {
+            Command::Audit { limit: Some(n) } if *n == 0 || *n > MAX_AUDIT_ENTRIES => {
                 Err(format!(
-                    "`limit` must be between 1 and {}, got {n}",
-                    crate::audit::MAX_ENTRIES
+                    "`limit` must be between 1 and {MAX_AUDIT_ENTRIES}, got {n}"
                 ))
             }
             _ => Ok(()),

@@ -16,8 +16,8 @@ pub mod outbound;
 
 pub use codes::{close, ErrorCode};
 pub use commands::{
-    Command, MAX_NAME_LEN, MAX_STEP_TICKS, MAX_TICK_RATE, MIN_STEP_TICKS, MIN_TICK_RATE,
-    OPERATOR_COMMANDS,
+    Command, MAX_AUDIT_ENTRIES, MAX_NAME_LEN, MAX_STEP_TICKS, MAX_TICK_RATE, MIN_STEP_TICKS,
+    MIN_TICK_RATE, OPERATOR_COMMANDS,
 };
 pub use inbound::{parse_client_message, ClientMessage, ProtocolError, Topic};
 pub use outbound::{

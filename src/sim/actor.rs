@@ -43,7 +43,7 @@ impl From<SimError> for CommandError {
 
 /// Where the simulation keeps its journal and snapshots.
 pub struct Persistence {
-    pub writer: Writer,
+    pub writer: Writer<SimState>,
     /// Id of the journal being written (the last snapshot's).
     pub journal_id: u64,
     /// A snapshot every this many ticks (0: only on `save` and at shutdown).
@@ -61,7 +61,7 @@ pub struct Simulation {
     debug_log: bool,
     persistence: Option<Persistence>,
     /// Journal entries waiting for room in the writer's queue, in order.
-    journal_backlog: VecDeque<WriteRequest>,
+    journal_backlog: VecDeque<WriteRequest<SimState>>,
     ticks_since_snapshot: u64,
     audit: AuditLog,
     /// A sim node's hold (`cluster::sim_node`): set while the cluster stream cannot

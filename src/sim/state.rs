@@ -219,6 +219,14 @@ impl SimState {
     }
 }
 
+impl crate::persistence::Journaled for SimState {
+    type Entry = JournalEntry;
+
+    fn replay(&mut self, entries: &[JournalEntry], until: Option<u64>) -> bool {
+        SimState::replay(self, entries, until)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -74,7 +74,7 @@ impl TestServer {
         let thread = std::thread::spawn(move || {
             let system = actix::System::new();
             system.block_on(async move {
-                let mut running = simcast::run(listener, config).expect("server starts");
+                let mut running = simcast::start(listener, config).expect("server starts");
                 let arbiters = std::mem::take(&mut running.arbiters);
                 tx.send((
                     running.addr,
