@@ -833,3 +833,6 @@ impl Outlet for Hands<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
