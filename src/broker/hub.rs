@@ -295,7 +295,7 @@ impl LocalHub {
         self.route.clone()
     }
 
-    /// Opens the outbox of `session`, holding at most `capacity` frames. The session
+    /// Opens the outbox of `session`, with room for `capacity` frames. The session
     /// polls it as a stream; dropping it closes it.
     pub fn open(&self, session: SessionId, capacity: usize) -> Outbox {
         let backlog = self.route.backlog.clone();
