@@ -313,6 +313,19 @@ mod tests {
     }
 
     #[test]
+    fn the_default_tunables_are_the_numbers_the_docs_give() {
+        let t = PacingTunables::default();
+        assert_eq!(
+            (t.busy_share, t.busy_streak, t.fit_share),
+            ((9, 10), 2, (17, 20))
+        );
+        assert_eq!((t.step_up, t.most, t.fewest), (2, 12, 8), "of {SLICES}");
+        assert_eq!((t.too_young, t.typical_tick_parts), ((1, 4), 8));
+        assert_eq!(t.done_at_least_parts, 8);
+        assert_eq!(t.complete_after, Duration::from_millis(250));
+    }
+
+    #[test]
     fn a_server_with_time_to_spare_delivers_every_tick() {
         let mut p = governor(true);
         for _ in 0..5 {
