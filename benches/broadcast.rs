@@ -140,7 +140,7 @@ fn slot(i: usize, rx: &Receivers) -> Slot {
         id: i as SessionId,
         route: rx.route.clone(),
         next_from: 1,
-        held: false,
+        live: true,
         slice: Default::default(),
     }
 }

@@ -181,7 +181,7 @@ fn loopback(c: &mut Criterion) {
             eprintln!("skipping {n} receivers: the open-file limit is too low for 2 × {n} sockets");
             continue;
         }
-        // Grow the audience to n and let every join settle (snapshot, join hold).
+        // Grow the audience to n and let every join settle (snapshot, resume window).
         for _ in clients..n {
             rt.spawn(client(url.clone(), Arc::clone(&counts)));
         }

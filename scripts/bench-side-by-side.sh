@@ -7,7 +7,7 @@
 # simcast-load measured them in the simcast run just before, so both deliver the same
 # stream and the ratios compare servers, not workloads. It batches every 100 ms, as in
 # issue 8's setup (simcast's own frame rate at 10 Hz); LEAN_BATCH_MS=match gives it
-# simcast's measured frame rate instead (fewer frames when simcast held ticks back).
+# simcast's measured frame rate instead (fewer frames while simcast staggers).
 # idle: RSS per socket on a paused world, after each socket got its join snapshot, so
 # the figure is what a connected-but-quiet client costs at that world size.
 # ab: simcast alone at one size, several builds alternating, one run after the other,
@@ -242,7 +242,7 @@ print("\nThe lean broadcaster gets simcast's events/s per client and mean event 
       "(`NAME.stream`: events size batch_ms). "
       "Its latency counts from each event's scheduled time, so it includes up to batch_ms of "
       "coalescing (about half on average); simcast stamps a tick's items when the tick ran, "
-      "so its latency starts at the tick, and a tick held by pacing (fewer frames/s per "
+      "so its latency starts at the tick, and a tick staggered by pacing (fewer frames/s per "
       "client) counts its wait. Server cores: average over the measured window; "
       "peak RSS/conn: peak server RSS / connected sockets; RSS added/conn: (peak RSS - RSS "
       "before the first connect) / connected sockets. Frames/s and events delivered count the "

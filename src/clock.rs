@@ -16,8 +16,10 @@ pub(crate) fn now_ms() -> u64 {
     epoch.elapsed().as_millis() as u64
 }
 
-/// Microseconds since the same epoch (monotonic).
+/// Microseconds since the same epoch (monotonic), on tokio's clock: the monotonic clock,
+/// except under paused tokio time, where a test of the broker's pacing moves it.
 pub(crate) fn now_us() -> u64 {
     let epoch = EPOCH.get_or_init(Instant::now);
-    epoch.elapsed().as_micros() as u64
+    let now = tokio::time::Instant::now().into_std();
+    now.saturating_duration_since(*epoch).as_micros() as u64
 }

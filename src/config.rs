@@ -200,9 +200,13 @@ pub struct BrokerConfig {
     pub max_batch_size: usize,
     pub max_batch_wait_ms: u64,
     pub history_size: usize,
-    /// While the worker threads are behind, a tick's delivery waits one tick and goes
-    /// out with the next (`broker::pacing`); `false` delivers every tick at its end.
-    pub hold_when_behind: bool,
+    /// While deliveries keep the worker threads busy for most of a tick, each tick goes
+    /// to the slices of the connections that waited longest, the rest getting it with a
+    /// later tick's (`broker::pacing`); `false` delivers every tick to everyone at its
+    /// end. `hold_when_behind`, its name before, is still accepted (with a warning, see
+    /// [`RENAMED_KEYS`]).
+    #[serde(alias = "hold_when_behind")]
+    pub stagger_when_behind: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -266,7 +270,7 @@ impl Default for BrokerConfig {
             max_batch_size: 100,
             max_batch_wait_ms: 50,
             history_size: 1024,
-            hold_when_behind: true,
+            stagger_when_behind: true,
         }
     }
 }
@@ -283,14 +287,41 @@ impl Default for SimConfig {
     }
 }
 
+/// Keys renamed since, still accepted under their old name (a serde `alias`): (section,
+/// old key, new key). A file that uses an old name logs [`renamed_key_warnings`].
+pub const RENAMED_KEYS: &[(&str, &str, &str)] =
+    &[("broker", "hold_when_behind", "stagger_when_behind")];
+
+/// One warning per old key name (see [`RENAMED_KEYS`]) that `text` uses, naming the new
+/// key. Text that is not TOML earns none here: parsing it reports the error.
+pub fn renamed_key_warnings(text: &str) -> Vec<String> {
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    RENAMED_KEYS
+        .iter()
+        .filter(|(section, old, _)| {
+            let section = table.get(*section).and_then(toml::Value::as_table);
+            section.is_some_and(|s| s.contains_key(*old))
+        })
+        .map(|(section, old, new)| {
+            format!("`{section}.{old}` is the old name of `{section}.{new}`: rename it")
+        })
+        .collect()
+}
+
 impl Config {
     /// Parses TOML text; `origin` names it in errors (a path or "embedded default").
+    /// Old key names are accepted, each with a warning in the log.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             origin: origin.to_owned(),
             message: e.to_string().trim_end().replace('\n', " "),
         })?;
         config.validate()?;
+        for warning in renamed_key_warnings(text) {
+            log::warn!("{origin}: {warning}");
+        }
         Ok(config)
     }
 
@@ -532,6 +563,7 @@ mod tests {
         assert_eq!(c.broker.max_batch_size, 100);
         assert_eq!(c.broker.max_batch_wait_ms, 50);
         assert_eq!(c.broker.history_size, 1024);
+        assert!(c.broker.stagger_when_behind);
         assert_eq!(c.sim.seed, 42);
         assert_eq!(c.sim.characters, 200);
         assert_eq!(c.sim.tick_rate, 10.0);
@@ -634,5 +666,30 @@ mod tests {
                 .to_string();
             assert!(err.contains(key), "{err} should name {key}");
         }
+    }
+
+    #[test]
+    fn the_old_name_of_stagger_when_behind_still_works_and_earns_a_warning() {
+        let old = "[broker]\nhold_when_behind = false\n";
+        let c = Config::from_toml(old, "old.toml").expect("the old name is accepted");
+        assert!(!c.broker.stagger_when_behind, "and means the same");
+        assert_eq!(
+            renamed_key_warnings(old),
+            [
+                "`broker.hold_when_behind` is the old name of `broker.stagger_when_behind`: \
+              rename it"
+            ]
+        );
+        let new = "[broker]\nstagger_when_behind = false\n";
+        let c = Config::from_toml(new, "new.toml").expect("valid");
+        assert!(!c.broker.stagger_when_behind);
+        assert!(
+            renamed_key_warnings(new).is_empty(),
+            "no warning for the new name"
+        );
+        assert!(renamed_key_warnings(super::DEFAULT_TOML).is_empty());
+        let both = "[broker]\nhold_when_behind = false\nstagger_when_behind = true\n";
+        let err = Config::from_toml(both, "both.toml").expect_err("one setting, two values");
+        assert!(err.to_string().contains("stagger_when_behind"), "{err}");
     }
 }

@@ -46,9 +46,10 @@ pub struct Metrics {
     pub tick_duration: Histogram,
     /// Ticks the simulation skipped because the broker's mailbox was full.
     pub ticks_deferred: IntCounter,
-    /// Ticks whose delivery the broker held for one tick, the hubs being behind
-    /// (`broker::pacing`).
-    pub deliveries_held: IntCounter,
+    /// Ticks delivered staggered: to the slices of the connections that waited longest,
+    /// the rest getting them with a later tick's, the worker threads being busy for
+    /// most of a tick (`broker::pacing`).
+    pub deliveries_staggered: IntCounter,
     /// Audit entries kept in memory but not written to disk (the writer was behind).
     pub audit_unwritten: IntCounter,
     /// Cluster (docs/cluster.md): 1 while this node is connected to NATS.
@@ -132,9 +133,9 @@ impl Metrics {
                 "ticks_deferred_total",
                 "Ticks delayed because the broker was behind",
             )?,
-            deliveries_held: counter(
-                "deliveries_held_total",
-                "Ticks delivered to one half of the connections (the other half got them with the next tick) because the worker threads were behind",
+            deliveries_staggered: counter(
+                "deliveries_staggered_total",
+                "Ticks delivered to between a half and a third of the connections (the rest got them with a later tick's) because the worker threads were busy for most of a tick",
             )?,
             audit_unwritten: counter(
                 "audit_unwritten_total",

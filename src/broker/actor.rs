@@ -1,8 +1,8 @@
 //! The broker actor: batching clock, history, fan-out, and eviction of jammed sessions.
 //!
-//! Mailbox: bounded at [`MAILBOX_CAPACITY`]. The simulation sends with `try_send` and
-//! holds its own outbox when the broker is behind (so the producer slows down instead of
-//! items being lost); sessions' `Leave` uses `do_send`, bounded by one per session, and
+//! Mailbox: bounded at [`MAILBOX_CAPACITY`]. The simulation sends with `try_send` and,
+//! when the broker is behind, keeps its items in its own outbox and defers ticks (so the
+//! producer slows down instead of items being lost); sessions' `Leave` uses `do_send`, bounded by one per session, and
 //! hubs' `Overflowed` too (each session is reported once).
 //!
 //! Every frame for a session goes through the hub of its worker thread (one message per
@@ -19,11 +19,11 @@ use super::fanout::FanOut;
 use super::history::History;
 use super::hub::{Backlog, HubId, HubRoute, Overflowed};
 use super::mailroom::{Mailroom, Posted, RETRY_EVERY};
-use super::pacing::{Load, Pace, Pacer, HOLD_AT_MOST};
+use super::pacing::{Load, Pace, PacingTunables, StaggerGovernor};
 use super::relay::{
     self, BatchSink, Ingest, IngestBatch, Outflow, RaiseSeq, ResyncEveryone, SeqSource,
 };
-use super::roster::{Books, Outlet, Roster, JOIN_HOLD};
+use super::roster::{Books, Outlet, Roster, RESUME_WINDOW};
 use super::stagger::{Undelivered, SLICES};
 use super::tickets::Tickets;
 use super::{
@@ -43,7 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Broker mailbox bound: about 100 s of ticks at 10 Hz plus control messages. When full,
-/// the simulation holds its items in its outbox and pauses ticking (see `sim::actor`).
+/// the simulation keeps its items in its outbox and defers ticks (see `sim::actor`).
 pub const MAILBOX_CAPACITY: usize = 1024;
 
 /// How long a resync (one member, or everyone) waits before its snapshot is asked for
@@ -64,8 +64,9 @@ pub struct BrokerSettings {
     pub client_timeout: Duration,
     /// Who numbers batches: this broker, or (a gateway) the cluster stream.
     pub seq_source: SeqSource,
-    /// Hold a tick's delivery for one tick while the hubs are behind (`pacing`).
-    pub hold_when_behind: bool,
+    /// Stagger deliveries while they keep the worker threads busy for most of a tick
+    /// (`pacing`); `false`: every tick goes to everyone at its end.
+    pub stagger_when_behind: bool,
 }
 
 /// How to reach a joined session outside its frames, watch it, and evict it.
@@ -105,7 +106,7 @@ pub struct Broker {
     contacts: BTreeMap<SessionId, Contact>,
     /// Scratch outcome of the last fan-out, kept so its vectors are reused.
     fan_out: FanOut,
-    /// Every frame for a hub goes through here; it holds them while the hub's mailbox
+    /// Every frame for a hub goes through here; they wait here while the hub's mailbox
     /// is full (bounded, see `mailroom`).
     mailroom: Mailroom,
     /// Batches issued (numbered, in the history) but not yet delivered to everyone:
@@ -119,11 +120,11 @@ pub struct Broker {
     handed_on: u64,
     flush_timer: Option<SpawnHandle>,
     /// Whether a tick's delivery goes out at its end to everyone or staggered.
-    pacer: Pacer,
+    governor: StaggerGovernor,
     /// How far behind each hub is, read at the end of every tick (one entry per worker
     /// thread that ever hosted a session: a handful).
     backlogs: BTreeMap<HubId, Backlog>,
-    /// [`clock::now_us`] of the last delivery and of the last end of tick, for the pacer.
+    /// [`clock::now_us`] of the last delivery and of the last end of tick, for the governor.
     delivered_at: Option<u64>,
     tick_ended_at: Option<u64>,
     /// The world, asked for snapshots by ticket (`tickets` keeps where each goes).
@@ -167,7 +168,8 @@ impl Broker {
         latest_seq: Arc<AtomicU64>,
     ) -> Self {
         latest_seq.store(last_seq, Ordering::Release);
-        let pacer = Pacer::new(settings.hold_when_behind);
+        let governor =
+            StaggerGovernor::new(settings.stagger_when_behind, PacingTunables::default());
         Broker {
             batcher: Batcher::new(settings.max_batch_size, last_seq),
             history: History::new(settings.history_size, last_seq),
@@ -179,7 +181,7 @@ impl Broker {
             undelivered: Undelivered::new(last_seq),
             handed_on: last_seq,
             flush_timer: None,
-            pacer,
+            governor,
             backlogs: BTreeMap::new(),
             delivered_at: None,
             tick_ended_at: None,
@@ -210,7 +212,8 @@ impl Broker {
 
     /// The end of a tick: its batches are issued and delivered now, to everyone or,
     /// while the hubs are behind, staggered to the slices that waited (see `pacing`;
-    /// `HOLD_AT_MOST` covers a next tick that does not come).
+    /// the completion timer, `PacingTunables::complete_after`, covers a next tick that
+    /// does not come).
     fn end_tick(&mut self, ctx: &mut Context<Self>) {
         self.cut();
         let now = clock::now_us();
@@ -227,16 +230,16 @@ impl Broker {
             woken: self.backlogs.values().map(Backlog::woken).sum(),
             members: self.roster.len(),
         };
-        let pace = self.pacer.end_of_tick(load);
+        let pace = self.governor.end_of_tick(load);
         log::trace!(
             "end of tick: {pace:?}, {} undelivered",
             self.undelivered.batches().len()
         );
         match pace {
             Pace::Stagger { slices } if !self.undelivered.is_empty() => {
-                self.metrics.deliveries_held.inc();
+                self.metrics.deliveries_staggered.inc();
                 self.deliver_to(slices);
-                self.flush_after(HOLD_AT_MOST, ctx);
+                self.flush_after(self.governor.tunables().complete_after, ctx);
             }
             _ => self.flush(ctx),
         }
@@ -306,7 +309,7 @@ impl Broker {
         if self.undelivered.is_empty() {
             return;
         }
-        self.pacer.delivered();
+        self.governor.delivered();
         self.deliver_to(SLICES);
     }
 
@@ -425,13 +428,13 @@ impl Broker {
             .or_insert_with(|| route.backlog.clone());
         let now = tokio::time::Instant::now();
         self.with_roster(|r, h, out| r.join(session, route, topics, (frame, seq), now, h, out));
-        ctx.run_later(JOIN_HOLD, |this, _| this.release_due());
+        ctx.run_later(RESUME_WINDOW, |this, _| this.end_resume_windows());
     }
 
-    /// Ends the join holds that are due: those members catch up and go live.
-    fn release_due(&mut self) {
+    /// Ends the resume windows that are due: those members catch up and go live.
+    fn end_resume_windows(&mut self) {
         let now = tokio::time::Instant::now();
-        self.with_roster(|r, h, out| r.release_due(now, h, out));
+        self.with_roster(|r, h, out| r.end_resume_windows(now, h, out));
     }
 
     fn send_snapshot(&mut self, id: SessionId, frames: Vec<Deliver>, seq: u64) {
@@ -513,9 +516,9 @@ impl Broker {
                 let frames = [SnapshotEncoding::Objects, SnapshotEncoding::Compact]
                     .map(|e| ByteString::from(snapshot.to_frame(e, None)));
                 for id in self.roster.ids() {
-                    // A member still held at its join gets what came since first (the
+                    // A member still in its resume window gets what came since first (the
                     // `control` item of the reset or rewind among it), then the snapshot.
-                    self.with_roster(|r, h, out| r.release(id, h, out));
+                    self.with_roster(|r, h, out| r.go_live(id, h, out));
                     let frame = frames[self.encoding_of(id) as usize].clone();
                     let frames = vec![Deliver {
                         frame,
@@ -531,7 +534,7 @@ impl Broker {
     }
 
     /// Offers hubs the frames their full mailboxes did not take (a no-op when none).
-    fn retry_held(&mut self) {
+    fn retry_waiting(&mut self) {
         let Some(overflowed) = &self.overflowed else {
             return;
         };
@@ -540,7 +543,7 @@ impl Broker {
         }
         for posted in self.mailroom.retry(overflowed) {
             let (ids, why) = match posted {
-                Posted::Sent | Posted::Held => continue,
+                Posted::Sent | Posted::Waiting => continue,
                 Posted::Closed(ids) => (ids, None),
                 Posted::Jammed(ids) => (ids, Some(Eviction::Slow)),
             };
@@ -579,7 +582,7 @@ impl Actor for Broker {
         let every = (self.settings.client_timeout / 8)
             .clamp(Duration::from_millis(50), Duration::from_millis(1000));
         ctx.run_interval(every, |this, _| this.sweep());
-        ctx.run_interval(RETRY_EVERY, |this, _| this.retry_held());
+        ctx.run_interval(RETRY_EVERY, |this, _| this.retry_waiting());
     }
 }
 
@@ -661,10 +664,11 @@ impl Handler<IngestBatch> for Broker {
 }
 
 impl Broker {
-    /// Holds every member until one resync snapshot for everyone arrives.
+    /// Takes every member out of live delivery until one resync snapshot for everyone
+    /// arrives.
     fn resync_everyone(&mut self) {
         self.metrics.cluster_resyncs.inc();
-        self.roster.hold_all_for_resync();
+        self.roster.all_await_resync();
         if let Err(why) = self.ask_world_now(SnapshotRoute::Everyone) {
             log::error!("resync snapshot not requested: {why}");
         }
@@ -758,11 +762,13 @@ impl Handler<CloseAll> for Broker {
     }
 }
 
-/// Test and metrics hook: how many sessions the broker delivers to.
+/// Test hook: how many sessions the broker delivers to.
+#[cfg(test)]
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct CountMembers;
 
+#[cfg(test)]
 impl Handler<CountMembers> for Broker {
     type Result = usize;
 
@@ -791,7 +797,7 @@ impl Outlet for Hands<'_> {
             .mailroom
             .post(route, vec![(session, frame)], overflowed)
         {
-            Posted::Sent | Posted::Held => {
+            Posted::Sent | Posted::Waiting => {
                 self.metrics.messages_sent.inc();
                 return true;
             }
@@ -800,7 +806,7 @@ impl Outlet for Hands<'_> {
         };
         let (ids, why) = failed;
         self.failed.extend(ids.into_iter().map(|id| (id, why)));
-        // Whether this session's frame is on its way (held or jammed frames of other
+        // Whether this session's frame is on its way (waiting or jammed frames of other
         // sessions may have failed with it).
         !self.failed.iter().any(|(id, _)| *id == session)
     }
@@ -916,7 +922,7 @@ impl Broker {
         self.metrics.error(error.code);
         let frame = Envelope::new("error", error).with_id(id.as_ref()).to_json();
         self.with_roster(|r, h, out| {
-            r.release(session, h, out);
+            r.go_live(session, h, out);
             r.send_own(session, frame.into(), out);
         });
     }
@@ -937,3 +943,6 @@ impl Handler<SnapshotUnavailable> for Broker {
         self.fail_ticket(msg.ticket, &msg.why, ctx);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -40,9 +40,10 @@ pub struct Slot {
     pub route: HubRoute,
     /// The `from_seq` of the next frame this member gets.
     pub next_from: u64,
-    /// Not in live delivery: just joined (catching up from the history first) or waiting
-    /// for a resync snapshot, which covers everything it would have been sent.
-    pub held: bool,
+    /// In live delivery. Not yet after its join (in its resume window, then catching up
+    /// from the history), nor while it awaits a resync snapshot, which covers everything
+    /// it would have been sent.
+    pub live: bool,
     /// Its slice of the connections, for staggered delivery (`stagger`); kept for life.
     pub slice: Slice,
 }
@@ -50,7 +51,7 @@ pub struct Slot {
 impl Slot {
     /// Whether a delivery to `slices` is for this member.
     fn due(&self, slices: Slices) -> bool {
-        !self.held && slices.contains(self.slice)
+        self.live && slices.contains(self.slice)
     }
 }
 
@@ -208,8 +209,8 @@ impl FanOut {
             .collect()
     }
 
-    /// Sends each hub its frames, one message per hub, through `mailroom` (which holds
-    /// them while a hub's mailbox is full). A hub that is gone puts its sessions into
+    /// Sends each hub its frames, one message per hub, through `mailroom` (where they
+    /// wait while a hub's mailbox is full). A hub that is gone puts its sessions into
     /// `closed`, one jammed past the mailroom's bound into `full`.
     pub fn dispatch(&mut self, mailroom: &mut Mailroom, overflowed: &Recipient<Overflowed>) {
         for hub in &mut self.hubs {
@@ -220,7 +221,7 @@ impl FanOut {
             let frames = std::mem::replace(&mut hub.frames, room);
             let count = frames.len() as u64;
             let (failed, into) = match mailroom.post(&hub.route, frames, overflowed) {
-                Posted::Sent | Posted::Held => continue,
+                Posted::Sent | Posted::Waiting => continue,
                 Posted::Closed(ids) => (ids, &mut self.closed),
                 Posted::Jammed(ids) => (ids, &mut self.full),
             };
@@ -281,7 +282,7 @@ impl Groups {
         removed
     }
 
-    /// A member's slot, to read or change its `next_from` and `held`.
+    /// A member's slot, to read or change its `next_from` and `live`.
     pub fn get_mut(&mut self, topics: &TopicSet, id: SessionId) -> Option<&mut Slot> {
         self.groups.get_mut(topics)?.get_mut(id)
     }
@@ -296,6 +297,7 @@ impl Groups {
     }
 
     /// Distinct topic sets (= serializations per delivery at most).
+    #[cfg(test)]
     pub fn group_count(&self) -> usize {
         self.groups.len()
     }
@@ -358,17 +360,17 @@ mod tests {
             let hub = LocalHub::start();
             let reports = NoReports.start().recipient();
             let (mut a, mut b, mut c) = (hub.open(1, 16), hub.open(2, 16), hub.open(3, 16));
-            let slot = |id, next_from, held| Slot {
+            let slot = |id, next_from, live| Slot {
                 id,
                 route: hub.route(),
                 next_from,
-                held,
+                live,
                 slice: Slice::default(),
             };
             let mut g = Groups::new();
-            g.insert(TopicSet::default_topics(), slot(1, 1, false));
-            g.insert(updates_only(), slot(2, 1, false));
-            g.insert(TopicSet::default_topics(), slot(3, 1, true));
+            g.insert(TopicSet::default_topics(), slot(1, 1, true));
+            g.insert(updates_only(), slot(2, 1, true));
+            g.insert(TopicSet::default_topics(), slot(3, 1, false));
             assert_eq!((g.len(), g.group_count()), (3, 2));
             let mut out = FanOut::default();
             g.fan_out(
@@ -382,9 +384,9 @@ mod tests {
                 "the updates group had nothing"
             );
             g.fan_out(&[batch(3, vec![])], &mut out);
-            // Member 3 is released after catching up to seq 5 (say, from a snapshot).
+            // Member 3 goes live after catching up to seq 5 (say, from a snapshot).
             if let Some(s) = g.get_mut(&TopicSet::default_topics(), 3) {
-                (s.held, s.next_from) = (false, 6);
+                (s.live, s.next_from) = (true, 6);
             }
             out.clear();
             g.fan_out(&[batch(6, vec![event(6)])], &mut out);
@@ -427,7 +429,7 @@ mod tests {
                     id: 7,
                     route,
                     next_from: 1,
-                    held: false,
+                    live: true,
                     slice: Slice::default(),
                 },
             );

@@ -44,7 +44,7 @@ impl History {
         self.last_seq
     }
 
-    /// Oldest seq still held, if any.
+    /// Oldest seq still kept, if any.
     pub fn oldest_seq(&self) -> Option<u64> {
         self.batches.front().map(|b| b.seq)
     }

@@ -7,8 +7,7 @@
 //! thread, pushes each frame into its session's [`Outbox`] (a bounded queue the session
 //! polls as a stream) and wakes it. Per session per delivery that is one reference-count
 //! increment, one queue push and one same-thread wake: no allocation and no cross-thread
-//! message (before: one boxed actix envelope and one cross-thread wake per session per
-//! batch; numbers in BENCHMARKS.md, issue 8).
+//! message (the measurements: BENCHMARKS.md, issue 8).
 //!
 //! Everything the broker sends a session (join snapshot, catch-up, replies, live
 //! batches) takes this one path, so a session gets frames in the order the broker sent
@@ -16,8 +15,8 @@
 //!
 //! Bounds and overflow policy:
 //! - a hub's mailbox holds [`HUB_MAILBOX`] deliveries; the broker `try_send`s through
-//!   its [`super::mailroom`], which holds what a full mailbox does not take (in order)
-//!   and evicts only once a hub's held frames pass its bound (a jammed thread);
+//!   its [`super::mailroom`], where what a full mailbox does not take waits (in order),
+//!   and evicts only once the frames waiting for a hub pass its bound (a jammed thread);
 //! - an outbox holds `session.outbound_queue` frames. A full one means its session is not
 //!   being polled (its socket does not drain): the hub drops that frame and every later
 //!   one for it, and reports the session once in [`Overflowed`]; the broker evicts it.
@@ -296,7 +295,7 @@ impl LocalHub {
         self.route.clone()
     }
 
-    /// Opens the outbox of `session`, holding at most `capacity` frames. The session
+    /// Opens the outbox of `session`, with room for `capacity` frames. The session
     /// polls it as a stream; dropping it closes it.
     pub fn open(&self, session: SessionId, capacity: usize) -> Outbox {
         let backlog = self.route.backlog.clone();
@@ -311,6 +310,7 @@ impl LocalHub {
     }
 
     /// Sessions with an open outbox on this hub.
+    #[cfg(test)]
     pub fn open_count(&self) -> usize {
         self.queues.borrow().len()
     }

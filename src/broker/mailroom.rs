@@ -2,54 +2,54 @@
 //! mailbox is full: the frames wait here instead of costing the thread's sessions.
 //!
 //! Why: a hub's mailbox counts messages, and joins come as one-frame messages (a join
-//! snapshot each). At 2 000 connects/s a worker thread busy with that burst fell ~1 000
-//! messages behind, the next tick's delivery found its hub's mailbox full, and every
-//! session on the thread (9 500 of 19 000 load-generator clients) was evicted as slow
-//! at once (BENCHMARKS.md). A full mailbox says the *thread* is behind, not that any
-//! one of its sessions stopped reading; a session that stops reading is caught by its
-//! own outbox bound.
+//! snapshot each), so a worker thread busy with a connect burst falls behind by
+//! messages, and the next tick's delivery can find its hub's mailbox full. A full
+//! mailbox says the *thread* is behind, not that any one of its sessions stopped
+//! reading; evicting the whole delivery would cost every session on the thread (what
+//! happened before, measured in BENCHMARKS.md). A session that stops reading is caught
+//! by its own outbox bound.
 //!
-//! Bounds and overflow policy: what a full mailbox does not take is held here, merged
+//! Bounds and overflow policy: what a full mailbox does not take waits here, merged
 //! into one message per hub in the order it was posted. It goes first the next time
 //! anything is posted to that hub, and the broker retries every [`RETRY_EVERY`], so
-//! nothing overtakes it and every session still gets its frames in order. A hub holds
-//! at most [`HELD_FRAMES`] frames here; past that its thread is jammed (at 10 000
-//! sessions a thread, ~10 s of ticks) and the sessions of the held frames are evicted
-//! as slow, as a full mailbox used to do at once.
+//! nothing overtakes it and every session still gets its frames in order. At most
+//! [`MAX_WAITING_FRAMES`] frames wait here for one hub; past that its thread is jammed
+//! (at 10 000 sessions a thread, ~10 s of ticks) and the sessions of the waiting frames
+//! are evicted as slow.
 
 use super::hub::{DeliverFrames, HubId, HubRoute, Overflowed};
 use super::{Deliver, SessionId};
 use actix::prelude::*;
 use std::time::Duration;
 
-/// Frames held for one hub at most (each a session id and a shared frame).
-pub const HELD_FRAMES: usize = 1 << 20;
+/// Frames waiting for one hub at most (each a session id and a shared frame).
+pub const MAX_WAITING_FRAMES: usize = 1 << 20;
 
-/// How often the broker offers held frames again while any are held.
+/// How often the broker offers waiting frames again while any wait.
 pub const RETRY_EVERY: Duration = Duration::from_millis(10);
 
 /// What became of a post.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Posted {
-    /// In the hub's mailbox, with whatever was held for it before.
+    /// In the hub's mailbox, with whatever waited for it before.
     Sent,
-    /// Held here until the mailbox has room.
-    Held,
+    /// Waits here until the mailbox has room.
+    Waiting,
     /// The hub is gone (its thread stopped): these sessions ended with it.
     Closed(Vec<SessionId>),
-    /// Over [`HELD_FRAMES`]: evict these sessions as slow.
+    /// Over [`MAX_WAITING_FRAMES`]: evict these sessions as slow.
     Jammed(Vec<SessionId>),
 }
 
-/// Frames held for hubs whose mailboxes were full.
+/// Frames waiting for hubs whose mailboxes were full.
 #[derive(Default)]
 pub struct Mailroom {
-    /// One entry per hub with held frames (there is one hub per worker thread).
-    held: Vec<(HubRoute, Vec<(SessionId, Deliver)>)>,
+    /// One entry per hub with waiting frames (there is one hub per worker thread).
+    waiting: Vec<(HubRoute, Vec<(SessionId, Deliver)>)>,
 }
 
 impl Mailroom {
-    /// Posts `frames` to `route`'s hub, after whatever is held for it.
+    /// Posts `frames` to `route`'s hub, after whatever waits for it.
     pub fn post(
         &mut self,
         route: &HubRoute,
@@ -57,46 +57,47 @@ impl Mailroom {
         overflowed: &Recipient<Overflowed>,
     ) -> Posted {
         if let Some(at) = self.position(route.id) {
-            let (_, mut held) = self.held.swap_remove(at);
-            held.append(&mut frames);
-            frames = held;
+            let (_, mut waiting) = self.waiting.swap_remove(at);
+            waiting.append(&mut frames);
+            frames = waiting;
         }
         match send(route, frames, overflowed) {
             Ok(posted) => posted,
             Err(frames) => {
-                self.held.push((route.clone(), frames));
-                Posted::Held
+                self.waiting.push((route.clone(), frames));
+                Posted::Waiting
             }
         }
     }
 
-    /// Offers every hub its held frames again.
+    /// Offers every hub its waiting frames again.
     pub fn retry(&mut self, overflowed: &Recipient<Overflowed>) -> Vec<Posted> {
         let mut outcomes = Vec::new();
-        for (route, frames) in std::mem::take(&mut self.held) {
+        for (route, frames) in std::mem::take(&mut self.waiting) {
             match send(&route, frames, overflowed) {
                 Ok(posted) => outcomes.push(posted),
-                Err(frames) => self.held.push((route, frames)),
+                Err(frames) => self.waiting.push((route, frames)),
             }
         }
         outcomes
     }
 
     pub fn is_empty(&self) -> bool {
-        self.held.is_empty()
+        self.waiting.is_empty()
     }
 
-    /// Frames held for all hubs.
-    pub fn held_frames(&self) -> usize {
-        self.held.iter().map(|(_, f)| f.len()).sum()
+    /// Frames waiting for all hubs.
+    #[cfg(test)]
+    pub fn waiting_frames(&self) -> usize {
+        self.waiting.iter().map(|(_, f)| f.len()).sum()
     }
 
     fn position(&self, hub: HubId) -> Option<usize> {
-        self.held.iter().position(|(r, _)| r.id == hub)
+        self.waiting.iter().position(|(r, _)| r.id == hub)
     }
 }
 
-/// Tries `route`'s mailbox; `Err` gives the frames back to be held. The address is the
+/// Tries `route`'s mailbox; `Err` gives the frames back to wait. The address is the
 /// caller's own, not a clone: actix lets every new sender past a full mailbox once, so
 /// a fresh clone per send would never see it full.
 fn send(
@@ -111,7 +112,7 @@ fn send(
     match route.addr.try_send(msg) {
         Ok(()) => Ok(Posted::Sent),
         Err(SendError::Closed(m)) => Ok(Posted::Closed(sessions(&m.frames))),
-        Err(SendError::Full(m)) if m.frames.len() > HELD_FRAMES => {
+        Err(SendError::Full(m)) if m.frames.len() > MAX_WAITING_FRAMES => {
             Ok(Posted::Jammed(sessions(&m.frames)))
         }
         Err(SendError::Full(m)) => Err(m.frames),
@@ -133,10 +134,10 @@ mod tests {
     use crate::broker::testing::{frame, NoReports};
     use futures_util::StreamExt;
 
-    /// A hub whose mailbox is full holds the frames here, in order, and they reach the
+    /// Frames a full mailbox does not take wait here, in order, and they reach the
     /// session once the hub has caught up: nothing lost, nobody evicted.
     #[test]
-    fn a_full_mailbox_holds_frames_in_order_until_there_is_room() {
+    fn frames_a_full_mailbox_does_not_take_wait_in_order_until_there_is_room() {
         System::new().block_on(async {
             let hub = LocalHub::start();
             let route = hub.route();
@@ -151,20 +152,20 @@ mod tests {
                 n += 1;
                 match room.post(&route, vec![(1, frame(n))], &overflowed) {
                     Posted::Sent => {}
-                    Posted::Held => break,
+                    Posted::Waiting => break,
                     other => panic!("{other:?}"),
                 }
             }
             assert!(n as usize > HUB_MAILBOX / 2, "the mailbox took {n}");
-            let held_from = n;
+            let waiting_from = n;
             assert_eq!(
                 room.post(&route, vec![(1, frame(n + 1))], &overflowed),
-                Posted::Held,
-                "later frames join the held ones"
+                Posted::Waiting,
+                "later frames join the waiting ones"
             );
-            assert_eq!(room.held_frames(), 2);
+            assert_eq!(room.waiting_frames(), 2);
             let mut seen = Vec::new();
-            while seen.len() < held_from as usize - 1 {
+            while seen.len() < waiting_from as usize - 1 {
                 seen.push(outbox.next().await.and_then(|d| d.seq).expect("frame"));
             }
             assert_eq!(room.retry(&overflowed), vec![Posted::Sent]);

@@ -51,7 +51,7 @@ pub enum SnapshotRoute {
     Join(JoinSession),
     /// Answer to the `snapshot` command: a `reply` and then the `snapshot`, both with `id`.
     /// Everything published before it reaches the session first (a fence clients rely
-    /// on), so it ends the session's join hold.
+    /// on), so it ends the session's resume window.
     Reply {
         session: SessionId,
         id: Option<Value>,

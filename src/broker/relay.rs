@@ -11,7 +11,7 @@
 //!   ahead of what the gateway has ingested waits (parked) until the batches up to it
 //!   are in, so a member never gets a frame that starts before its snapshot.
 //! * A batch that does not follow the last one (lost beyond repair, or a sim node that
-//!   restarted with a higher seq) is never delivered as if it did: every member is held
+//!   restarted with a higher seq) is never delivered as if it did: every member is taken
 //!   out of live delivery and gets a `snapshot` with `resync: true` ([`ResyncEveryone`]).
 
 use super::batcher::Batch;
@@ -57,7 +57,7 @@ pub struct IngestBatch {
 #[rtype(result = "()")]
 pub struct ResyncEveryone;
 
-/// Sim node → broker, before the simulation is released: the stream already holds
+/// Sim node → broker, before the simulation starts ticking: the stream already holds
 /// batches up to `above` (from this node's earlier life); the next seq issued is above
 /// it, with one left out, so gateways resync onto the restored world rather than take
 /// its batches as the continuation of the old one.
@@ -67,18 +67,18 @@ pub struct RaiseSeq {
     pub above: u64,
 }
 
-/// What the broker does with an ingested batch, given the last seq it holds.
+/// What the broker does with an ingested batch, given the last seq it ingested.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Ingest {
     /// The next one (or the first one since start): issue it.
     Next,
-    /// Already held (a redelivery after a reconnect): drop it.
+    /// Already ingested (a redelivery after a reconnect): drop it.
     Duplicate,
     /// Batches are missing between: resync everyone, then take it.
     Gap { expected: u64 },
 }
 
-/// Classifies batch `seq` against the last one held (`None`: nothing ingested yet).
+/// Classifies batch `seq` against the last one ingested (`None`: nothing ingested yet).
 pub fn classify(last: Option<u64>, seq: u64) -> Ingest {
     match last {
         None => Ingest::Next,

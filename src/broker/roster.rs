@@ -2,10 +2,10 @@
 //! stream. The broker's join/resume state machine, as a plain type.
 //!
 //! A member is in one of three standings:
-//! - **held at its join**: it got its join snapshot (seq `s`) and waits up to
-//!   [`JOIN_HOLD`] for a `resume`, so that the batches it missed and the live ones arrive
-//!   as one ordered run. When the hold ends it catches up from the history on what was
-//!   issued since `s`, and is live;
+//! - **in its resume window**: it got its join snapshot (seq `s`) and waits up to
+//!   [`RESUME_WINDOW`] for a `resume`, out of live delivery, so that the batches it
+//!   missed and the live ones arrive as one ordered run. When the window ends it catches
+//!   up from the history on what was issued since `s`, and goes live;
 //! - **live**: it is in the fan-out; each frame starts where the last one ended;
 //! - **awaiting a resync**: its `resume` seq is older than the history (or from the
 //!   future). A snapshot with `resync: true` was asked for; it is out of live delivery
@@ -33,10 +33,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// How long a newly joined session waits for a `resume` before live batches start.
-/// A client that resumes sends it right after the snapshot; holding live delivery that
-/// long lets the missed batches and the live ones arrive as one ordered run. Nothing is
-/// lost by holding: on release, the batches since the snapshot come from the history.
-pub const JOIN_HOLD: Duration = Duration::from_millis(100);
+/// A client that resumes sends it right after the snapshot; keeping it out of live
+/// delivery that long lets the missed batches and the live ones arrive as one ordered
+/// run. Nothing is lost by waiting: when it goes live, the batches since the snapshot
+/// come from the history.
+pub const RESUME_WINDOW: Duration = Duration::from_millis(100);
 
 /// Items per frame at most when a member catches up from the history (a resume): the
 /// catch-up is cut into chained frames rather than one frame the size of the history.
@@ -45,7 +46,7 @@ pub const CATCH_UP_ITEMS: usize = 1000;
 /// What the roster reads to catch a member up: the batches kept for `resume`, and how
 /// far live delivery has reached each slice of the members.
 ///
-/// A catch-up (a join's release, a `resume`, a snapshot older than what was delivered)
+/// A catch-up (a join going live, a `resume`, a snapshot older than what was delivered)
 /// runs to its member's slice's mark, or past it when the member already has more (its
 /// join snapshot): never short of it, so that the slice's next delivery follows on.
 /// This is what lets a join or a resume go ahead without first delivering everything
@@ -81,8 +82,8 @@ pub struct Roster {
     groups: Groups,
     early_topics: BTreeMap<SessionId, TopicSet>,
     early_resume: BTreeMap<SessionId, u64>,
-    /// Join holds in the order they end (joins come in time order).
-    holds: VecDeque<(Instant, SessionId)>,
+    /// Resume windows in the order they end (joins come in time order).
+    resume_windows: VecDeque<(Instant, SessionId)>,
 }
 
 impl Roster {
@@ -107,6 +108,7 @@ impl Roster {
     }
 
     /// Prepares one live delivery of `batches` (see [`Groups::fan_out`]).
+    #[cfg(test)]
     pub fn fan_out(&mut self, batches: &[Arc<Batch>], out: &mut FanOut) {
         self.groups.fan_out(batches, out);
     }
@@ -118,7 +120,7 @@ impl Roster {
     }
 
     /// A new member that gets `snapshot` (which reflects every batch up to `seq`), then
-    /// a hold until `now + JOIN_HOLD`, unless a `resume` came early.
+    /// a resume window until `now + RESUME_WINDOW`, unless a `resume` came early.
     #[allow(clippy::too_many_arguments)]
     pub fn join(
         &mut self,
@@ -137,7 +139,7 @@ impl Roster {
             id,
             route,
             next_from: seq + 1,
-            held: true,
+            live: false,
             slice,
         };
         self.groups.insert(topics.clone(), slot);
@@ -151,18 +153,18 @@ impl Roster {
         }
         match self.early_resume.remove(&id) {
             Some(last_seq) => self.resume(id, last_seq, books, out),
-            None => self.holds.push_back((now + JOIN_HOLD, id)),
+            None => self.resume_windows.push_back((now + RESUME_WINDOW, id)),
         }
     }
 
-    /// Ends every join hold due by `now`: those members catch up and go live.
-    pub fn release_due(&mut self, now: Instant, books: Books<'_>, out: &mut impl Outlet) {
-        while let Some(&(due, id)) = self.holds.front() {
+    /// Ends every resume window due by `now`: those members catch up and go live.
+    pub fn end_resume_windows(&mut self, now: Instant, books: Books<'_>, out: &mut impl Outlet) {
+        while let Some(&(due, id)) = self.resume_windows.front() {
             if due > now {
                 break;
             }
-            self.holds.pop_front();
-            self.release(id, books, out);
+            self.resume_windows.pop_front();
+            self.go_live(id, books, out);
         }
     }
 
@@ -241,7 +243,7 @@ impl Roster {
             standing.awaiting_resync = false;
         }
         if let Some(slot) = self.slot(id) {
-            (slot.next_from, slot.held) = (seq + 1, true);
+            (slot.next_from, slot.live) = (seq + 1, false);
         }
         self.catch_up(id, seq, 0, books, out);
     }
@@ -251,33 +253,33 @@ impl Roster {
         self.send(id, frame, None, out);
     }
 
-    /// Holds every member out of live delivery until its resync snapshot arrives (a
+    /// Takes every member out of live delivery until its resync snapshot arrives (a
     /// gateway whose stream lost batches asks for one snapshot for everyone).
-    pub fn hold_all_for_resync(&mut self) {
+    pub fn all_await_resync(&mut self) {
         for standing in self.members.values_mut() {
             standing.awaiting_resync = true;
         }
         let ids = self.ids();
         for id in ids {
             if let Some(slot) = self.slot(id) {
-                slot.held = true;
+                slot.live = false;
             }
         }
     }
 
-    /// Ends a member's join hold now (unless it waits for a resync): it catches up to
-    /// what its slice was delivered, and is live.
-    pub fn release(&mut self, id: SessionId, books: Books<'_>, out: &mut impl Outlet) {
+    /// Ends a member's resume window now (unless it awaits a resync): it catches up to
+    /// what its slice was delivered, and goes live.
+    pub fn go_live(&mut self, id: SessionId, books: Books<'_>, out: &mut impl Outlet) {
         if self.members.get(&id).is_none_or(|m| m.awaiting_resync) {
             return;
         }
-        if let Some(slot) = self.slot(id).filter(|s| s.held) {
+        if let Some(slot) = self.slot(id).filter(|s| !s.live) {
             let after = slot.next_from - 1;
             self.catch_up(id, after, 0, books, out);
         }
     }
 
-    /// Sends a member (held at its join or live, not awaiting a resync) every batch
+    /// Sends a member (in its resume window or live, not awaiting a resync) every batch
     /// issued so far that it lacks, even those its slice has not been delivered yet:
     /// before a `snapshot` reply, so that every item published before the snapshot
     /// reaches it first (a fence clients rely on).
@@ -305,10 +307,10 @@ impl Roster {
         let Some(slot) = self.slot(id) else {
             return;
         };
-        // A member still held at its join snapshot (seq `joined`) resuming from before
-        // it gets the batches up to `joined` (already in its snapshot) in frames of their
+        // A member still in its resume window after its join snapshot (seq `joined`)
+        // resuming from before it gets the batches up to `joined` (already in its snapshot) in frames of their
         // own, so no frame mixes items it has with items it has not.
-        let joined = slot.held.then(|| slot.next_from - 1);
+        let joined = (!slot.live).then(|| slot.next_from - 1);
         let upto = books
             .sent
             .sent_to(slot.slice)
@@ -336,7 +338,7 @@ impl Roster {
         self.set_live(id, next_from);
     }
 
-    /// Holds the member out of live delivery until its resync snapshot arrives; if the
+    /// Takes the member out of live delivery until its resync snapshot arrives; if the
     /// request cannot be queued, the member stays live instead.
     fn request_resync(&mut self, id: SessionId, out: &mut impl Outlet) {
         if !out.request_resync(id) {
@@ -346,7 +348,7 @@ impl Roster {
             standing.awaiting_resync = true;
         }
         if let Some(slot) = self.slot(id) {
-            slot.held = true;
+            slot.live = false;
         }
     }
 
@@ -355,7 +357,7 @@ impl Roster {
             standing.awaiting_resync = false;
         }
         if let Some(slot) = self.slot(id) {
-            (slot.next_from, slot.held) = (next_from, false);
+            (slot.next_from, slot.live) = (next_from, true);
         }
     }
 
@@ -455,7 +457,7 @@ mod tests {
     }
 
     #[test]
-    fn a_join_is_held_then_catches_up_on_what_came_since_its_snapshot() {
+    fn a_join_waits_out_its_resume_window_then_catches_up_on_what_came_since_its_snapshot() {
         paused(|route| async move {
             let (mut r, mut out) = (Roster::new(), Record::default());
             let (h, u) = (history(5), sent(5));
@@ -473,11 +475,11 @@ mod tests {
                 &mut out,
             );
             assert_eq!(out.ranges(1), vec![(0, 3)], "the snapshot only");
-            tokio::time::advance(JOIN_HOLD / 2).await;
-            r.release_due(Instant::now(), b, &mut out);
-            assert_eq!(out.ranges(1).len(), 1, "still held");
-            tokio::time::advance(JOIN_HOLD / 2).await;
-            r.release_due(Instant::now(), b, &mut out);
+            tokio::time::advance(RESUME_WINDOW / 2).await;
+            r.end_resume_windows(Instant::now(), b, &mut out);
+            assert_eq!(out.ranges(1).len(), 1, "still in its resume window");
+            tokio::time::advance(RESUME_WINDOW / 2).await;
+            r.end_resume_windows(Instant::now(), b, &mut out);
             assert_eq!(
                 out.ranges(1),
                 vec![(0, 3), (4, 5)],
@@ -512,9 +514,9 @@ mod tests {
             );
             // 3..=4 are in its snapshot already: a frame of their own, then 5..=6.
             assert_eq!(out.ranges(1), vec![(0, 4), (3, 4), (5, 6)]);
-            tokio::time::advance(JOIN_HOLD).await;
-            r.release_due(Instant::now(), b, &mut out);
-            assert_eq!(out.ranges(1).len(), 3, "no hold after a resume");
+            tokio::time::advance(RESUME_WINDOW).await;
+            r.end_resume_windows(Instant::now(), b, &mut out);
+            assert_eq!(out.ranges(1).len(), 3, "no resume window after a resume");
             assert!(
                 !r.set_topics(1, TopicSet::everything()),
                 "already those topics"
@@ -546,9 +548,10 @@ mod tests {
             );
             r.resume(1, 1, b, &mut out);
             assert_eq!(out.resyncs, vec![1]);
-            // Held: the hold's end does not make it live, live batches skip it.
-            tokio::time::advance(JOIN_HOLD).await;
-            r.release_due(Instant::now(), b, &mut out);
+            // Awaiting a resync: the end of its resume window does not make it live, live
+            // batches skip it.
+            tokio::time::advance(RESUME_WINDOW).await;
+            r.end_resume_windows(Instant::now(), b, &mut out);
             let mut fan = FanOut::default();
             r.fan_out(&[batch(6, vec![event(6)])], &mut fan);
             assert_eq!(fan.sent, 0);
@@ -614,8 +617,8 @@ mod tests {
                 b,
                 &mut out,
             );
-            tokio::time::advance(JOIN_HOLD).await;
-            r.release_due(Instant::now(), b, &mut out);
+            tokio::time::advance(RESUME_WINDOW).await;
+            r.end_resume_windows(Instant::now(), b, &mut out);
             h.push(batch(6, vec![event(6)]));
             // Batch 7 is in the history but not delivered yet: the next fan-out brings it.
             h.push(batch(7, vec![event(7)]));
@@ -641,7 +644,7 @@ mod tests {
     }
 
     #[test]
-    fn hold_all_for_resync_keeps_everyone_out_of_live_delivery_until_its_snapshot() {
+    fn all_await_resync_keeps_everyone_out_of_live_delivery_until_its_snapshot() {
         paused(|route| async move {
             let (mut r, mut out) = (Roster::new(), Record::default());
             let (h, u) = (history(3), sent(3));
@@ -661,9 +664,9 @@ mod tests {
                     &mut out,
                 );
             }
-            tokio::time::advance(JOIN_HOLD).await;
-            r.release_due(Instant::now(), b, &mut out);
-            r.hold_all_for_resync();
+            tokio::time::advance(RESUME_WINDOW).await;
+            r.end_resume_windows(Instant::now(), b, &mut out);
+            r.all_await_resync();
             let mut fan = FanOut::default();
             r.fan_out(&[batch(9, vec![event(9)])], &mut fan);
             assert_eq!(fan.sent, 0, "nobody gets a frame across the gap");
@@ -775,13 +778,13 @@ mod tests {
             (self.r).join(id, route, topics, snapshot(self.seq), now, b, &mut self.out);
         }
 
-        async fn release_after(&mut self, wait: Duration) {
+        async fn go_live_after(&mut self, wait: Duration) {
             tokio::time::advance(wait).await;
             let b = Books {
                 history: &self.h,
                 sent: &self.u,
             };
-            self.r.release_due(Instant::now(), b, &mut self.out);
+            self.r.end_resume_windows(Instant::now(), b, &mut self.out);
         }
 
         /// A `snapshot` command's reply.
@@ -820,7 +823,7 @@ mod tests {
     }
 
     /// Random runs of issued batches (some with nothing on the default topics),
-    /// deliveries to any number of the slices, joins, releases, resumes and `snapshot`
+    /// deliveries to any number of the slices, joins, ends of resume windows, resumes and `snapshot`
     /// replies, with no delivery to everyone before any of them: every member gets, after its join
     /// snapshot, every item once, in order, in chained frames (those before a `snapshot`
     /// reply before it).
@@ -836,7 +839,7 @@ mod tests {
                         0..=4 => m.issue(rng.gen_bool(0.2)),
                         5..=6 => m.deliver(rng.gen_range(1..=SLICES)),
                         7 => m.join(),
-                        8 => m.release_after(JOIN_HOLD / 2).await,
+                        8 => m.go_live_after(RESUME_WINDOW / 2).await,
                         9 if !m.ids.is_empty() => m.resume(m.ids[rng.gen_range(0..m.ids.len())]),
                         10 if !m.ids.is_empty() => {
                             m.snapshot_reply(m.ids[rng.gen_range(0..m.ids.len())])
@@ -844,7 +847,7 @@ mod tests {
                         _ => {}
                     }
                 }
-                m.release_after(JOIN_HOLD).await;
+                m.go_live_after(RESUME_WINDOW).await;
                 m.deliver(SLICES);
                 assert!(m.u.is_empty(), "seed {seed}: everything delivered");
                 assert!(m.ids.len() > 10, "seed {seed}: a run with joins");

@@ -10,10 +10,10 @@
 //! half of the slices per tick, each tick reaches half of the connections with this
 //! tick and the one before; with 11 of 24, most get two ticks and some three.
 //!
-//! Why slices and not one tick held back for everyone (BENCHMARKS.md, issue 8): for the
-//! same number of writes, a held tick reaches the last connection of a sweep one tick
-//! plus the whole sweep late, a staggered one one tick plus half a sweep late (a third
-//! with three ways, at two ticks). Why 24 of them: the count can then follow the
+//! Why slices and not one tick delayed for everyone (how pacing first worked,
+//! BENCHMARKS.md, issue 8): for the same number of writes, a delayed tick reaches the
+//! last connection of a sweep one tick plus the whole sweep late, a staggered one one
+//! tick plus half a sweep late (a third with three ways, at two ticks). Why 24 of them: the count can then follow the
 //! workers' capacity in steps of ~4 % of the connections, where halves and thirds left
 //! a server that could write 90 % of the half lagging, or idling at a third.
 

@@ -392,7 +392,7 @@ fn broker_settings(config: &Config, seq_source: SeqSource) -> BrokerSettings {
         history_size: config.broker.history_size,
         client_timeout: config.client_timeout(),
         seq_source,
-        hold_when_behind: config.broker.hold_when_behind,
+        stagger_when_behind: config.broker.stagger_when_behind,
     }
 }
 

@@ -2,8 +2,8 @@
 //! `welcome`, `snapshot`, `presence`, `reply` ([`Reply`], the one owner of `"ok"`),
 //! `error` and `heartbeat` data, and the [`wire`] rounding of positions and needs.
 //! Serialize only, except batch items and snapshots: a gateway reads those back from
-//! the sim node (`cluster::codec`, `cluster::remote`) and re-serializes them byte for
-//! byte.
+//! the sim node (`cluster::codec` for batches, `cluster::gateway` for snapshots) and
+//! re-serializes them byte for byte.
 
 use super::{now_ts, CharState, CharacterId, EventId, Needs, Role, SERVER_NAME};
 use serde::{Deserialize, Serialize, Serializer};

@@ -5,7 +5,7 @@
 // only counted ("↓ 12 new events"), the DOM is left alone so nothing jumps under
 // their eyes, and scrolling back to the bottom (or the button) catches up.
 
-import { describeControl, fmtNum, Pacer } from './util.js';
+import { describeControl, fmtNum, RenderBudget } from './util.js';
 
 const MAX_ENTRIES = 5000; // kept in memory, for re-filtering
 const MAX_ROWS = 250; // in the DOM
@@ -21,7 +21,7 @@ export class EventLog {
     this.follow = true;
     this.knownTypes = new Set();
     this.total = 0;
-    this.pacer = new Pacer(FLUSH_MS, 0.1);
+    this.budget = new RenderBudget(FLUSH_MS, 0.1);
 
     store.on('batch', (items, { replay, log }) => {
       if (replay || log !== false) this.addItems(items, replay);
@@ -201,9 +201,9 @@ export class EventLog {
    * can read that fast.
    */
   frame() {
-    if (!this.queue.length || !this.pacer.due()) return;
+    if (!this.queue.length || !this.budget.due()) return;
     if (this.follow) {
-      this.pacer.run(() => {
+      this.budget.run(() => {
         if (this.queue.length >= MAX_ROWS) this.list.textContent = ''; // all rows replaced anyway
         this.appendRows(this.queue);
         this.queue = [];

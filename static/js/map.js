@@ -2,7 +2,7 @@
 // dirty flag once per animation frame), all characters of one state in one path, so
 // 10 000 dots cost one fill per state.
 
-import { STATES, palette, Pacer } from './util.js';
+import { STATES, palette, RenderBudget } from './util.js';
 
 const PIXEL_THRESHOLD = 1500; // above this many characters, dots are stamped as pixels
 
@@ -48,7 +48,7 @@ export class MapView {
     this.hover = null;
     this.drawnVersion = -1;
     this.dirty = true;
-    this.pacer = new Pacer(0, 0.35);
+    this.budget = new RenderBudget(0, 0.35);
     this.drawnCount = 0;
     this.scale = 1;
     this.world = null; // the plane is 0..world on both axes (welcome.data.limits.town_size)
@@ -176,11 +176,11 @@ export class MapView {
   /** Draws if anything changed since the last frame. */
   frame() {
     // A person's action (hover, select, resize) redraws at once; a stream of world
-    // changes redraws as often as the pacer allows.
-    if (!this.dirty && (this.drawnVersion === this.store.version || !this.pacer.due())) return;
+    // changes redraws as often as the render budget allows.
+    if (!this.dirty && (this.drawnVersion === this.store.version || !this.budget.due())) return;
     this.dirty = false;
     this.drawnVersion = this.store.version;
-    this.pacer.run(() => this.draw());
+    this.budget.run(() => this.draw());
   }
 
   draw() {

@@ -2,7 +2,7 @@
 // a margin) exist in the DOM, and the row list is rebuilt at most 4× per second while
 // the world changes, so 10 000 characters cost about as much as 40.
 
-import { STATES, stateColor, fmtNum, Pacer } from './util.js';
+import { STATES, stateColor, fmtNum, RenderBudget } from './util.js';
 
 const ROW_H = 28;
 const OVERSCAN = 12;
@@ -26,7 +26,7 @@ export class CharTable {
     this.sortDir = 1;
     this.rows = [];
     this.builtVersion = -1;
-    this.pacer = new Pacer(REBUILD_MS, 0.1);
+    this.budget = new RenderBudget(REBUILD_MS, 0.1);
     this.needsBuild = true;
     this.needsRender = true;
     this.selected = null;
@@ -58,7 +58,7 @@ export class CharTable {
 
   invalidate() {
     this.needsBuild = true;
-    this.pacer.hurry(); // sort/filter changes show at once
+    this.budget.hurry(); // sort/filter changes show at once
   }
 
   select(id) {
@@ -76,8 +76,8 @@ export class CharTable {
   /** Called once per animation frame. */
   frame() {
     const changed = this.builtVersion !== this.store.version;
-    if ((this.needsBuild || changed) && this.pacer.due()) {
-      this.pacer.run(() => this.build());
+    if ((this.needsBuild || changed) && this.budget.due()) {
+      this.budget.run(() => this.build());
       this.needsBuild = false;
       this.needsRender = true;
     }

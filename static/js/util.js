@@ -140,7 +140,7 @@ export function throttle(fn, ms) {
  * (c smoothed). Small worlds render every frame; a 10 000-character town trades
  * update rate for responsiveness instead of falling behind the stream.
  */
-export class Pacer {
+export class RenderBudget {
   constructor(minMs, share) {
     this.minMs = minMs;
     this.share = share;
