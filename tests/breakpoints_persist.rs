@@ -75,12 +75,14 @@ async fn next_hit(c: &mut Client) -> Value {
     }
 }
 
-/// Waits until the journal on disk holds the `unbreak` and `pause` a hit of breakpoint
-/// `id` is journaled as: what a crash after it must find.
-fn wait_for_journaled_hit(dir: &Path, id: u64) {
+/// Waits until the journal on disk holds the `ticks` entry of a step that a hit of
+/// breakpoint `id` ended, then the `unbreak` and `pause` the hit is journaled as, in
+/// that order: what a crash after it must find.
+fn wait_for_journaled_hit(dir: &Path, ticks: u64, id: u64) {
     let journal = dir.join("data").join("journal.jsonl");
     let lines = format!(
-        "{{\"cmd\":{{\"cmd\":\"unbreak\",\"args\":{{\"breakpoint_id\":{id}}}}}}}\n\
+        "{{\"ticks\":{ticks}}}\n\
+         {{\"cmd\":{{\"cmd\":\"unbreak\",\"args\":{{\"breakpoint_id\":{id}}}}}}}\n\
          {{\"cmd\":{{\"cmd\":\"pause\",\"args\":{{}}}}}}\n"
     );
     let deadline = Instant::now() + WAIT;
@@ -119,10 +121,11 @@ async fn survive(sig: i32, tag: &str) {
     let fired = set(&mut c, &format!("tick >= {}", t0 + 5)).await;
     let stepped = ok(&mut c, "s", "step", json!({"ticks": 20})).await;
     assert_eq!(stepped["tick"].as_u64(), Some(t0 + 5), "{stepped}");
+    assert_eq!(stepped["stepped"].as_u64(), Some(5), "{stepped}");
     assert_eq!(next_hit(&mut watch).await["breakpoint_id"], fired);
     assert_eq!(listed(&mut c).await, vec![(kept, kept_when.clone())]);
     if sig == libc::SIGKILL {
-        wait_for_journaled_hit(&dir, fired);
+        wait_for_journaled_hit(&dir, 5, fired);
     }
     c.close().await;
     stop(&mut server, sig);
