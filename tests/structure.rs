@@ -122,7 +122,7 @@ const LAYERS: &[(&str, &[&str], &[&str])] = &[
     ),
     (
         "composition",
-        &["cluster", "tls", "cli"],
+        &["cluster", "tls", "cli", "node"],
         &["foundation", "engine", "delivery"],
     ),
 ];

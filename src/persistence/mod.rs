@@ -2,10 +2,9 @@
 //!
 //! On disk, in the data directory:
 //! - `world.json`: the last snapshot — the whole world state (for the simulation's
-//!   `SimState`: its RNG position, scheduled events and pause state included) and the id
-//!   of the journal that continues it.
-//!   Written atomically (temporary file, fsync, rename); the one before is kept as
-//!   `world.prev.json`.
+//!   `SimState`: its RNG position, scheduled events, pause state and breakpoints
+//!   included) and the id of the journal that continues it. Written atomically
+//!   (temporary file, fsync, rename); the one before is kept as `world.prev.json`.
 //! - `journal.jsonl`: everything that happened since that snapshot, in order — ticks
 //!   and state-changing commands — one JSON object per line after a `{"journal": id}`
 //!   header. The previous journal is kept as `journal.prev.jsonl`, so `world.prev.json`

@@ -71,19 +71,9 @@ pub struct Simulation {
     timeline: super::timeline::Timeline,
     /// One row per retained tick (`GET /api/timeseries`).
     series: super::series::Series,
-    /// Breakpoints set, in the order they were (`break`); each fires once.
-    breakpoints: Vec<Breakpoint>,
-    next_breakpoint: u64,
-}
-
-/// A `break` condition waiting to hold.
-struct Breakpoint {
-    id: u64,
-    when: String,
-    /// As written: names the characters of a hit.
-    cond: super::breakpoint::Cond,
-    /// `cond` cheapest operand first: the per-tick check.
-    check: super::breakpoint::Cond,
+    /// A breakpoint that fired in the ticks being run (the breakpoints themselves are
+    /// in the state): its `unbreak` and `pause` are journaled after those ticks.
+    fired_breakpoint: Option<u64>,
 }
 
 impl Simulation {
@@ -107,8 +97,7 @@ impl Simulation {
             ticks_since_snapshot: 0,
             timeline: super::timeline::Timeline::new(&state, 1440, 100),
             series: super::series::Series::new(&state.world, 1440),
-            breakpoints: Vec::new(),
-            next_breakpoint: 1,
+            fired_breakpoint: None,
             state,
             audit,
             hold: None,
@@ -207,22 +196,21 @@ impl Simulation {
         (items, done)
     }
 
-    /// At the end of a tick: the first breakpoint whose condition holds is gone, the
-    /// world pauses (journaled as a `pause`), and `breakpoint_hit` joins the tick's items.
+    /// At the end of a tick: the first breakpoint whose condition holds is gone (an
+    /// `unbreak`), the world pauses (a `pause`), both journaled after the tick by
+    /// [`Simulation::after_ticks`], and `breakpoint_hit` joins the tick's items.
     fn check_breakpoints(&mut self, census: super::Census, items: &mut Vec<Item>) -> bool {
-        if self.breakpoints.is_empty() {
+        if self.state.breakpoints.is_empty() {
             return false;
         }
         let probe = super::breakpoint::Probe::with_census(&self.state.world, census);
-        let Some(i) = self.breakpoints.iter().position(|b| b.check.holds(&probe)) else {
+        let Some(hit) = self.state.breakpoints.first_holding(&probe) else {
             return false;
         };
-        let breakpoint = self.breakpoints.remove(i);
-        let characters = breakpoint.cond.eval_in(&probe).unwrap_or_default();
-        let tick = self.state.world.tick();
+        let (characters, tick) = (hit.characters, self.state.world.tick());
         let data = serde_json::json!({
-            "breakpoint_id": breakpoint.id,
-            "when": breakpoint.when,
+            "breakpoint_id": hit.id,
+            "when": hit.when,
             "tick": tick,
             "characters": characters,
         });
@@ -238,17 +226,31 @@ impl Simulation {
             crate::protocol::ItemData::EventNotification(event),
             now,
         ));
-        let pause = Command::Pause {};
-        let _paused = self.state.apply(&pause, now, &mut Vec::new());
-        if let Some(entry) = JournalEntry::command(&pause) {
-            self.journal(entry);
+        for command in hit_commands(hit.id) {
+            if let Err(e) = self.state.apply(&command, now, &mut Vec::new()) {
+                log::error!("breakpoint {}: {}: {e}", hit.id, command.name());
+            }
         }
+        self.fired_breakpoint = Some(hit.id);
         true
+    }
+
+    /// Journals what the breakpoint that fired did, after the ticks that led to it.
+    fn journal_breakpoint_hit(&mut self) {
+        let Some(id) = self.fired_breakpoint.take() else {
+            return;
+        };
+        for command in hit_commands(id) {
+            if let Some(entry) = JournalEntry::command(&command) {
+                self.journal(entry);
+            }
+        }
     }
 
     /// Journals `n` ticks and takes a periodic snapshot when one is due.
     fn after_ticks(&mut self, n: u64) {
         self.journal(JournalEntry::Ticks { ticks: n });
+        self.journal_breakpoint_hit();
         self.ticks_since_snapshot += n;
         let due = self.persistence.as_ref().is_some_and(|p| {
             p.snapshot_interval_ticks > 0 && self.ticks_since_snapshot >= p.snapshot_interval_ticks
@@ -392,14 +394,9 @@ impl Simulation {
             }
             Command::ViewAt { tick } => self.view_at(*tick),
             Command::Rewind { tick } => self.rewind(command, *tick, by, items),
-            Command::Break { when } => self.set_breakpoint(command, when, by, items),
-            Command::Unbreak { breakpoint_id } => {
-                self.remove_breakpoint(command, *breakpoint_id, by, items)
-            }
             Command::Breakpoints {} => {
-                let list: Vec<Value> = self
-                    .breakpoints
-                    .iter()
+                let breakpoints = self.state.breakpoints.iter();
+                let list: Vec<Value> = breakpoints
                     .map(|b| serde_json::json!({ "breakpoint_id": b.id, "when": b.when }))
                     .collect();
                 Ok(serde_json::json!({ "breakpoints": list }))
@@ -436,8 +433,10 @@ impl Simulation {
     }
 
     /// `rewind`: the live world goes back to the end of `tick`, keeping the clock's
-    /// settings (paused, tick rate) as they are now. On disk the rewound world becomes
-    /// the snapshot the journal continues from, so a restart restores this timeline.
+    /// settings (paused, tick rate) and the breakpoints as they are now (a breakpoint
+    /// set after `tick` stays set; one that fired since stays gone). On disk the
+    /// rewound world becomes the snapshot the journal continues from, so a restart
+    /// restores this timeline.
     fn rewind(
         &mut self,
         command: &Command,
@@ -451,57 +450,13 @@ impl Simulation {
             message: e.to_string(),
         })?;
         (state.paused, state.tick_rate) = (self.state.paused, self.state.tick_rate);
+        // Breakpoints are the operator's, not the world's past: they stay as they are.
+        state.breakpoints = std::mem::take(&mut self.state.breakpoints);
         self.state = state;
         self.series.truncate_after(tick);
         items.extend(SimState::control_item(command, by, from_tick, now_ts()));
         self.snapshot_to_disk(None);
         Ok(serde_json::json!({ "tick": tick, "from_tick": from_tick }))
-    }
-
-    /// `break {when}`: a condition that cannot be read is 1001 saying where and why.
-    fn set_breakpoint(
-        &mut self,
-        command: &Command,
-        when: &str,
-        by: &str,
-        items: &mut Vec<Item>,
-    ) -> Result<Value, CommandError> {
-        let cond = super::breakpoint::parse(when).map_err(|e| CommandError {
-            code: crate::protocol::ErrorCode::InvalidMessage,
-            message: e.to_string(),
-        })?;
-        let id = self.next_breakpoint;
-        self.next_breakpoint += 1;
-        let when = when.to_owned();
-        let check = cond.cheap_first();
-        self.breakpoints.push(Breakpoint {
-            id,
-            when,
-            cond,
-            check,
-        });
-        let tick = self.state.world.tick();
-        items.extend(SimState::control_item(command, by, tick, now_ts()));
-        Ok(serde_json::json!({ "breakpoint_id": id }))
-    }
-
-    fn remove_breakpoint(
-        &mut self,
-        command: &Command,
-        id: u64,
-        by: &str,
-        items: &mut Vec<Item>,
-    ) -> Result<Value, CommandError> {
-        let Some(i) = self.breakpoints.iter().position(|b| b.id == id) else {
-            return Err(CommandError {
-                code: crate::protocol::ErrorCode::InvalidMessage,
-                message: format!("unknown breakpoint {id}"),
-            });
-        };
-        self.breakpoints.remove(i);
-        let tick = self.state.world.tick();
-        items.extend(SimState::control_item(command, by, tick, now_ts()));
-        Ok(serde_json::json!({ "breakpoint_id": id, "removed": true }))
     }
 
     /// `inspect`: the inspection, with the character also nested under `character`.
@@ -659,6 +614,11 @@ fn snapshot_of(state: &SimState, resync: bool) -> Snapshot {
         seq: 0,
         resync,
     }
+}
+
+/// What a breakpoint that fired does: it goes away, and the world pauses.
+fn hit_commands(id: u64) -> [Command; 2] {
+    [Command::Unbreak { breakpoint_id: id }, Command::Pause {}]
 }
 
 /// Writes a command's audit entry (if it has one) with its outcome.

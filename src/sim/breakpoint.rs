@@ -15,9 +15,16 @@
 //! `and` binds tighter than `or`. A condition that holds names the characters that made
 //! it true (`character N …`: N; `any …`: every character for which it holds; `count`
 //! and `tick`: none of their own).
+//!
+//! The breakpoints set ([`Breakpoints`]) belong to the persisted state
+//! (`SimState::breakpoints`): `break` and `unbreak` are journaled commands, a hit is
+//! journaled as the `unbreak` of the breakpoint that fired and a `pause`, and a
+//! snapshot holds each breakpoint as `{id, when}` (the condition is read again on
+//! load) with the id the next one gets, so ids are never reused across restarts.
 
 use super::{Census, World};
 use crate::protocol::{CharState, CharacterId};
+use serde::{Deserialize, Serialize};
 
 /// Why a condition cannot be read: the byte offset in it and what was wrong there.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -458,6 +465,120 @@ fn pick(need: Need, needs: &crate::protocol::Needs) -> f64 {
         Need::Energy => needs.energy,
         Need::Hunger => needs.hunger,
         Need::Social => needs.social,
+    }
+}
+
+/// A `break` condition waiting to hold. On disk it is `{id, when}`; the condition is
+/// read again from `when` when a snapshot is loaded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "SavedBreakpoint", into = "SavedBreakpoint")]
+pub struct Breakpoint {
+    pub id: u64,
+    /// The condition as the operator wrote it.
+    pub when: String,
+    /// As written: names the characters of a hit.
+    cond: Cond,
+    /// `cond` cheapest operand first: the per-tick check.
+    check: Cond,
+}
+
+/// A [`Breakpoint`] as a snapshot spells it.
+#[derive(Serialize, Deserialize)]
+struct SavedBreakpoint {
+    id: u64,
+    when: String,
+}
+
+impl TryFrom<SavedBreakpoint> for Breakpoint {
+    type Error = ParseError;
+
+    fn try_from(saved: SavedBreakpoint) -> Result<Self, ParseError> {
+        Breakpoint::new(saved.id, saved.when)
+    }
+}
+
+impl From<Breakpoint> for SavedBreakpoint {
+    fn from(b: Breakpoint) -> Self {
+        SavedBreakpoint {
+            id: b.id,
+            when: b.when,
+        }
+    }
+}
+
+impl Breakpoint {
+    fn new(id: u64, when: String) -> Result<Self, ParseError> {
+        let cond = parse(&when)?;
+        let check = cond.cheap_first();
+        Ok(Breakpoint {
+            id,
+            when,
+            cond,
+            check,
+        })
+    }
+}
+
+/// The breakpoint that holds at the end of a tick, and the characters that made it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub id: u64,
+    pub when: String,
+    pub characters: Vec<CharacterId>,
+}
+
+/// The breakpoints set, in the order they were (`break`), each firing once, and the id
+/// the next one gets: ids count up from 1 and are never reused, not even after a
+/// restart (the counter is saved with them).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Breakpoints {
+    next_id: u64,
+    set: Vec<Breakpoint>,
+}
+
+impl Default for Breakpoints {
+    fn default() -> Self {
+        Breakpoints {
+            next_id: 1,
+            set: Vec::new(),
+        }
+    }
+}
+
+impl Breakpoints {
+    /// `break {when}`: the new breakpoint's id, or where and why `when` cannot be read.
+    pub fn add(&mut self, when: &str) -> Result<u64, ParseError> {
+        let id = self.next_id;
+        self.set.push(Breakpoint::new(id, when.to_owned())?);
+        self.next_id += 1;
+        Ok(id)
+    }
+
+    /// `unbreak {id}`: whether there was such a breakpoint (now gone).
+    pub fn remove(&mut self, id: u64) -> bool {
+        let before = self.set.len();
+        self.set.retain(|b| b.id != id);
+        self.set.len() < before
+    }
+
+    /// The breakpoints set, in the order they were.
+    pub fn iter(&self) -> impl Iterator<Item = &Breakpoint> {
+        self.set.iter()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    /// The first breakpoint (in the order they were set) whose condition holds in
+    /// `probe`'s world; it stays set (the caller removes it, through `unbreak`).
+    pub fn first_holding(&self, probe: &Probe<'_>) -> Option<Hit> {
+        let b = self.set.iter().find(|b| b.check.holds(probe))?;
+        Some(Hit {
+            id: b.id,
+            when: b.when.clone(),
+            characters: b.cond.eval_in(probe).unwrap_or_default(),
+        })
     }
 }
 

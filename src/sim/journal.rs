@@ -8,6 +8,10 @@
 //! changes the state, and back into a `Command` to be applied on replay, through the
 //! one `SimState::apply`. `tests/fixtures/journal-v1` is a journal written by the server
 //! before this split, and `tests/journal_fixture.rs` replays it to its recorded hash.
+//!
+//! `break` and `unbreak` were added later (a journal without them still reads). A
+//! breakpoint that fires is journaled as its `unbreak` and then a `pause`, after the
+//! ticks that led to it.
 
 use crate::protocol::{CharState, CharacterId, Command, EventId};
 use serde::{Deserialize, Serialize};
@@ -87,6 +91,16 @@ pub enum JournaledCommand {
         #[serde(rename = "seed", default)]
         seed: Option<u64>,
     },
+    #[serde(rename = "break")]
+    Break {
+        #[serde(rename = "when")]
+        when: String,
+    },
+    #[serde(rename = "unbreak")]
+    Unbreak {
+        #[serde(rename = "breakpoint_id")]
+        breakpoint_id: u64,
+    },
 }
 
 impl JournaledCommand {
@@ -117,6 +131,8 @@ impl JournaledCommand {
             },
             Command::Cancel { event_id } => JournaledCommand::Cancel { event_id },
             Command::Reset { seed } => JournaledCommand::Reset { seed },
+            Command::Break { when } => JournaledCommand::Break { when },
+            Command::Unbreak { breakpoint_id } => JournaledCommand::Unbreak { breakpoint_id },
             Command::Inspect { .. }
             | Command::Snapshot {}
             | Command::Metrics {}
@@ -126,9 +142,6 @@ impl JournaledCommand {
             | Command::Timeline {}
             // A rewind is kept on disk as a snapshot of the rewound world (`sim::actor`).
             | Command::Rewind { .. }
-            // Breakpoints live in memory; the pause of a hit is journaled as a `pause`.
-            | Command::Break { .. }
-            | Command::Unbreak { .. }
             | Command::Breakpoints {}
             | Command::Audit { .. } => return None,
         })
@@ -162,6 +175,8 @@ impl From<JournaledCommand> for Command {
             },
             JournaledCommand::Cancel { event_id } => Command::Cancel { event_id },
             JournaledCommand::Reset { seed } => Command::Reset { seed },
+            JournaledCommand::Break { when } => Command::Break { when },
+            JournaledCommand::Unbreak { breakpoint_id } => Command::Unbreak { breakpoint_id },
         }
     }
 }
@@ -209,6 +224,10 @@ mod tests {
             },
             Command::Cancel { event_id: 1 },
             Command::Reset { seed: Some(8) },
+            Command::Break {
+                when: "tick >= 5".into(),
+            },
+            Command::Unbreak { breakpoint_id: 1 },
         ];
         for command in commands {
             let entry = JournalEntry::command(&command).expect("state-changing");

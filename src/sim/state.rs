@@ -5,7 +5,11 @@
 //! it live, and `persistence` replays the journal ([`super::journal`]) through the very
 //! same function, so a replayed world *is* the live world (same state hash), not a
 //! re-implementation of it.
+//!
+//! The breakpoints set (`break`, `unbreak`) are part of it: they survive a restart
+//! like the rest, and a replayed journal sets and removes them as the live world did.
 
+use super::breakpoint::Breakpoints;
 use super::journal::JournalEntry;
 use super::{SimError, World};
 use crate::protocol::{Command, EventNotification, Item, ItemData};
@@ -19,6 +23,10 @@ pub struct SimState {
     pub tick_rate: f64,
     /// Characters a `reset` creates.
     pub characters: usize,
+    /// Breakpoints set and not yet fired or removed. A snapshot written before they
+    /// were kept has none.
+    #[serde(default)]
+    pub breakpoints: Breakpoints,
 }
 
 impl SimState {
@@ -28,6 +36,7 @@ impl SimState {
             paused: false,
             tick_rate,
             characters,
+            breakpoints: Breakpoints::default(),
         }
     }
 
@@ -158,6 +167,7 @@ impl SimState {
                 self.world = World::new(seed, self.characters);
                 json!({ "seed": seed, "tick": 0 })
             }
+            Command::Break { .. } | Command::Unbreak { .. } => self.apply_breakpoint(command)?,
             Command::Inspect { .. }
             | Command::Snapshot {}
             | Command::Metrics {}
@@ -166,10 +176,24 @@ impl SimState {
             | Command::ViewAt { .. }
             | Command::Timeline {}
             | Command::Rewind { .. }
-            | Command::Break { .. }
-            | Command::Unbreak { .. }
             | Command::Breakpoints {}
             | Command::Audit { .. } => json!({}),
+        })
+    }
+
+    /// `break` and `unbreak` (also how a breakpoint that fired goes away).
+    fn apply_breakpoint(&mut self, command: &Command) -> Result<Value, SimError> {
+        Ok(match command {
+            Command::Break { when } => {
+                json!({ "breakpoint_id": self.breakpoints.add(when)? })
+            }
+            Command::Unbreak { breakpoint_id } => {
+                if !self.breakpoints.remove(*breakpoint_id) {
+                    return Err(SimError::UnknownBreakpoint(*breakpoint_id));
+                }
+                json!({ "breakpoint_id": breakpoint_id, "removed": true })
+            }
+            _ => json!({}),
         })
     }
 
@@ -267,8 +291,15 @@ mod tests {
                 name: Some("Zed".into()),
                 location: Some("park".into()),
             },
+            Command::Break {
+                when: "tick >= 500".into(),
+            },
+            Command::Break {
+                when: "any energy < 3".into(),
+            },
             Command::Reset { seed: Some(8) },
             Command::Remove { character_id: 2 },
+            Command::Unbreak { breakpoint_id: 1 },
         ];
         for (i, cmd) in commands.iter().enumerate() {
             live.step(17, 0.0, &mut out);
@@ -287,9 +318,58 @@ mod tests {
         assert!(replayed.replay(&journal, None));
         assert_eq!(replayed.world.state_hash(), live.world.state_hash());
         assert_eq!(replayed.paused, live.paused);
+        assert_eq!(listed(&replayed), listed(&live));
+        assert_eq!(listed(&live), vec![(2, "any energy < 3".to_owned())]);
 
         let mut partial = start;
         assert!(!partial.replay(&journal, Some(20)));
         assert_eq!(partial.world.tick(), 20);
+    }
+
+    fn listed(state: &SimState) -> Vec<(u64, String)> {
+        let breakpoints = state.breakpoints.iter();
+        breakpoints.map(|b| (b.id, b.when.clone())).collect()
+    }
+
+    #[test]
+    fn breakpoints_are_saved_with_the_state_and_ids_are_not_reused() {
+        let mut live = SimState::new(3, 10, 10.0);
+        let mut out = Vec::new();
+        for when in ["tick >= 40", "count sleeping > 2", "character 1 energy < 9"] {
+            let set = Command::Break { when: when.into() };
+            live.apply(&set, 0.0, &mut out).expect("applies");
+        }
+        let unbreak = Command::Unbreak { breakpoint_id: 3 };
+        live.apply(&unbreak, 0.0, &mut out).expect("applies");
+        let again = live.apply(&unbreak, 0.0, &mut out).expect_err("gone");
+        assert_eq!(again.to_string(), "unknown breakpoint 3");
+        let bad = Command::Break {
+            when: "tick >".into(),
+        };
+        let err = live.apply(&bad, 0.0, &mut out).expect_err("unreadable");
+        assert!(err.to_string().starts_with("condition: at 6"), "{err}");
+
+        let text = serde_json::to_string(&live).expect("json");
+        let mut restored: SimState = serde_json::from_str(&text).expect("parse back");
+        assert_eq!(listed(&restored), listed(&live));
+        let next = Command::Break {
+            when: "tick >= 50".into(),
+        };
+        let id = restored.apply(&next, 0.0, &mut out).expect("applies");
+        assert_eq!(id["breakpoint_id"], 4, "3 was used once already");
+    }
+
+    #[test]
+    fn a_state_saved_before_breakpoints_were_kept_loads_with_none() {
+        let live = SimState::new(3, 10, 10.0);
+        let mut value = serde_json::to_value(&live).expect("json");
+        value.as_object_mut().expect("object").remove("breakpoints");
+        let mut old: SimState = serde_json::from_value(value).expect("loads");
+        assert!(old.breakpoints.is_empty());
+        let set = Command::Break {
+            when: "tick >= 5".into(),
+        };
+        let id = old.apply(&set, 0.0, &mut Vec::new()).expect("applies");
+        assert_eq!(id["breakpoint_id"], 1);
     }
 }

@@ -39,6 +39,12 @@ pub enum SimError {
     UnknownEvent(EventId),
     #[error("unknown location `{0}`")]
     UnknownLocation(String),
+    /// Also returned for a breakpoint that already fired: it is no longer set.
+    #[error("unknown breakpoint {0}")]
+    UnknownBreakpoint(u64),
+    /// A `break` condition that cannot be read: where and why.
+    #[error(transparent)]
+    Condition(#[from] super::breakpoint::ParseError),
 }
 
 fn notification(
