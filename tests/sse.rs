@@ -179,7 +179,7 @@ async fn last_event_id_resumes_without_gap() {
         last = id.expect("id");
     }
     drop(first);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    wait_for_seq(server.addr, last + 8).await; // batches go by while away
     let last_id = last.to_string();
     let mut again = SseClient::open(&server, &path, &[("Last-Event-ID", last_id.as_str())]).await;
     let (_, snapshot) = again.next_of("snapshot").await;
