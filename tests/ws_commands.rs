@@ -180,6 +180,8 @@ async fn pause_stops_ticks_and_resume_restarts_them() {
     assert_eq!(snap["paused"], true);
     assert_eq!(tick_of(&snap), t, "no tick after the pause reply");
 
+    // A window in which nothing may arrive (a negative check needs one); the barrier
+    // below checks the tick did not move either.
     let during = read_for(&mut c, Duration::from_millis(300)).await;
     let late: Vec<u64> = item_ticks(&during).into_iter().filter(|&x| x > t).collect();
     assert!(

@@ -246,6 +246,8 @@ async fn server_pings_and_a_responsive_client_outlives_client_timeout() {
     let (mut c, _, _) = server.client(VIEWER).await;
     let started = Instant::now();
     let mut pings = 0;
+    // The time itself is under test: the connection must outlive client_timeout (600
+    // ms) well past it while the client answers (tungstenite pongs as it reads).
     while started.elapsed() < Duration::from_millis(1500) {
         match tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut c.ws)).await {
             Ok(Some(Ok(Message::Ping(_)))) => pings += 1,
