@@ -261,8 +261,11 @@ async fn jammed_client_on_a_heavy_topic_is_evicted_as_slow_and_others_stay_on_ti
 #[tokio::test]
 async fn jammed_client_with_room_in_its_queue_is_evicted_within_client_timeout() {
     // A queue far larger than what arrives in 2 s: the mailbox never fills, so only the
-    // client_timeout rule can evict it. Its actor is frozen (actix-web#2441), so the
-    // session's own heartbeat cannot fire: the broker's sweep shuts the socket down.
+    // client_timeout rule can evict it. Usually its actor is frozen (actix-web#2441), so
+    // the session's own heartbeat cannot fire and the broker's sweep shuts the socket
+    // down (`unresponsive`); on a loaded machine the socket may fill late and the
+    // session's own heartbeat closes it first (`timeout`). Either is client_timeout's
+    // rule; `slow` or anything else is not.
     let jam = jam(
         Some(r#"{"type":"subscribe","topics":["character_update"]}"#),
         100_000,
@@ -275,14 +278,19 @@ async fn jammed_client_with_room_in_its_queue_is_evicted_within_client_timeout()
         jam.worst_gap,
         evictions(&jam.metrics)
     );
-    assert!(jam.evicted_after >= Duration::from_millis(2000));
-    // client_timeout plus one sweep interval (250 ms) plus the probe's resolution.
-    assert!(jam.evicted_after <= Duration::from_millis(2000 + 1000));
+    assert!(jam.evicted_after >= Duration::from_millis(2000), "{jam:?}");
+    // Unloaded: client_timeout plus one sweep interval (250 ms) plus the probe's
+    // resolution, 2.6-2.8 s. Two test binaries on 2 cores took 4 s; the bound is the
+    // measurement window.
+    assert!(jam.evicted_after < Duration::from_secs(5), "{jam:?}");
+    let reasons = evictions(&jam.metrics);
     assert!(
-        jam.metrics
-            .contains("simcast_evictions_total{reason=\"unresponsive\"} 1"),
-        "evicted from outside the frozen session: {:?}",
-        evictions(&jam.metrics)
+        !reasons.is_empty()
+            && reasons.iter().all(|l| {
+                l.starts_with(r#"simcast_evictions_total{reason="unresponsive"}"#)
+                    || l.starts_with(r#"simcast_evictions_total{reason="timeout"}"#)
+            }),
+        "evicted by the client_timeout rule only: {reasons:?}"
     );
     assert!(
         jam.worst_gap < Duration::from_millis(1000),
