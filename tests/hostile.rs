@@ -65,29 +65,6 @@ async fn pool_active(c: &mut Client) -> u64 {
     r["data"]["pool"]["active"].as_u64().expect("pool.active")
 }
 
-/// `simcast_connections_active` from `/metrics` (no WebSocket of our own involved).
-async fn connections_active(addr: SocketAddr) -> i64 {
-    let (status, body) = http(addr, "GET", &format!("/metrics?token={OPERATOR}"), &[], "").await;
-    assert_eq!(status, 200, "{body}");
-    body.lines()
-        .find_map(|l| l.strip_prefix("simcast_connections_active "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("simcast_connections_active")
-}
-
-/// Waits until `/metrics` reports no open WebSocket connection.
-async fn wait_pool_empty(addr: SocketAddr, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let n = connections_active(addr).await;
-        if n == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{n} connections still active");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// A heartbeat round trip on a normal client, bounded: the server is still serving.
 async fn assert_serving(c: &mut Client, within: Duration) -> Duration {
     let started = Instant::now();
@@ -254,6 +231,7 @@ async fn floods_hit_the_rate_limit_and_the_server_keeps_serving_others() {
     let mut worst = Duration::ZERO;
     for _ in 0..20 {
         worst = worst.max(assert_serving(&mut normal, Duration::from_secs(2)).await);
+        // Spreads the 20 probes over the flood; not a wait for the server.
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     for f in flooders {
@@ -417,7 +395,9 @@ async fn handshakes_that_never_finish_are_dropped_after_the_request_timeout() {
     }
     // 20 slowloris connections: a request head sent one byte every 100 ms, never ending.
     let mut slow = Vec::new();
+    let dripping = Arc::new(AtomicU64::new(0));
     for _ in 0..20 {
+        let dripping = Arc::clone(&dripping);
         slow.push(tokio::spawn(async move {
             let s = TcpStream::connect(addr).await.expect("connect");
             let (mut rd, mut wr) = s.into_split();
@@ -432,6 +412,10 @@ async fn handshakes_that_never_finish_are_dropped_after_the_request_timeout() {
                         break;
                     }
                     sent += 1;
+                    if sent == 3 {
+                        dripping.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // The drip itself: the pace of the attack under test.
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 sent
@@ -451,8 +435,15 @@ async fn handshakes_that_never_finish_are_dropped_after_the_request_timeout() {
         }));
     }
 
-    // While they hang on, a normal client connects and is served.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // While they hang on (every one connected and dripping), a normal client connects
+    // and is served.
+    wait_until("all 20 slowloris connections to drip", || async {
+        match dripping.load(Ordering::Relaxed) {
+            20 => Ok(()),
+            n => Err(format!("{n} dripping")),
+        }
+    })
+    .await;
     let started = Instant::now();
     let (mut normal, _, _) = server.client(VIEWER).await;
     assert!(
@@ -602,6 +593,7 @@ async fn ten_thousand_connect_disconnect_cycles_leave_no_trace() {
             "10 000 cycles did not finish within 60 s"
         );
         worst = worst.max(assert_serving(&mut watcher, Duration::from_secs(3)).await);
+        // The pace of the probes during the cycles; not a wait for the server.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     run.await.expect("cycles");
@@ -611,7 +603,8 @@ async fn ten_thousand_connect_disconnect_cycles_leave_no_trace() {
     // Pool count back to 0 (the watcher aside), in both places it is reported.
     wait_pool_empty_but(&mut watcher, Duration::from_secs(10)).await;
     watcher.close().await;
-    wait_pool_empty(addr, Duration::from_secs(10)).await;
+    // `/metrics` (no WebSocket of our own involved) says 0 once the watcher is gone.
+    wait_for_metric(addr, "simcast_connections_active", |n| n == 0.0).await;
 
     let rss_after = vm_rss_kib();
     let fds_after = open_fds();
@@ -643,6 +636,8 @@ async fn wait_pool_empty_but(c: &mut Client, within: Duration) {
             return;
         }
         assert!(Instant::now() < deadline, "pool.active stuck at {n}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // A poll through the client's own commands (the borrow keeps it out of
+        // `wait_until`); the wait ends on the count, or fails at `within`.
+        tokio::time::sleep(POLL).await;
     }
 }

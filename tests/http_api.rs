@@ -40,20 +40,6 @@ fn assert_error_body(v: &Value, code: u64) {
     assert!(v["timestamp"].as_f64().is_some(), "{v}");
 }
 
-/// The value of an unlabelled sample, or the sum over labels, in Prometheus text.
-fn metric(text: &str, name: &str) -> Option<f64> {
-    let values: Vec<f64> = text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .collect();
-    (!values.is_empty()).then(|| values.iter().sum())
-}
-
 #[tokio::test]
 async fn healthz_needs_no_token() {
     let server = TestServer::start(test_config());
@@ -225,7 +211,7 @@ async fn metrics_endpoint_exposes_prometheus_text() {
         "simcast_messages_received_total",
         "simcast_errors_total",
     ] {
-        let value = metric(&text, name).unwrap_or_else(|| panic!("{name} missing:\n{text}"));
+        let value = metric_in(&text, name).unwrap_or_else(|| panic!("{name} missing:\n{text}"));
         assert!(value >= 1.0, "{name} = {value}:\n{text}");
     }
 

@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 use serde_json::Value;
-use std::time::Duration;
+use std::time::Instant;
 
 /// A client that keeps every text it receives, to check none carries a token.
 struct Watcher {
@@ -136,26 +136,42 @@ async fn a_burst_of_joins_is_one_presence_per_second() {
     let server = TestServer::start(test_config());
     let mut op = Watcher::connect(&server, OPERATOR).await;
     op.presence_where(counts(0, 1)).await;
-    let mut crowd = Vec::new();
-    for _ in 0..5 {
+    // Five viewers join at once; the burst lasts until each has its first presence (by
+    // then the server has registered it). How long that takes depends on the machine,
+    // so the bound below is computed from it rather than assumed.
+    let burst_started = Instant::now();
+    let crowd = futures_util::future::join_all((0..5).map(|_| async {
         let mut c = Watcher::connect(&server, VIEWER).await;
         c.presence_where(|_| true).await;
-        crowd.push(c);
-    }
-    // Five joins inside a second or two: the operator hears the final state after at
-    // most two more presence frames, not five.
-    let start = std::time::Instant::now();
-    let mut frames = 0;
+        c
+    }))
+    .await;
+    let burst = burst_started.elapsed();
+    let mut stamps = Vec::new();
     loop {
         let v = op.next().await;
         if v["type"] != "presence" {
             continue;
         }
-        frames += 1;
+        stamps.push(v["timestamp"].as_f64().expect("timestamp"));
         if v["data"]["viewers"] == 5 {
             break;
         }
     }
-    assert!(frames <= 3, "{frames} presence frames for 5 joins");
-    assert!(start.elapsed() < Duration::from_secs(5));
+    // At most one presence a second: one for each second the burst spanned (the first
+    // goes out at once), plus the one that carries the final state. On a quick machine
+    // that is 2 or 3 frames for 5 joins, not 5.
+    let allowed = 2 + burst.as_secs_f64().ceil() as usize;
+    assert!(
+        stamps.len() <= allowed,
+        "{} presence frames for 5 joins within {burst:?} (at most {allowed})",
+        stamps.len()
+    );
+    for pair in stamps.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 0.95,
+            "presence closer than 1 s: {stamps:?}"
+        );
+    }
+    assert_eq!(crowd.len(), 5);
 }

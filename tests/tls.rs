@@ -314,17 +314,6 @@ fn write_config(dir: &Path, cert: &Path, key: &Path) -> PathBuf {
     config
 }
 
-fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "no exit within {within:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Runs `simcast` with `args` to completion (bounded); returns (success, stdout, stderr).
 fn simcast(args: &[&str], within: Duration) -> (bool, String, String) {
     let mut child = Command::new(BIN)
@@ -348,7 +337,7 @@ fn simcast(args: &[&str], within: Duration) -> (bool, String, String) {
         s
     });
     let mut proc = Proc(child);
-    let status = wait_exit(&mut proc.0, within);
+    let status = common::process::wait_child_exit(&mut proc.0, within);
     let stdout = out_reader.join().unwrap_or_default();
     let stderr = err_reader.join().unwrap_or_default();
     (status.success(), stdout, stderr)

@@ -180,6 +180,8 @@ async fn pause_stops_ticks_and_resume_restarts_them() {
     assert_eq!(snap["paused"], true);
     assert_eq!(tick_of(&snap), t, "no tick after the pause reply");
 
+    // A window in which nothing may arrive (a negative check needs one); the barrier
+    // below checks the tick did not move either.
     let during = read_for(&mut c, Duration::from_millis(300)).await;
     let late: Vec<u64> = item_ticks(&during).into_iter().filter(|&x| x > t).collect();
     assert!(
@@ -614,12 +616,58 @@ async fn save_writes_a_file() {
 
 #[tokio::test]
 async fn debug_log_toggles() {
-    let server = TestServer::start(config());
-    let (mut c, _, _) = server.client(OPERATOR).await;
+    // The real binary, whose log (stderr) the harness keeps: `debug_log` makes the
+    // simulation log every item it produces (`sim: {item}`), and stop when turned off.
+    let dir = common::process::temp_dir("debug-log");
+    let toml = format!(
+        "[[auth.tokens]]\ntoken = \"{OPERATOR}\"\nrole = \"operator\"\n[sim]\ncharacters = 30\n\
+         [persistence]\ndir = {:?}\n",
+        dir.join("data").display().to_string()
+    );
+    let server = common::process::ServerProcess::start(&dir, &toml, &[]).expect("starts");
+    let mut c = Client::connect(&format!("ws://{}/ws?token={OPERATOR}", server.addr)).await;
+    c.next_of("snapshot").await;
+    ok(&mut c, "p", "pause", json!({})).await;
+    let t0 = ok(&mut c, "s0", "snapshot", json!({})).await["tick"]
+        .as_u64()
+        .expect("tick");
+    // Ten ticks logged, ten not, ten logged: every character gets an update at least
+    // every ten ticks, so each step has items. The log is one ordered stream, so once a
+    // line of the third step is in, any line of the second would be too.
     ok(&mut c, "d1", "debug_log", json!({"enabled": true})).await;
+    ok(&mut c, "st1", "step", json!({"ticks": 10})).await;
     ok(&mut c, "d0", "debug_log", json!({"enabled": false})).await;
+    ok(&mut c, "st2", "step", json!({"ticks": 10})).await;
+    ok(&mut c, "d2", "debug_log", json!({"enabled": true})).await;
+    ok(&mut c, "st3", "step", json!({"ticks": 10})).await;
+    let logged = wait_until("items of the third step in the log", || async {
+        let ticks = logged_item_ticks(&server.log());
+        if ticks.iter().any(|t| (t0 + 21..=t0 + 30).contains(t)) {
+            Ok(ticks)
+        } else {
+            Err(format!("logged ticks {ticks:?} (t0 = {t0})"))
+        }
+    })
+    .await;
+    assert!(
+        logged.iter().any(|t| (t0 + 1..=t0 + 10).contains(t)),
+        "the first step was logged: {logged:?} (t0 = {t0})"
+    );
+    assert!(
+        !logged.iter().any(|t| (t0 + 11..=t0 + 20).contains(t)),
+        "nothing logged while off: {logged:?} (t0 = {t0})"
+    );
     let (r, _) = run(&mut c, "d-bad", "debug_log", json!({"enabled": "yes"})).await;
     assert_error(&r, "d-bad", 1001);
+}
+
+/// The ticks of the items the simulation logged (`sim: {item}` lines).
+fn logged_item_ticks(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter_map(|l| Some(format!("{{{}", l.split_once("sim: {")?.1)))
+        .filter_map(|item| serde_json::from_str::<Value>(&item).ok())
+        .filter_map(|item| item["data"]["tick"].as_u64())
+        .collect()
 }
 
 #[tokio::test]

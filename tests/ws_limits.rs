@@ -71,16 +71,14 @@ async fn full_pool_refuses_with_1013_and_a_freed_slot_is_reusable() {
     );
     a.close().await;
     // The slot frees as soon as the server has processed the close.
-    let deadline = Instant::now() + WAIT;
-    loop {
+    wait_until("the freed slot to take a new client", || async {
         let mut c = Client::connect(&server.ws_url(Some(VIEWER))).await;
-        let first = c.next_json_or_close().await;
-        if first.as_ref().is_some_and(|v| v["type"] == "welcome") {
-            break;
+        match c.next_json_or_close().await {
+            Some(v) if v["type"] == "welcome" => Ok(()),
+            other => Err(format!("{other:?}")),
         }
-        assert!(Instant::now() < deadline, "slot never freed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     b.send_json(json!({"type": "heartbeat"})).await;
     b.next_of("heartbeat").await;
 }
@@ -136,6 +134,7 @@ fn rand_id() -> u64 {
 }
 
 /// What happened around one jammed client.
+#[derive(Debug)]
 struct Jam {
     evicted_after: Duration,
     worst_gap: Duration,
@@ -145,12 +144,12 @@ struct Jam {
 /// Starts a server ticking 2000 characters at 50 Hz, a watcher, and a raw client that
 /// sends `first_frame` and then never reads. Measures when the jammed client leaves the
 /// pool and the longest wait the watcher had between two batches.
-async fn jam(first_frame: Option<&str>, outbound_queue: usize) -> Jam {
+async fn jam(first_frame: Option<&str>, outbound_queue: usize, client_timeout_ms: u64) -> Jam {
     let mut config = test_config();
     config.sim.characters = 2000;
     config.sim.tick_rate = 50.0;
     config.session.heartbeat_interval_ms = 300;
-    config.session.client_timeout_ms = 2000;
+    config.session.client_timeout_ms = client_timeout_ms;
     config.session.rate_limit_messages = 10_000;
     config.session.outbound_queue = outbound_queue;
     let server = TestServer::start(config);
@@ -159,11 +158,7 @@ async fn jam(first_frame: Option<&str>, outbound_queue: usize) -> Jam {
 
     let started = Instant::now();
     let jammed = raw_ws(server.addr, &format!("/ws?token={OPERATOR}"), first_frame);
-    let deadline = Instant::now() + WAIT;
-    while active_connections(&mut watcher).await != 2 {
-        assert!(Instant::now() < deadline, "jammed client never joined");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_metric(server.addr, "simcast_connections_active", |n| n == 2.0).await;
     let mut last_batch = Instant::now();
     let mut worst_gap = Duration::ZERO;
     let mut evicted_after = None;
@@ -234,9 +229,12 @@ fn evictions(metrics: &str) -> Vec<&str> {
 
 #[tokio::test]
 async fn jammed_client_on_a_heavy_topic_is_evicted_as_slow_and_others_stay_on_time() {
+    // client_timeout far away: only the slow-consumer rule can evict it in time (with
+    // 2 s, the client_timeout sweep raced it and often won).
     let jam = jam(
         Some(r#"{"type":"subscribe","topics":["character_update"]}"#),
         64,
+        10_000,
     )
     .await;
     eprintln!(
@@ -245,7 +243,14 @@ async fn jammed_client_on_a_heavy_topic_is_evicted_as_slow_and_others_stay_on_ti
         jam.worst_gap,
         evictions(&jam.metrics)
     );
-    assert!(jam.evicted_after <= Duration::from_millis(2000 + 1000));
+    // Evicted by the slow-consumer rule (its queue of 64 frames filled once its socket
+    // was full), well before client_timeout, and counted as such.
+    assert!(jam.evicted_after < Duration::from_secs(5), "{jam:?}");
+    assert_eq!(
+        evictions(&jam.metrics),
+        vec![r#"simcast_evictions_total{reason="slow"} 1"#],
+        "evicted as slow"
+    );
     assert!(
         jam.worst_gap < Duration::from_millis(1000),
         "{:?}",
@@ -256,11 +261,15 @@ async fn jammed_client_on_a_heavy_topic_is_evicted_as_slow_and_others_stay_on_ti
 #[tokio::test]
 async fn jammed_client_with_room_in_its_queue_is_evicted_within_client_timeout() {
     // A queue far larger than what arrives in 2 s: the mailbox never fills, so only the
-    // client_timeout rule can evict it. Its actor is frozen (actix-web#2441), so the
-    // session's own heartbeat cannot fire: the broker's sweep shuts the socket down.
+    // client_timeout rule can evict it. Usually its actor is frozen (actix-web#2441), so
+    // the session's own heartbeat cannot fire and the broker's sweep shuts the socket
+    // down (`unresponsive`); on a loaded machine the socket may fill late and the
+    // session's own heartbeat closes it first (`timeout`). Either is client_timeout's
+    // rule; `slow` or anything else is not.
     let jam = jam(
         Some(r#"{"type":"subscribe","topics":["character_update"]}"#),
         100_000,
+        2000,
     )
     .await;
     eprintln!(
@@ -269,14 +278,19 @@ async fn jammed_client_with_room_in_its_queue_is_evicted_within_client_timeout()
         jam.worst_gap,
         evictions(&jam.metrics)
     );
-    assert!(jam.evicted_after >= Duration::from_millis(2000));
-    // client_timeout plus one sweep interval (250 ms) plus the probe's resolution.
-    assert!(jam.evicted_after <= Duration::from_millis(2000 + 1000));
+    assert!(jam.evicted_after >= Duration::from_millis(2000), "{jam:?}");
+    // Unloaded: client_timeout plus one sweep interval (250 ms) plus the probe's
+    // resolution, 2.6-2.8 s. Two test binaries on 2 cores took 4 s; the bound is the
+    // measurement window.
+    assert!(jam.evicted_after < Duration::from_secs(5), "{jam:?}");
+    let reasons = evictions(&jam.metrics);
     assert!(
-        jam.metrics
-            .contains("simcast_evictions_total{reason=\"unresponsive\"} 1"),
-        "evicted from outside the frozen session: {:?}",
-        evictions(&jam.metrics)
+        !reasons.is_empty()
+            && reasons.iter().all(|l| {
+                l.starts_with(r#"simcast_evictions_total{reason="unresponsive"}"#)
+                    || l.starts_with(r#"simcast_evictions_total{reason="timeout"}"#)
+            }),
+        "evicted by the client_timeout rule only: {reasons:?}"
     );
     assert!(
         jam.worst_gap < Duration::from_millis(1000),
@@ -335,23 +349,6 @@ impl NextOrClose for Client {
     }
 }
 
-/// The value of one Prometheus sample line, e.g. `simcast_evictions_total{reason="rate"}`.
-async fn metric(server: &TestServer, sample: &str) -> u64 {
-    let auth = format!("Bearer {OPERATOR}");
-    let (status, body) = http(
-        server.addr,
-        "GET",
-        "/metrics",
-        &[("Authorization", &auth)],
-        "",
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body.lines()
-        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test]
 async fn binary_frames_meet_the_same_auth_and_rate_rules_and_metrics_as_text() {
     let mut config = test_config();
@@ -362,7 +359,7 @@ async fn binary_frames_meet_the_same_auth_and_rate_rules_and_metrics_as_text() {
     anon.send_binary(b"\x01\x02").await;
     assert_eq!(close_code(&anon.ended().await), 1008);
     let auth_rejected = r#"simcast_connections_rejected_total{reason="auth"}"#;
-    assert_eq!(metric(&server, auth_rejected).await, 1);
+    assert_eq!(metric(server.addr, auth_rejected).await, 1.0);
 
     // Authenticated: refused with 1001 within the budget, 1003 over it, and closed with
     // 1008 (counted as a rate eviction) past twice the budget.
@@ -380,5 +377,5 @@ async fn binary_frames_meet_the_same_auth_and_rate_rules_and_metrics_as_text() {
     c.send_binary(b"{}").await;
     assert_eq!(close_code(&c.ended().await), 1008);
     let rate = r#"simcast_evictions_total{reason="rate"}"#;
-    assert_eq!(metric(&server, rate).await, 1);
+    assert_eq!(metric(server.addr, rate).await, 1.0);
 }

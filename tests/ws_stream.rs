@@ -104,9 +104,10 @@ async fn default_topics_exclude_updates_and_unsubscribe_removes() {
         .await;
     let r = c.next_of("reply").await;
     assert_eq!(r["data"]["topics"], json!([]));
-    // Ten ticks go by; then the heartbeat answer is the next thing that arrives: no
-    // batch, since a connection never gets an empty one.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Ten more batches are flushed; then the heartbeat answer is the next thing that
+    // arrives: no batch, since a connection never gets an empty one.
+    let unsubscribed_at = metric(server.addr, "simcast_seq").await as u64;
+    wait_for_seq(server.addr, unsubscribed_at + 10).await;
     c.send_json(json!({"type": "heartbeat"})).await;
     loop {
         let v = c.next_json().await;
@@ -181,7 +182,7 @@ async fn resume_sends_missed_batches_without_gap() {
     let seen = batches(&mut a, 5).await;
     let last_seq = seen.last().and_then(|b| b["seq"].as_u64()).expect("seq");
     a.close().await;
-    tokio::time::sleep(Duration::from_millis(400)).await; // ~8 batches go by
+    wait_for_seq(server.addr, last_seq + 8).await; // batches go by while away
 
     let (mut b, _, snapshot) = server.client(VIEWER).await;
     let join_seq = snapshot["data"]["seq"].as_u64().expect("seq");
@@ -245,6 +246,8 @@ async fn server_pings_and_a_responsive_client_outlives_client_timeout() {
     let (mut c, _, _) = server.client(VIEWER).await;
     let started = Instant::now();
     let mut pings = 0;
+    // The time itself is under test: the connection must outlive client_timeout (600
+    // ms) well past it while the client answers (tungstenite pongs as it reads).
     while started.elapsed() < Duration::from_millis(1500) {
         match tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut c.ws)).await {
             Ok(Some(Ok(Message::Ping(_)))) => pings += 1,

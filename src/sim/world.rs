@@ -868,26 +868,6 @@ mod tests {
             }
         }
     }
-
-    /// Timing check for 10 000 characters; run with
-    /// `cargo test --release --lib sim::world -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn step_10k_characters_is_fast() {
-        let mut w = World::new(1, 10_000);
-        let mut out = Vec::new();
-        let ticks = 1440;
-        let start = std::time::Instant::now();
-        let mut worst = std::time::Duration::ZERO;
-        for _ in 0..ticks {
-            out.clear();
-            let t0 = std::time::Instant::now();
-            w.step(0.0, &mut out);
-            worst = worst.max(t0.elapsed());
-        }
-        let per = start.elapsed() / ticks;
-        println!("10k characters: {per:?} per tick on average, worst {worst:?}");
-    }
 }
 
 #[cfg(test)]

@@ -347,3 +347,82 @@ pub(crate) async fn http(
     let (status, _, body) = http_full(addr, method, path, headers, body).await;
     (status, body)
 }
+
+/// How often the `wait_*` helpers look again. Only the pace of a poll: each wait ends
+/// when its condition holds, or fails at its deadline.
+pub(crate) const POLL: Duration = Duration::from_millis(20);
+
+/// Polls `probe` every [`POLL`] until it returns `Some`, and returns that; fails the test
+/// with `what` and the last thing `probe` reported once [`WAIT`] has passed, so a
+/// condition that never comes is a failure, not a hang.
+pub(crate) async fn wait_until<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let last = match probe().await {
+            Ok(v) => return v,
+            Err(last) => last,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "waited {WAIT:?} for {what}; last seen: {last}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// A sample's value in Prometheus text: `name` alone sums every label set (absent: none
+/// reported yet); a full sample such as `simcast_evictions_total{reason="slow"}` is that
+/// line's value.
+pub(crate) fn metric_in(text: &str, sample: &str) -> Option<f64> {
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(sample)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+/// The server's `/metrics` text, read with the operator token.
+pub(crate) async fn metrics_text(addr: SocketAddr) -> String {
+    let auth = format!("Bearer {OPERATOR}");
+    let (status, body) = http(addr, "GET", "/metrics", &[("Authorization", &auth)], "").await;
+    assert_eq!(status, 200, "/metrics: {body}");
+    body
+}
+
+/// One sample from `/metrics` (see [`metric_in`]); a labelled counter not counted yet
+/// reads 0.
+pub(crate) async fn metric(addr: SocketAddr, sample: &str) -> f64 {
+    metric_in(&metrics_text(addr).await, sample).unwrap_or(0.0)
+}
+
+/// Waits until the `/metrics` sample satisfies `want`; returns its value.
+pub(crate) async fn wait_for_metric(
+    addr: SocketAddr,
+    sample: &str,
+    want: impl Fn(f64) -> bool,
+) -> f64 {
+    wait_until(&format!("{sample} to reach the expected value"), || async {
+        let v = metric(addr, sample).await;
+        if want(v) {
+            Ok(v)
+        } else {
+            Err(format!("{sample} = {v}"))
+        }
+    })
+    .await
+}
+
+/// Waits until the broker has flushed a batch with a seq of at least `seq`
+/// (`simcast_seq`); returns the seq it saw.
+pub(crate) async fn wait_for_seq(addr: SocketAddr, seq: u64) -> u64 {
+    wait_for_metric(addr, "simcast_seq", |s| s >= seq as f64).await as u64
+}

@@ -88,17 +88,7 @@ impl ServerProcess {
 
     /// Waits for the process to exit, failing the test after `within`.
     pub(crate) fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server did not exit within {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_child_exit(&mut self.child, within)
     }
 
     /// Everything the server logged so far.
@@ -111,6 +101,23 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Waits for a child this harness started to exit, failing the test after `within`
+/// (polled every [`super::POLL`]).
+pub(crate) fn wait_child_exit(child: &mut Child, within: Duration) -> ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process {} did not exit within {within:?}",
+            child.id()
+        );
+        std::thread::sleep(super::POLL);
     }
 }
 
