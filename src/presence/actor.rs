@@ -1,10 +1,10 @@
 //! The presence actor: the roster of connected sessions, and the pushes that tell each
 //! of them who is there.
 //!
-//! Every join or leave starts a round: each member's [`Pacer`] decides whether it gets
-//! the current presence now, later (one timer, at the earliest deadline, runs the next
-//! round) or not at all. The viewers' frame and the operators' frame are each built
-//! at most once per round, and only when someone is to get it.
+//! Every join or leave starts a round: each member's [`PresenceThrottle`] decides
+//! whether it gets the current presence now, later (one timer, at the earliest
+//! deadline, runs the next round) or not at all. The viewers' frame and the operators'
+//! frame are each built at most once per round, and only when someone is to get it.
 //!
 //! Queues and what happens when they are full:
 //! - This actor's mailbox holds [`MAILBOX_CAPACITY`] messages. Sessions send
@@ -16,7 +16,7 @@
 //!   queue skips the push, and the member is asked again [`MIN_INTERVAL_MS`] later:
 //!   presence is a state, so a slow client gets the latest one, never a backlog.
 
-use super::pacer::{Decision, Pacer, MIN_INTERVAL_MS};
+use super::throttle::{Decision, PresenceThrottle, MIN_INTERVAL_MS};
 use super::{JoinPresence, LeavePresence, PushPresence};
 use crate::broker::SessionId;
 use crate::clock;
@@ -41,7 +41,7 @@ type Key = (usize, usize, u64);
 struct Member {
     info: PresenceSession,
     push: Recipient<PushPresence>,
-    pacer: Pacer<Key>,
+    throttle: PresenceThrottle<Key>,
 }
 
 #[derive(Default)]
@@ -104,7 +104,7 @@ impl Presence {
         let mut next: Option<u64> = None;
         for (id, m) in &self.members {
             let key = self.key(m.info.role);
-            match m.pacer.decide(key, now) {
+            match m.throttle.decide(key, now) {
                 Decision::Send => due.push((*id, m.info.role, key)),
                 Decision::WaitUntil(at) => next = Some(next.map_or(at, |n| n.min(at))),
                 Decision::UpToDate => {}
@@ -118,7 +118,7 @@ impl Presence {
                 continue;
             };
             match m.push.try_send(PushPresence { frame }) {
-                Ok(()) => m.pacer.sent(key, now),
+                Ok(()) => m.throttle.sent(key, now),
                 Err(SendError::Full(_)) => {
                     let at = now + MIN_INTERVAL_MS;
                     next = Some(next.map_or(at, |n| n.min(at)));
@@ -168,7 +168,7 @@ impl Handler<JoinPresence> for Presence {
         let member = Member {
             info: msg.session,
             push: msg.push,
-            pacer: Pacer::new(),
+            throttle: PresenceThrottle::new(),
         };
         self.members.insert(id, member);
         self.round(ctx);

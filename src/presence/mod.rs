@@ -4,12 +4,12 @@
 //! its way to the client ([`JoinPresence`]) and leave when they end ([`LeavePresence`],
 //! from `session::Registration`'s drop, the one place a session unregisters). The actor
 //! keeps the roster and tells each connection what changed, coalesced by the plain
-//! rule in [`pacer`]: the first presence at once, then only news, at most once a second.
-//! Viewers get the counts; operators also the session list. Both frames are
+//! rule in [`throttle`]: the first presence at once, then only news, at most once a
+//! second. Viewers get the counts; operators also the session list. Both frames are
 //! serialized once per round and shared by everyone who gets them.
 
 pub(crate) mod actor;
-pub(crate) mod pacer;
+pub(crate) mod throttle;
 
 pub(crate) use actor::Presence;
 
