@@ -323,13 +323,12 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
         latest_seq,
         &pool,
     );
-    let sim = core.sim.clone();
     let state = actix_web::web::Data::new(http::AppState {
         shared,
         websocket_enabled: config.server.websocket_enabled,
         allowed_origins: config.server.allowed_origins.clone(),
         max_message_bytes: config.server.max_message_bytes,
-        series: sim.map(|s| s.recipient()),
+        series: core.series,
     });
     let tls = tls_config.is_some();
     let server = serve(&config, state, tls_config, listener)?;
@@ -371,6 +370,8 @@ struct Core {
     /// `cluster::gateway::RemoteSim`.
     sim_commands: Recipient<sim::actor::RunCommand>,
     sim_snapshots: Recipient<broker::RequestSnapshot>,
+    /// Where `GET /api/timeseries` reads: the simulation, or the sim node over NATS.
+    series: http::SeriesSource,
     broker: Addr<Broker>,
     arbiters: Vec<Arbiter>,
     /// The data directory's lock, held as long as the server runs.
@@ -446,6 +447,7 @@ fn start_core(
     Ok(Core {
         sim_commands: sim_addr.clone().recipient(),
         sim_snapshots: sim_addr.clone().recipient(),
+        series: http::SeriesSource::Local(sim_addr.clone().recipient()),
         sim: Some(sim_addr),
         broker: broker_addr,
         arbiters,
@@ -501,7 +503,8 @@ fn start_gateway_core(
     Core {
         sim: None,
         sim_commands: remote.clone().recipient(),
-        sim_snapshots: remote.recipient(),
+        sim_snapshots: remote.clone().recipient(),
+        series: http::SeriesSource::Remote(remote.recipient()),
         broker: broker_addr,
         arbiters: vec![broker_arbiter, cluster_arbiter],
         lock: None,

@@ -334,4 +334,83 @@ async fn without_a_sim_node_a_command_gets_1004_within_5_s_and_the_connection_st
     assert_eq!(answer["data"]["code"], 1004, "{answer}");
     op.send_json(json!({"type": "heartbeat"})).await;
     assert_eq!(op.next_of("heartbeat").await["type"], "heartbeat");
+    let sent = Instant::now();
+    let (status, body) = timeseries(cluster.gateway(0), "from_tick=0&format=csv").await;
+    assert!(
+        sent.elapsed() <= Duration::from_secs(7),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert_eq!(status, 503, "{body}");
+    let error: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(error["data"]["code"], 1004, "{error}");
+    let message = error["data"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("simulation unavailable"), "{message}");
+}
+
+/// `GET /api/timeseries?<query>` on `addr` with the operator token: status and body.
+async fn timeseries(addr: &str, query: &str) -> (u16, String) {
+    let addr: std::net::SocketAddr = addr.parse().expect("addr");
+    let auth = format!("Bearer {OPERATOR}");
+    let path = format!("/api/timeseries?{query}");
+    common::http(addr, "GET", &path, &[("Authorization", &auth)], "").await
+}
+
+/// [`timeseries`] once it answers 200 (a gateway answers 503 until it reaches the sim
+/// node), within [`WAIT`].
+async fn timeseries_ok(addr: &str, query: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = timeseries(addr, query).await;
+        if status == 200 {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{addr}: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn both_gateways_serve_the_sim_nodes_time_series_as_csv_and_json() {
+    let cluster = Cluster::start();
+    let sim = cluster.sim.addr.clone();
+    // A range the sim node has already computed, so every node's answer is final.
+    let deadline = Instant::now() + WAIT;
+    let newest = loop {
+        let body = timeseries_ok(&sim, "format=json").await;
+        let all: Value = serde_json::from_str(&body).expect("JSON");
+        let newest = all["rows"]
+            .as_array()
+            .and_then(|r| r.last())
+            .map(|r| r["tick"].clone());
+        match newest.and_then(|t| t.as_u64()) {
+            Some(tick) if tick >= 20 => break tick,
+            _ => assert!(
+                Instant::now() < deadline,
+                "the sim node's series grows: {all}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let range = format!("from_tick={}&to_tick={newest}", newest - 20);
+    for format in ["csv", "json"] {
+        let query = format!("{range}&format={format}");
+        let on_sim = timeseries_ok(&sim, &query).await;
+        let rows = if format == "csv" {
+            on_sim.lines().count() - 1
+        } else {
+            let v: Value = serde_json::from_str(&on_sim).expect("JSON");
+            v["rows"].as_array().map_or(0, Vec::len)
+        };
+        assert_eq!(rows, 21, "{on_sim}");
+        for gateway in [cluster.gateway(0), cluster.gateway(1)] {
+            let on_gateway = timeseries_ok(gateway, &query).await;
+            assert_eq!(on_gateway, on_sim, "{format} from {gateway}");
+        }
+    }
+    let (status, body) = timeseries(cluster.gateway(0), "format=xml").await;
+    assert_eq!(
+        status, 400,
+        "the gateway checks the query as the sim node does: {body}"
+    );
 }

@@ -6,7 +6,8 @@
 //!   requests share one round trip (a reconnect storm asks once, not once per client):
 //!   every snapshot is followed by a catch-up from the history, so one a little older
 //!   than a request is as good. A command that finds no sim node fails with 1004 within
-//!   5 s; the connection stays.
+//!   5 s; the connection stays. A time series read ([`FetchSeries`], for
+//!   `GET /api/timeseries`) gets the sim node's rows, or why not, within 5 s.
 //! * The **feed** reads the stream in order into the broker ([`IngestBatch`]): first what
 //!   the stream still holds (up to `history_size` batches, so `resume` works on a
 //!   gateway that just started), then each batch as the sim node publishes it. After a
@@ -17,7 +18,7 @@
 use super::link::Link;
 use super::rpc::{Call, Rpc, RpcError};
 use super::stream::{BatchStream, Next, ReadStart, StreamSettings};
-use super::wire::{error_code, CommandAnswer, CommandRequest};
+use super::wire::{error_code, CommandAnswer, CommandRequest, SeriesAnswer, SeriesRequest};
 use super::{codec, Subjects};
 use crate::broker::{
     Broker, CloseSession, IngestBatch, Publish, RequestSnapshot, SnapshotRoute, SnapshotUnavailable,
@@ -26,6 +27,7 @@ use crate::config::ClusterConfig;
 use crate::metrics::Metrics;
 use crate::protocol::{ErrorCode, Reply, Snapshot};
 use crate::sim::actor::{CommandError, RunCommand};
+use crate::sim::series::Row;
 use actix::prelude::*;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -150,6 +152,42 @@ impl Handler<RequestSnapshot> for RemoteSim {
         }
         self.waiting.push(msg.route);
         self.ask(ctx);
+    }
+}
+
+/// HTTP → the sim node: the time series rows in `from..=to` (`sim::actor::ReadSeries`
+/// on the sim node), or why they cannot be had (the message a 503 carries).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Result<Vec<Row>, String>")]
+pub struct FetchSeries {
+    pub from: u64,
+    pub to: u64,
+}
+
+impl Handler<FetchSeries> for RemoteSim {
+    type Result = ResponseFuture<Result<Vec<Row>, String>>;
+
+    fn handle(&mut self, msg: FetchSeries, _: &mut Self::Context) -> Self::Result {
+        let rpc = self.rpc.clone();
+        Box::pin(async move { fetch_series(&rpc, msg).await })
+    }
+}
+
+/// Reads the series on the sim node.
+async fn fetch_series(rpc: &Rpc, msg: FetchSeries) -> Result<Vec<Row>, String> {
+    let request = SeriesRequest {
+        from: msg.from,
+        to: msg.to,
+    };
+    let payload = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
+    let answer = rpc
+        .request(Call::Series, Bytes::from(payload))
+        .await
+        .map_err(|e| format!("simulation unavailable: {e}"))?;
+    match serde_json::from_slice::<SeriesAnswer>(&answer) {
+        Ok(SeriesAnswer::Rows(rows)) => Ok(rows.into_iter().map(Row::from).collect()),
+        Ok(SeriesAnswer::Err(message)) => Err(message),
+        Err(e) => Err(format!("unreadable answer from the sim node: {e}")),
     }
 }
 

@@ -1,8 +1,10 @@
 //! What gateways and the sim node say to each other over request/reply, besides
 //! batches (`codec`): a command with the label of the token that sent it, and its
-//! answer. Snapshots travel as the `snapshot` object a client would get (objects form).
+//! answer; a time series read and its rows. Snapshots travel as the `snapshot` object a client
+//! would get (objects form).
 
 use crate::protocol::{Command, ErrorCode};
+use crate::sim::series::Row;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -32,6 +34,52 @@ pub fn error_code(code: u16) -> ErrorCode {
         1003 => ErrorCode::RateLimit,
         _ => ErrorCode::ServerError,
     }
+}
+
+/// A gateway's `GET /api/timeseries` range, read on the sim node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeriesRequest {
+    pub from: u64,
+    pub to: u64,
+}
+
+/// One row of the series as it travels: the means as their bits, so the gateway
+/// renders exactly the CSV and JSON the sim node would (a decimal round trip could move
+/// a mean across a rounding edge).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesRow(u64, u64, u32, [u32; 6], [u64; 3]);
+
+impl From<&Row> for SeriesRow {
+    fn from(r: &Row) -> Self {
+        SeriesRow(
+            r.tick,
+            r.day,
+            r.minute_of_day,
+            r.counts,
+            r.means.map(f64::to_bits),
+        )
+    }
+}
+
+impl From<SeriesRow> for Row {
+    fn from(SeriesRow(tick, day, minute_of_day, counts, means): SeriesRow) -> Self {
+        Row {
+            tick,
+            day,
+            minute_of_day,
+            counts,
+            means: means.map(f64::from_bits),
+        }
+    }
+}
+
+/// The sim node's answer to a [`SeriesRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeriesAnswer {
+    Rows(Vec<SeriesRow>),
+    /// Why there are no rows (the message the HTTP client gets).
+    Err(String),
 }
 
 #[cfg(test)]
@@ -64,5 +112,24 @@ mod tests {
         }
         assert_eq!(error_code(1001), ErrorCode::InvalidMessage);
         assert_eq!(error_code(4242), ErrorCode::ServerError);
+    }
+
+    #[test]
+    fn series_rows_round_trip_bit_for_bit() {
+        let row = Row {
+            tick: 9,
+            day: 1,
+            minute_of_day: 370,
+            counts: [1, 2, 3, 4, 5, 6],
+            // 0.125 sits on a rounding edge: CSV and JSON round it differently.
+            means: [0.125, 1.0 / 3.0, 99.995],
+        };
+        let answer = SeriesAnswer::Rows(vec![SeriesRow::from(&row)]);
+        let bytes = serde_json::to_vec(&answer).expect("encode");
+        let Ok(SeriesAnswer::Rows(rows)) = serde_json::from_slice::<SeriesAnswer>(&bytes) else {
+            panic!("rows");
+        };
+        let back: Vec<Row> = rows.into_iter().map(Row::from).collect();
+        assert_eq!(back, vec![row]);
     }
 }

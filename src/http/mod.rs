@@ -30,8 +30,43 @@ pub(crate) struct AppState {
     pub websocket_enabled: bool,
     pub allowed_origins: Vec<String>,
     pub max_message_bytes: usize,
-    /// The simulation's time series (`None` on a gateway, which has no simulation).
-    pub series: Option<actix::Recipient<crate::sim::actor::ReadSeries>>,
+    /// Where `GET /api/timeseries` reads the series.
+    pub series: SeriesSource,
+}
+
+/// Where the time series is read: the simulation in this process, or (on a gateway,
+/// which has none) the sim node's, over NATS. Either way the rows are rendered here, so
+/// the bodies are the same.
+pub(crate) enum SeriesSource {
+    Local(actix::Recipient<crate::sim::actor::ReadSeries>),
+    Remote(actix::Recipient<crate::cluster::gateway::FetchSeries>),
+}
+
+/// How long a gateway's `GET /api/timeseries` waits for the sim node: the request's own
+/// bound, plus the time the request may wait while the gateway is still reaching NATS.
+const REMOTE_SERIES_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(6);
+
+impl SeriesSource {
+    /// The rows in `from..=to`, or why not (the message of the 503).
+    async fn read(&self, from: u64, to: u64) -> Result<Vec<crate::sim::series::Row>, String> {
+        let unavailable = |e: &dyn std::fmt::Display| format!("simulation unavailable: {e}");
+        match self {
+            SeriesSource::Local(sim) => sim
+                .send(crate::sim::actor::ReadSeries { from, to })
+                .await
+                .map_err(|e| unavailable(&e)),
+            SeriesSource::Remote(remote) => {
+                let fetch = remote.send(crate::cluster::gateway::FetchSeries { from, to });
+                match tokio::time::timeout(REMOTE_SERIES_TIMEOUT, fetch).await {
+                    Ok(Ok(answer)) => answer,
+                    Ok(Err(e)) => Err(unavailable(&e)),
+                    Err(_) => Err(format!(
+                        "no answer from the sim node within {REMOTE_SERIES_TIMEOUT:?}"
+                    )),
+                }
+            }
+        }
+    }
 }
 
 // `STATIC_FILES`: every file under `static/`, embedded by build.rs.
@@ -305,7 +340,8 @@ struct SeriesQuery {
 }
 
 /// `GET /api/timeseries?from_tick=A&to_tick=B&format=csv|json`: one row per retained
-/// tick in the range (`sim::series`); JSON unless `format=csv`.
+/// tick in the range (`sim::series`); JSON unless `format=csv`. On a gateway the rows
+/// come from the sim node ([`SeriesSource`]); when it cannot be reached, a 503 says why.
 async fn timeseries_route(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if let Err(resp) = authorize(&req, &state) {
         return *resp;
@@ -332,28 +368,15 @@ async fn timeseries_route(req: HttpRequest, state: web::Data<AppState>) -> HttpR
             )
         }
     };
-    let Some(series) = &state.series else {
-        let message = "the time series lives on the sim node; ask it there";
-        return error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::ServerError,
-            message,
-            None,
-        );
-    };
-    let rows = match series
-        .send(crate::sim::actor::ReadSeries { from, to })
-        .await
-    {
+    let rows = match state.series.read(from, to).await {
         Ok(rows) => rows,
-        Err(e) => {
-            let message = format!("simulation unavailable: {e}");
+        Err(message) => {
             return error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::ServerError,
                 &message,
                 None,
-            );
+            )
         }
     };
     if csv {
