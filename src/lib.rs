@@ -315,6 +315,7 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
         _ => start_core(&config, &metrics, &latest_seq)?,
     };
     let token_list = Tokens::new(tokens.clone());
+    let id_base = cluster::presence::session_id_base(config.cluster.role);
     let shared = session_shared(
         &config,
         &core,
@@ -322,7 +323,14 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
         metrics,
         latest_seq,
         &pool,
+        id_base,
     );
+    let mut arbiters = core.arbiters;
+    arbiters.extend(cluster::presence::start(
+        &config.cluster,
+        shared.presence.clone(),
+        id_base,
+    ));
     let state = actix_web::web::Data::new(http::AppState {
         shared,
         websocket_enabled: config.server.websocket_enabled,
@@ -340,7 +348,7 @@ pub fn run(listener: TcpListener, config: Config) -> Result<Running, RunError> {
         sim: core.sim,
         broker: core.broker,
         pool: Arc::clone(&pool),
-        arbiters: core.arbiters,
+        arbiters,
         data_lock: core.lock,
         tls,
     })
@@ -519,6 +527,7 @@ fn session_shared(
     metrics: Arc<Metrics>,
     latest_seq: Arc<AtomicU64>,
     pool: &Arc<conn::Pool>,
+    first_session_id: u64,
 ) -> Arc<SessionShared> {
     Arc::new(SessionShared {
         tokens,
@@ -535,7 +544,7 @@ fn session_shared(
         metrics,
         latest_seq,
         pool: Arc::clone(pool),
-        next_id: Arc::new(AtomicU64::new(0)),
+        next_id: Arc::new(AtomicU64::new(first_session_id)),
         boot_id: random_hex(8),
         presence: presence::Presence::default().start(),
     })

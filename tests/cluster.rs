@@ -75,13 +75,19 @@ impl Cluster {
 /// A client of `addr` with `token`, past its `welcome` and first `snapshot`. Retries
 /// while the node is still reaching the sim node (it closes joins with 1013 then).
 async fn join(addr: &str, token: &str) -> (Client, Value) {
+    let (c, _, snapshot) = join_welcomed(addr, token).await;
+    (c, snapshot)
+}
+
+/// [`join`], with the `welcome` too.
+async fn join_welcomed(addr: &str, token: &str) -> (Client, Value, Value) {
     let deadline = Instant::now() + WAIT;
     loop {
         let mut c = Client::connect(&format!("ws://{addr}/ws?token={token}")).await;
         let welcome = c.next_json().await;
         assert_eq!(welcome["type"], "welcome", "{welcome}");
         match tokio::time::timeout(Duration::from_secs(6), first_snapshot(&mut c)).await {
-            Ok(Some(snapshot)) => return (c, snapshot),
+            Ok(Some(snapshot)) => return (c, welcome, snapshot),
             _ if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -413,4 +419,85 @@ async fn both_gateways_serve_the_sim_nodes_time_series_as_csv_and_json() {
         status, 400,
         "the gateway checks the query as the sim node does: {body}"
     );
+}
+
+/// Reads `c` until a `presence` whose data satisfies `want`, within [`WAIT`]; returns
+/// its data.
+async fn presence_where(c: &mut Client, want: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    let mut last = Value::Null;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, c.next_json()).await {
+            Ok(v) if v["type"] == "presence" && want(&v["data"]) => return v["data"].clone(),
+            Ok(v) if v["type"] == "presence" => last = v["data"].clone(),
+            Ok(_) => {}
+            Err(_) => panic!("no such presence within {WAIT:?}; the last one: {last}"),
+        }
+    }
+}
+
+fn counts(viewers: u64, operators: u64) -> impl Fn(&Value) -> bool {
+    move |d| d["viewers"] == viewers && d["operators"] == operators
+}
+
+fn listed_ids(d: &Value) -> Vec<u64> {
+    d["sessions"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|s| s["session_id"].as_u64()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn presence_counts_and_lists_every_gateways_sessions() {
+    let mut cluster = Cluster::start();
+    let (mut viewer_a, welcome_va, _) = join_welcomed(cluster.gateway(0), VIEWER).await;
+    let (mut operator_a, welcome_oa, _) = join_welcomed(cluster.gateway(0), OPERATOR).await;
+    let (viewer_b, welcome_vb, _) = join_welcomed(cluster.gateway(1), VIEWER).await;
+    let (_operator_b, welcome_ob, _) = join_welcomed(cluster.gateway(1), OPERATOR).await;
+    let ids: Vec<u64> = [&welcome_va, &welcome_oa, &welcome_vb, &welcome_ob]
+        .iter()
+        .map(|w| w["data"]["session_id"].as_u64().expect("session_id"))
+        .collect();
+    let unique: std::collections::HashSet<&u64> = ids.iter().collect();
+    assert_eq!(
+        unique.len(),
+        4,
+        "session ids are unique across nodes: {ids:?}"
+    );
+
+    presence_where(&mut viewer_a, counts(2, 2)).await;
+    let seen = presence_where(&mut operator_a, |d| {
+        counts(2, 2)(d) && listed_ids(d).len() == 4
+    })
+    .await;
+    let mut listed = listed_ids(&seen);
+    listed.sort_unstable();
+    let mut expected = ids.clone();
+    expected.sort_unstable();
+    assert_eq!(listed, expected, "{seen}");
+    let roles: Vec<&str> = seen["sessions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["role"].as_str())
+        .collect();
+    assert_eq!(
+        roles,
+        ["operator", "operator", "viewer", "viewer"],
+        "operators first"
+    );
+
+    viewer_b.close().await;
+    presence_where(&mut viewer_a, counts(1, 2)).await;
+    let seen = presence_where(&mut operator_a, counts(1, 2)).await;
+    assert!(
+        !listed_ids(&seen).contains(&ids[2]),
+        "the viewer who left: {seen}"
+    );
+
+    // A gateway that dies drops out of everyone's counts (its roster expires).
+    cluster.gateways[1].signal(KILL);
+    cluster.gateways[1].wait_exit(WAIT);
+    presence_where(&mut viewer_a, counts(1, 1)).await;
 }

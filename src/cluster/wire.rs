@@ -1,9 +1,9 @@
-//! What gateways and the sim node say to each other over request/reply, besides
-//! batches (`codec`): a command with the label of the token that sent it, and its
-//! answer; a time series read and its rows. Snapshots travel as the `snapshot` object a client
+//! What nodes say to each other over NATS, besides batches (`codec`): a command with
+//! the label of the token that sent it, and its answer; a time series read and its
+//! rows; a node's presence roster. Snapshots travel as the `snapshot` object a client
 //! would get (objects form).
 
-use crate::protocol::{Command, ErrorCode};
+use crate::protocol::{Command, ErrorCode, PresenceSession, Role, TransportKind};
 use crate::sim::series::Row;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -82,6 +82,68 @@ pub enum SeriesAnswer {
     Err(String),
 }
 
+/// How a session is connected, on the wire (the protocol's type is write-only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WireTransport {
+    Ws,
+    Sse,
+}
+
+/// One session of a node's roster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RosterSession {
+    pub session_id: u64,
+    pub role: Role,
+    pub name: String,
+    pub transport: WireTransport,
+    pub since: f64,
+}
+
+impl From<&PresenceSession> for RosterSession {
+    fn from(s: &PresenceSession) -> Self {
+        RosterSession {
+            session_id: s.session_id,
+            role: s.role,
+            name: s.name.clone(),
+            transport: match s.transport {
+                TransportKind::Ws => WireTransport::Ws,
+                TransportKind::Sse => WireTransport::Sse,
+            },
+            since: s.since,
+        }
+    }
+}
+
+impl From<RosterSession> for PresenceSession {
+    fn from(s: RosterSession) -> Self {
+        PresenceSession {
+            session_id: s.session_id,
+            role: s.role,
+            name: s.name,
+            transport: match s.transport {
+                WireTransport::Ws => TransportKind::Ws,
+                WireTransport::Sse => TransportKind::Sse,
+            },
+            since: s.since,
+        }
+    }
+}
+
+/// What one node publishes on `<prefix>.presence`: its own sessions only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RosterMessage {
+    /// Random per node start: tells nodes (and restarts of one) apart.
+    pub node: u64,
+    /// The first session id this node hands out (`presence::session_id_base`), to
+    /// notice two nodes that drew the same one.
+    pub id_base: u64,
+    pub viewers: usize,
+    pub operators: usize,
+    /// Operators first, then viewers; at most `presence::actor::MAX_LISTED`.
+    pub sessions: Vec<RosterSession>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +193,32 @@ mod tests {
         };
         let back: Vec<Row> = rows.into_iter().map(Row::from).collect();
         assert_eq!(back, vec![row]);
+    }
+
+    #[test]
+    fn a_roster_round_trips() {
+        let session = PresenceSession {
+            session_id: (7 << 32) | 3,
+            role: Role::Operator,
+            name: "alice".into(),
+            transport: TransportKind::Sse,
+            since: 1_767_225_600.5,
+        };
+        let message = RosterMessage {
+            node: 42,
+            id_base: 7 << 32,
+            viewers: 0,
+            operators: 1,
+            sessions: vec![RosterSession::from(&session)],
+        };
+        let bytes = serde_json::to_vec(&message).expect("encode");
+        let back: RosterMessage = serde_json::from_slice(&bytes).expect("decode");
+        assert_eq!(back, message);
+        let sessions: Vec<PresenceSession> = back
+            .sessions
+            .into_iter()
+            .map(PresenceSession::from)
+            .collect();
+        assert_eq!(sessions, vec![session]);
     }
 }
