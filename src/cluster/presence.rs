@@ -164,10 +164,10 @@ async fn publish(link: &super::link::Link, me: &Me, presence: &Addr<Presence>) {
             Err(e) => log::error!("cluster: encoding this node's presence: {e}"),
         }
         actix::clock::sleep(MIN_GAP).await;
-        match tokio::time::timeout(HEARTBEAT - MIN_GAP, changed.changed()).await {
+        let next = tokio::time::timeout(HEARTBEAT - MIN_GAP, changed.changed()).await;
+        if let Ok(Err(_)) = next {
             // The presence actor is gone (the server is stopping).
-            Ok(Err(_)) => return,
-            Ok(Ok(())) | Err(_) => {}
+            return;
         }
     }
 }
