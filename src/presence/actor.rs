@@ -17,7 +17,9 @@
 //!   `JoinPresence` with `try_send`: when the mailbox is full, that session is left out
 //!   of presence (logged) and still works otherwise. `LeavePresence` is never dropped
 //!   (a lost one would leave a ghost in everyone's counts): it is queued even past the
-//!   capacity, and there is at most one per session the pool admitted.
+//!   capacity, and there is at most one per session the pool admitted. Another
+//!   node's roster (`OtherNode`) also comes with `try_send`: a full mailbox drops it,
+//!   and that node's next one (within a second) says the same or newer.
 //! - Pushes go into each session's own bounded outbound queue with `try_send`. A full
 //!   queue skips the push, and the member is asked again [`MIN_INTERVAL_MS`] later:
 //!   presence is a state, so a slow client gets the latest one, never a backlog.
