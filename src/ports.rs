@@ -11,7 +11,8 @@
 //!   where it goes and hands the world only a ticket, so a socket's route never travels
 //!   through the simulation;
 //! - [`RunCommand`]: sessions and HTTP → world, answered with a [`Reply`] or a
-//!   [`CommandError`].
+//!   [`CommandError`];
+//! - [`ReadSeries`]: HTTP → world, the time series rendered as CSV or JSON.
 //!
 //! On a cluster gateway the world is `cluster::gateway::RemoteSim`, which answers the
 //! same messages over NATS request/reply.
@@ -75,6 +76,25 @@ pub struct RunCommand {
     /// The label of the token that sent it (`auth::Identity::label`), shown to everyone
     /// in the `control` item a state-changing command is broadcast as.
     pub by: String,
+}
+
+/// HTTP → world: the time series rows with `from <= tick <= to`, rendered as `format`
+/// (protocol, "Time series"); `Err` says why they cannot be had (the 503's message).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Result<String, String>")]
+pub struct ReadSeries {
+    pub from: u64,
+    pub to: u64,
+    pub format: SeriesFormat,
+}
+
+/// The body `GET /api/timeseries` answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeriesFormat {
+    /// A header row, then one line per tick.
+    Csv,
+    /// `{"columns": [...], "rows": [{...}]}`.
+    Json,
 }
 
 /// A command the world refused or could not run.

@@ -75,13 +75,19 @@ impl Cluster {
 /// A client of `addr` with `token`, past its `welcome` and first `snapshot`. Retries
 /// while the node is still reaching the sim node (it closes joins with 1013 then).
 async fn join(addr: &str, token: &str) -> (Client, Value) {
+    let (c, _, snapshot) = join_welcomed(addr, token).await;
+    (c, snapshot)
+}
+
+/// [`join`], with the `welcome` too.
+async fn join_welcomed(addr: &str, token: &str) -> (Client, Value, Value) {
     let deadline = Instant::now() + WAIT;
     loop {
         let mut c = Client::connect(&format!("ws://{addr}/ws?token={token}")).await;
         let welcome = c.next_json().await;
         assert_eq!(welcome["type"], "welcome", "{welcome}");
         match tokio::time::timeout(Duration::from_secs(6), first_snapshot(&mut c)).await {
-            Ok(Some(snapshot)) => return (c, snapshot),
+            Ok(Some(snapshot)) => return (c, welcome, snapshot),
             _ if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -334,4 +340,164 @@ async fn without_a_sim_node_a_command_gets_1004_within_5_s_and_the_connection_st
     assert_eq!(answer["data"]["code"], 1004, "{answer}");
     op.send_json(json!({"type": "heartbeat"})).await;
     assert_eq!(op.next_of("heartbeat").await["type"], "heartbeat");
+    let sent = Instant::now();
+    let (status, body) = timeseries(cluster.gateway(0), "from_tick=0&format=csv").await;
+    assert!(
+        sent.elapsed() <= Duration::from_secs(7),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert_eq!(status, 503, "{body}");
+    let error: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(error["data"]["code"], 1004, "{error}");
+    let message = error["data"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("simulation unavailable"), "{message}");
+}
+
+/// `GET /api/timeseries?<query>` on `addr` with the operator token: status and body.
+async fn timeseries(addr: &str, query: &str) -> (u16, String) {
+    let addr: std::net::SocketAddr = addr.parse().expect("addr");
+    let auth = format!("Bearer {OPERATOR}");
+    let path = format!("/api/timeseries?{query}");
+    common::http(addr, "GET", &path, &[("Authorization", &auth)], "").await
+}
+
+/// [`timeseries`] once it answers 200 (a gateway answers 503 until it reaches the sim
+/// node), within [`WAIT`].
+async fn timeseries_ok(addr: &str, query: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = timeseries(addr, query).await;
+        if status == 200 {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{addr}: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn both_gateways_serve_the_sim_nodes_time_series_as_csv_and_json() {
+    let cluster = Cluster::start();
+    let sim = cluster.sim.addr.clone();
+    // A range the sim node has already computed, so every node's answer is final.
+    let deadline = Instant::now() + WAIT;
+    let newest = loop {
+        let body = timeseries_ok(&sim, "format=json").await;
+        let all: Value = serde_json::from_str(&body).expect("JSON");
+        let newest = all["rows"]
+            .as_array()
+            .and_then(|r| r.last())
+            .map(|r| r["tick"].clone());
+        match newest.and_then(|t| t.as_u64()) {
+            Some(tick) if tick >= 20 => break tick,
+            _ => assert!(
+                Instant::now() < deadline,
+                "the sim node's series grows: {all}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let range = format!("from_tick={}&to_tick={newest}", newest - 20);
+    for format in ["csv", "json"] {
+        let query = format!("{range}&format={format}");
+        let on_sim = timeseries_ok(&sim, &query).await;
+        let rows = if format == "csv" {
+            on_sim.lines().count() - 1
+        } else {
+            let v: Value = serde_json::from_str(&on_sim).expect("JSON");
+            v["rows"].as_array().map_or(0, Vec::len)
+        };
+        assert_eq!(rows, 21, "{on_sim}");
+        for gateway in [cluster.gateway(0), cluster.gateway(1)] {
+            let on_gateway = timeseries_ok(gateway, &query).await;
+            assert_eq!(on_gateway, on_sim, "{format} from {gateway}");
+        }
+    }
+    let (status, body) = timeseries(cluster.gateway(0), "format=xml").await;
+    assert_eq!(
+        status, 400,
+        "the gateway checks the query as the sim node does: {body}"
+    );
+}
+
+/// Reads `c` until a `presence` whose data satisfies `want`, within [`WAIT`]; returns
+/// its data.
+async fn presence_where(c: &mut Client, want: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    let mut last = Value::Null;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, c.next_json()).await {
+            Ok(v) if v["type"] == "presence" && want(&v["data"]) => return v["data"].clone(),
+            Ok(v) if v["type"] == "presence" => last = v["data"].clone(),
+            Ok(_) => {}
+            Err(_) => panic!("no such presence within {WAIT:?}; the last one: {last}"),
+        }
+    }
+}
+
+fn counts(viewers: u64, operators: u64) -> impl Fn(&Value) -> bool {
+    move |d| d["viewers"] == viewers && d["operators"] == operators
+}
+
+fn listed_ids(d: &Value) -> Vec<u64> {
+    d["sessions"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|s| s["session_id"].as_u64()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn presence_counts_and_lists_every_gateways_sessions() {
+    let mut cluster = Cluster::start();
+    let (mut viewer_a, welcome_va, _) = join_welcomed(cluster.gateway(0), VIEWER).await;
+    let (mut operator_a, welcome_oa, _) = join_welcomed(cluster.gateway(0), OPERATOR).await;
+    let (viewer_b, welcome_vb, _) = join_welcomed(cluster.gateway(1), VIEWER).await;
+    let (_operator_b, welcome_ob, _) = join_welcomed(cluster.gateway(1), OPERATOR).await;
+    let ids: Vec<u64> = [&welcome_va, &welcome_oa, &welcome_vb, &welcome_ob]
+        .iter()
+        .map(|w| w["data"]["session_id"].as_u64().expect("session_id"))
+        .collect();
+    let unique: std::collections::HashSet<&u64> = ids.iter().collect();
+    assert_eq!(
+        unique.len(),
+        4,
+        "session ids are unique across nodes: {ids:?}"
+    );
+
+    presence_where(&mut viewer_a, counts(2, 2)).await;
+    let seen = presence_where(&mut operator_a, |d| {
+        counts(2, 2)(d) && listed_ids(d).len() == 4
+    })
+    .await;
+    let mut listed = listed_ids(&seen);
+    listed.sort_unstable();
+    let mut expected = ids.clone();
+    expected.sort_unstable();
+    assert_eq!(listed, expected, "{seen}");
+    let roles: Vec<&str> = seen["sessions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["role"].as_str())
+        .collect();
+    assert_eq!(
+        roles,
+        ["operator", "operator", "viewer", "viewer"],
+        "operators first"
+    );
+
+    viewer_b.close().await;
+    presence_where(&mut viewer_a, counts(1, 2)).await;
+    let seen = presence_where(&mut operator_a, counts(1, 2)).await;
+    assert!(
+        !listed_ids(&seen).contains(&ids[2]),
+        "the viewer who left: {seen}"
+    );
+
+    // A gateway that dies drops out of everyone's counts (its roster expires).
+    cluster.gateways[1].signal(KILL);
+    cluster.gateways[1].wait_exit(WAIT);
+    presence_where(&mut viewer_a, counts(1, 1)).await;
 }

@@ -6,7 +6,8 @@
 //!   requests share one round trip (a reconnect storm asks once, not once per client):
 //!   every snapshot is followed by a catch-up from the history, so one a little older
 //!   than a request is as good. A command that finds no sim node fails with 1004 within
-//!   5 s; the connection stays.
+//!   5 s; the connection stays. A time series read ([`ReadSeries`], for
+//!   `GET /api/timeseries`) gets the sim node's rows, or why not, within 5 s.
 //! * The **feed** reads the stream in order into the broker ([`IngestBatch`]): first what
 //!   the stream still holds (up to `history_size` batches, so `resume` works on a
 //!   gateway that just started), then each batch as the sim node publishes it. After a
@@ -17,15 +18,16 @@
 use super::link::Link;
 use super::rpc::{Call, Rpc, RpcError};
 use super::stream::{BatchStream, Next, ReadStart, StreamSettings};
-use super::wire::{error_code, CommandAnswer, CommandRequest};
+use super::wire::{error_code, CommandAnswer, CommandRequest, SeriesAnswer, SeriesRequest};
 use super::{codec, Subjects};
 use crate::broker::{Broker, IngestBatch};
 use crate::config::ClusterConfig;
 use crate::metrics::Metrics;
 use crate::ports::{
-    CommandError, Publish, RunCommand, SnapshotFor, SnapshotUnavailable, TakeSnapshot,
+    CommandError, Publish, ReadSeries, RunCommand, SnapshotFor, SnapshotUnavailable, TakeSnapshot,
 };
 use crate::protocol::{Reply, Snapshot};
+use crate::sim::series::Row;
 use actix::prelude::*;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -130,6 +132,36 @@ impl Handler<TakeSnapshot> for RemoteSim {
         }
         self.waiting.push(msg);
         self.ask(ctx);
+    }
+}
+
+/// HTTP → the sim node: the time series in `from..=to`, its rows fetched from the sim
+/// node (`sim::actor::ReadRows` there) and rendered here as the sim node would, so the
+/// bodies are the same on every node.
+impl Handler<ReadSeries> for RemoteSim {
+    type Result = ResponseFuture<Result<String, String>>;
+
+    fn handle(&mut self, msg: ReadSeries, _: &mut Self::Context) -> Self::Result {
+        let rpc = self.rpc.clone();
+        Box::pin(async move {
+            let rows = fetch_series(&rpc, msg.from, msg.to).await?;
+            Ok(crate::sim::series::render(&rows, msg.format))
+        })
+    }
+}
+
+/// The sim node's rows in `from..=to`, or why not.
+async fn fetch_series(rpc: &Rpc, from: u64, to: u64) -> Result<Vec<Row>, String> {
+    let request = SeriesRequest { from, to };
+    let payload = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
+    let answer = rpc
+        .request(Call::Series, Bytes::from(payload))
+        .await
+        .map_err(|e| format!("simulation unavailable: {e}"))?;
+    match serde_json::from_slice::<SeriesAnswer>(&answer) {
+        Ok(SeriesAnswer::Rows(rows)) => Ok(rows.into_iter().map(Row::from).collect()),
+        Ok(SeriesAnswer::Err(message)) => Err(message),
+        Err(e) => Err(format!("unreadable answer from the sim node: {e}")),
     }
 }
 

@@ -5,12 +5,15 @@
 //! - [`sim_node`]: the publisher (and the simulation's hold) and the responders.
 //! - [`gateway`]: the stream feed into the broker, and [`gateway::RemoteSim`], which
 //!   stands where the simulation stands on a standalone server.
-//! - [`wire`]: commands and their answers over request/reply.
+//! - [`wire`]: commands, time series reads and presence rosters as NATS payloads.
 //! - [`link`]: the connection to NATS (reconnecting forever) and its state, for metrics.
 //! - [`stream`]: the JetStream stream of numbered batches: made sure of at start, one
 //!   batch published per simcast `seq` (deduplicated by it), read back in order after
 //!   any `seq` a gateway names, with a report when that is older than what it holds.
-//! - [`rpc`]: request/reply for commands and snapshot requests, bounded by 5 s.
+//! - [`rpc`]: request/reply for commands, snapshot requests and time series reads,
+//!   bounded by 5 s.
+//! - [`presence`]: cluster-wide presence: each node publishes its own roster and
+//!   merges everyone else's (a node that stops publishing drops out).
 //! - [`codec`]: a [`crate::broker::batcher::Batch`] as bytes and back, so that a
 //!   gateway's frames are byte for byte the sim node's.
 //!
@@ -25,6 +28,7 @@
 pub mod codec;
 pub mod gateway;
 pub mod link;
+pub(crate) mod presence;
 pub mod rpc;
 pub mod sim_node;
 pub mod stream;
@@ -103,6 +107,10 @@ pub struct Subjects {
     pub cmd: String,
     /// Snapshot requests, request/reply.
     pub snapshot: String,
+    /// Time series reads (`GET /api/timeseries` on a gateway), request/reply.
+    pub series: String,
+    /// Every node's own presence roster, published (core NATS, no stream).
+    pub presence: String,
 }
 
 impl Subjects {
@@ -111,6 +119,8 @@ impl Subjects {
             batches: format!("{prefix}.batches"),
             cmd: format!("{prefix}.cmd"),
             snapshot: format!("{prefix}.snapshot"),
+            series: format!("{prefix}.series"),
+            presence: format!("{prefix}.presence"),
         }
     }
 }
@@ -125,5 +135,7 @@ mod tests {
         assert_eq!(s.batches, "simcast.eu.batches");
         assert_eq!(s.cmd, "simcast.eu.cmd");
         assert_eq!(s.snapshot, "simcast.eu.snapshot");
+        assert_eq!(s.series, "simcast.eu.series");
+        assert_eq!(s.presence, "simcast.eu.presence");
     }
 }

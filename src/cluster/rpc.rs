@@ -1,6 +1,7 @@
 //! Request/reply between gateways and the sim node over core NATS: a gateway's client
-//! commands on `<prefix>.cmd` and snapshot requests (a join, a resync) on
-//! `<prefix>.snapshot`. Every request ends within [`RPC_TIMEOUT`]: with a reply, with
+//! commands on `<prefix>.cmd`, snapshot requests (a join, a resync) on
+//! `<prefix>.snapshot` and time series reads (`GET /api/timeseries`) on
+//! `<prefix>.series`. Every request ends within [`RPC_TIMEOUT`]: with a reply, with
 //! [`RpcError::NoResponders`] at once when no sim node is subscribed (the server says
 //! so; headers-era no-responders, nats-server 2.2+), or with [`RpcError::Timeout`] when
 //! one is subscribed but silent, or NATS itself is unreachable. The gateway turns both
@@ -22,6 +23,7 @@ pub const RPC_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum Call {
     Command,
     Snapshot,
+    Series,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +74,7 @@ impl Rpc {
         match call {
             Call::Command => &self.subjects.cmd,
             Call::Snapshot => &self.subjects.snapshot,
+            Call::Series => &self.subjects.series,
         }
     }
 
@@ -157,6 +160,12 @@ pub struct Incoming {
 }
 
 impl Incoming {
+    /// The largest payload the NATS server takes (`max_payload`, 1 MiB by default): a
+    /// longer answer would never arrive.
+    pub fn max_payload(&self) -> usize {
+        self.client.server_info().max_payload
+    }
+
     pub async fn respond(self, payload: Bytes) -> Result<(), RpcError> {
         let reply = self.reply.ok_or(RpcError::NoReplySubject {
             subject: self.subject,

@@ -7,8 +7,9 @@
 //!   simulation defers its ticks (`sim::actor`), so an outage slows the world down
 //!   instead of losing batches;
 //! * the **responders** answer gateways' snapshot requests (the `snapshot` object, as
-//!   `GET /api/snapshot` gives it) and commands (run as if sent here, with the label
-//!   the gateway checked).
+//!   `GET /api/snapshot` gives it), commands (run as if sent here, with the label
+//!   the gateway checked) and time series reads (the rows; the gateway renders them as
+//!   this node's `GET /api/timeseries` would).
 //!
 //! At start, before the hold is released, the broker's seq is raised above the stream's
 //! newest: a restarted sim node never reuses a seq, and the jump makes every gateway
@@ -17,13 +18,13 @@
 use super::link::Link;
 use super::rpc::{Call, Incoming, Rpc};
 use super::stream::{BatchStream, StreamSettings};
-use super::wire::{CommandAnswer, CommandRequest};
+use super::wire::{CommandAnswer, CommandRequest, SeriesAnswer, SeriesRequest, SeriesRow};
 use super::{codec, Subjects};
 use crate::broker::{Broker, Outflow, RaiseSeq, RequestSnapshot, SnapshotRoute};
 use crate::config::ClusterConfig;
 use crate::metrics::Metrics;
 use crate::ports::RunCommand;
-use crate::sim::actor::Simulation;
+use crate::sim::actor::{ReadRows, Simulation};
 use actix::prelude::*;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,6 +92,7 @@ pub fn start(
         let rpc = Rpc::new(&link, Subjects::new(&config.subject));
         serve(&rpc, Call::Snapshot, actors.broker.clone(), answer_snapshot).await;
         serve(&rpc, Call::Command, actors.sim.clone(), answer_command).await;
+        serve(&rpc, Call::Series, actors.sim.clone(), answer_series).await;
         publish(stream, link, parts, actors.metrics).await;
     });
 }
@@ -232,5 +234,36 @@ async fn answer_command(request: Incoming, sim: Addr<Simulation>) {
     };
     if let Err(e) = request.respond(bytes).await {
         log::warn!("cluster: answering a command: {e}");
+    }
+}
+
+/// A gateway's time series read: answered with the rows, or why not (unreadable, the
+/// simulation gone, more than one NATS message can carry).
+async fn answer_series(request: Incoming, sim: Addr<Simulation>) {
+    let answer = match serde_json::from_slice::<SeriesRequest>(&request.payload) {
+        Err(e) => SeriesAnswer::Err(format!("cluster: unreadable time series read: {e}")),
+        Ok(SeriesRequest { from, to }) => match sim.send(ReadRows { from, to }).await {
+            Ok(rows) => SeriesAnswer::Rows(rows.iter().map(SeriesRow::from).collect()),
+            Err(e) => SeriesAnswer::Err(format!("simulation unavailable: {e}")),
+        },
+    };
+    let mut bytes = match serde_json::to_vec(&answer) {
+        Ok(b) => b,
+        Err(e) => return log::error!("cluster: encoding a time series answer: {e}"),
+    };
+    let limit = request.max_payload();
+    if bytes.len() > limit {
+        let message = format!(
+            "the range is {} bytes over NATS, more than its max_payload ({limit}); ask for \
+             fewer ticks (from_tick, to_tick)",
+            bytes.len()
+        );
+        bytes = match serde_json::to_vec(&SeriesAnswer::Err(message)) {
+            Ok(b) => b,
+            Err(e) => return log::error!("cluster: encoding a time series answer: {e}"),
+        };
+    }
+    if let Err(e) = request.respond(Bytes::from(bytes)).await {
+        log::warn!("cluster: answering a time series read: {e}");
     }
 }

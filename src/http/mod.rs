@@ -7,6 +7,7 @@
 
 use crate::broker::{RequestSnapshot, SnapshotRoute};
 use crate::conn::ConnHandle;
+use crate::ports::{ReadSeries, SeriesFormat};
 use crate::protocol::Topic;
 use crate::protocol::{ClientMessage, Envelope, ErrorCode, ErrorData, Reply};
 use crate::session::auth::{token_from_request, Identity};
@@ -30,8 +31,30 @@ pub(crate) struct AppState {
     pub websocket_enabled: bool,
     pub allowed_origins: Vec<String>,
     pub max_message_bytes: usize,
-    /// The simulation's time series (`None` on a gateway, which has no simulation).
-    pub series: Option<actix::Recipient<crate::sim::actor::ReadSeries>>,
+    /// Where `GET /api/timeseries` reads the series: the simulation, or on a gateway
+    /// the sim node's (through `cluster::gateway::RemoteSim`).
+    pub series: actix::Recipient<ReadSeries>,
+}
+
+/// How long `GET /api/timeseries` waits for the world: on a gateway, the sim node's
+/// request/reply bound plus the time the request may wait while NATS is being reached.
+const SERIES_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(6);
+
+/// The time series in `from..=to` as `format`, or why not (the message of the 503).
+async fn read_series(
+    series: &actix::Recipient<ReadSeries>,
+    from: u64,
+    to: u64,
+    format: SeriesFormat,
+) -> Result<String, String> {
+    let read = series.send(ReadSeries { from, to, format });
+    match tokio::time::timeout(SERIES_TIMEOUT, read).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => Err(format!("simulation unavailable: {e}")),
+        Err(_) => Err(format!(
+            "no answer from the simulation within {SERIES_TIMEOUT:?}"
+        )),
+    }
 }
 
 // `STATIC_FILES`: every file under `static/`, embedded by build.rs.
@@ -305,7 +328,8 @@ struct SeriesQuery {
 }
 
 /// `GET /api/timeseries?from_tick=A&to_tick=B&format=csv|json`: one row per retained
-/// tick in the range (`sim::series`); JSON unless `format=csv`.
+/// tick in the range, rendered by the world; JSON unless `format=csv`. On a gateway the rows
+/// come from the sim node ([`SeriesSource`]); when it cannot be reached, a 503 says why.
 async fn timeseries_route(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if let Err(resp) = authorize(&req, &state) {
         return *resp;
@@ -321,9 +345,9 @@ async fn timeseries_route(req: HttpRequest, state: web::Data<AppState>) -> HttpR
     if from > to {
         return bad_request(&state, "from_tick must not be after to_tick", None);
     }
-    let csv = match query.format.as_deref() {
-        None | Some("json") => false,
-        Some("csv") => true,
+    let format = match query.format.as_deref() {
+        None | Some("json") => SeriesFormat::Json,
+        Some("csv") => SeriesFormat::Csv,
         Some(other) => {
             return bad_request(
                 &state,
@@ -332,38 +356,22 @@ async fn timeseries_route(req: HttpRequest, state: web::Data<AppState>) -> HttpR
             )
         }
     };
-    let Some(series) = &state.series else {
-        let message = "the time series lives on the sim node; ask it there";
-        return error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::ServerError,
-            message,
-            None,
-        );
-    };
-    let rows = match series
-        .send(crate::sim::actor::ReadSeries { from, to })
-        .await
-    {
-        Ok(rows) => rows,
-        Err(e) => {
-            let message = format!("simulation unavailable: {e}");
+    let body = match read_series(&state.series, from, to, format).await {
+        Ok(body) => body,
+        Err(message) => {
             return error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::ServerError,
                 &message,
                 None,
-            );
+            )
         }
     };
-    if csv {
-        return HttpResponse::Ok()
-            .content_type("text/csv; charset=utf-8")
-            .body(crate::sim::series::to_csv(&rows));
-    }
-    HttpResponse::Ok()
-        .content_type(ContentType::json())
-        .body(crate::sim::series::to_json(&rows).to_string())
+    let content_type = match format {
+        SeriesFormat::Csv => "text/csv; charset=utf-8",
+        SeriesFormat::Json => "application/json",
+    };
+    HttpResponse::Ok().content_type(content_type).body(body)
 }
 
 async fn metrics_route(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {

@@ -14,7 +14,7 @@ use crate::broker::{self, Broker, BrokerSettings, SeqSource};
 use crate::cluster;
 use crate::config::{ClusterRole, Config, TokenConfig};
 use crate::metrics::Metrics;
-use crate::ports::{RunCommand, TakeSnapshot};
+use crate::ports::{ReadSeries, RunCommand, TakeSnapshot};
 use crate::protocol::Role;
 use crate::session::auth::Tokens;
 use crate::session::SessionShared;
@@ -182,6 +182,8 @@ pub fn start(listener: TcpListener, config: Config) -> Result<Running, RunError>
     let tokens = tokens_or_generated(&config);
     let core = start_core(&config, &metrics, &latest_seq)?;
     let token_list = Tokens::new(tokens.clone());
+    // Session ids are unique across a cluster's nodes (their presence is shared).
+    let first_session_id = cluster::presence::session_id_base(config.cluster.role);
     let shared = session_shared(
         &config,
         &core,
@@ -189,13 +191,20 @@ pub fn start(listener: TcpListener, config: Config) -> Result<Running, RunError>
         metrics,
         latest_seq,
         &pool,
+        first_session_id,
     );
+    let mut arbiters = core.arbiters;
+    arbiters.extend(cluster::presence::start(
+        &config.cluster,
+        shared.presence.clone(),
+        first_session_id,
+    ));
     let state = actix_web::web::Data::new(http::AppState {
         shared,
         websocket_enabled: config.server.websocket_enabled,
         allowed_origins: config.server.allowed_origins.clone(),
         max_message_bytes: config.server.max_message_bytes,
-        series: core.sim.as_ref().map(|s| s.clone().recipient()),
+        series: core.series,
     });
     let tls = tls_config.is_some();
     let server = serve::serve(&config, state, tls_config, listener)?;
@@ -207,7 +216,7 @@ pub fn start(listener: TcpListener, config: Config) -> Result<Running, RunError>
         sim: core.sim,
         broker: core.broker,
         pool,
-        arbiters: core.arbiters,
+        arbiters,
         tls,
         _data_lock: core.lock,
     })
@@ -243,6 +252,8 @@ struct Core {
     sim: Option<Addr<Simulation>>,
     /// Where commands go: the simulation, or a gateway's `RemoteSim`.
     commands: Recipient<RunCommand>,
+    /// Where `GET /api/timeseries` reads: the same.
+    series: Recipient<ReadSeries>,
     broker: Addr<Broker>,
     arbiters: Vec<Arbiter>,
     /// The data directory's lock, held as long as the server runs.
@@ -253,6 +264,7 @@ struct Core {
 struct WorldSide {
     sim: Option<Addr<Simulation>>,
     commands: Recipient<RunCommand>,
+    series: Recipient<ReadSeries>,
     snapshots: Recipient<TakeSnapshot>,
     /// The seq to continue from, and who numbers batches.
     seq_base: u64,
@@ -315,6 +327,7 @@ fn start_core(
     Ok(Core {
         sim: world.sim,
         commands: world.commands,
+        series: world.series,
         broker: broker_addr,
         arbiters,
         lock: world.lock,
@@ -346,6 +359,7 @@ fn start_simulation(
     });
     Ok(WorldSide {
         commands: sim.clone().recipient(),
+        series: sim.clone().recipient(),
         snapshots: sim.clone().recipient(),
         sim: Some(sim),
         seq_base: restored.seq_base,
@@ -375,6 +389,7 @@ fn start_remote_world(config: &Config, metrics: &Arc<Metrics>, broker: &Addr<Bro
     WorldSide {
         sim: None,
         commands: remote.clone().recipient(),
+        series: remote.clone().recipient(),
         snapshots: remote.recipient(),
         seq_base: 0,
         seq_source: SeqSource::Stream,
@@ -396,7 +411,8 @@ fn broker_settings(config: &Config, seq_source: SeqSource) -> BrokerSettings {
     }
 }
 
-/// What every session shares: settings from the config and the core's addresses.
+/// What every session shares: settings from the config and the core's addresses; ids
+/// counted from `first_session_id`.
 fn session_shared(
     config: &Config,
     core: &Core,
@@ -404,6 +420,7 @@ fn session_shared(
     metrics: Arc<Metrics>,
     latest_seq: Arc<AtomicU64>,
     pool: &Arc<conn::Pool>,
+    first_session_id: u64,
 ) -> Arc<SessionShared> {
     Arc::new(SessionShared {
         tokens,
@@ -420,7 +437,7 @@ fn session_shared(
         metrics,
         latest_seq,
         pool: Arc::clone(pool),
-        next_id: Arc::new(AtomicU64::new(0)),
+        next_id: Arc::new(AtomicU64::new(first_session_id)),
         boot_id: random_hex(8),
         presence: presence::Presence::default().start(),
     })

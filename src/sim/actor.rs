@@ -14,7 +14,7 @@ use crate::audit::{self, AuditEntry, AuditLog};
 use crate::metrics::Metrics;
 use crate::persistence::writer::{WriteRequest, Writer};
 use crate::persistence::{SavedWorld, FORMAT};
-use crate::ports::{CommandError, Publish, RunCommand, SnapshotFor, TakeSnapshot};
+use crate::ports::{CommandError, Publish, ReadSeries, RunCommand, SnapshotFor, TakeSnapshot};
 use crate::protocol::{now_ts, CharacterId, Command, ErrorCode, Item, Reply, Snapshot};
 use actix::prelude::*;
 use serde_json::Value;
@@ -659,19 +659,31 @@ impl Handler<TakeSnapshot> for Simulation {
     }
 }
 
-/// `GET /api/timeseries` → simulation: the retained rows with `from <= tick <= to`.
+/// A sim node's responder → simulation: the retained rows with `from <= tick <= to`,
+/// as they are (a gateway renders them as this node would).
 #[derive(Message, Debug)]
 #[rtype(result = "Vec<super::series::Row>")]
-pub struct ReadSeries {
+pub struct ReadRows {
     pub from: u64,
     pub to: u64,
 }
 
+impl Handler<ReadRows> for Simulation {
+    type Result = MessageResult<ReadRows>;
+
+    fn handle(&mut self, msg: ReadRows, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.series.rows(msg.from, msg.to))
+    }
+}
+
 impl Handler<ReadSeries> for Simulation {
-    type Result = MessageResult<ReadSeries>;
+    type Result = Result<String, String>;
 
     fn handle(&mut self, msg: ReadSeries, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.series.rows(msg.from, msg.to))
+        Ok(super::series::render(
+            &self.series.rows(msg.from, msg.to),
+            msg.format,
+        ))
     }
 }
 

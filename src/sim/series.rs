@@ -104,6 +104,14 @@ pub fn columns() -> Vec<String> {
     columns
 }
 
+/// The rows as the body of `GET /api/timeseries` in `format`.
+pub fn render(rows: &[Row], format: crate::ports::SeriesFormat) -> String {
+    match format {
+        crate::ports::SeriesFormat::Csv => to_csv(rows),
+        crate::ports::SeriesFormat::Json => to_json(rows).to_string(),
+    }
+}
+
 /// The rows as CSV: a header row, then one line per tick (means to 2 decimals).
 pub fn to_csv(rows: &[Row]) -> String {
     let mut out = columns().join(",");

@@ -1,10 +1,11 @@
-//! The coalescing rule for presence, as plain data: one [`Pacer`] per connection decides
-//! whether what it would be told now is news, and whether it may be told yet.
+//! The coalescing rule for presence, as plain data: one [`PresenceThrottle`] per
+//! connection decides whether what it would be told now is news, and whether it may be
+//! told yet.
 //!
 //! A connection gets its first presence at once, then a new one only when what it
-//! would see changed ([`Pacer::decide`] compares a key: the counts for a viewer, the
-//! roster's version for an operator), and never sooner than [`MIN_INTERVAL_MS`] after
-//! the previous one. Changes inside that second are folded into one message carrying
+//! would see changed ([`PresenceThrottle::decide`] compares a key: the counts for a
+//! viewer, the roster's version for an operator), and never sooner than
+//! [`MIN_INTERVAL_MS`] after the previous one. Changes inside that second are folded into one message carrying
 //! the latest state; a change that is undone inside it sends nothing.
 
 /// At most one presence per connection per this many milliseconds.
@@ -23,13 +24,13 @@ pub(crate) enum Decision {
 
 /// One connection's presence history: what it was last sent (by key) and when.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Pacer<K> {
+pub(crate) struct PresenceThrottle<K> {
     last: Option<(K, u64)>,
 }
 
-impl<K: PartialEq + Copy> Pacer<K> {
+impl<K: PartialEq + Copy> PresenceThrottle<K> {
     pub(crate) fn new() -> Self {
-        Pacer { last: None }
+        PresenceThrottle { last: None }
     }
 
     /// Whether to send `current` at `now_ms`.
@@ -54,7 +55,7 @@ mod tests {
 
     #[test]
     fn first_at_once_then_changes_at_most_once_a_second() {
-        let mut p = Pacer::new();
+        let mut p = PresenceThrottle::new();
         assert_eq!(p.decide((1, 0), 5), Decision::Send);
         p.sent((1, 0), 5);
         assert_eq!(p.decide((1, 0), 6), Decision::UpToDate);
@@ -71,7 +72,7 @@ mod tests {
 
     #[test]
     fn a_change_undone_inside_the_second_sends_nothing() {
-        let mut p = Pacer::new();
+        let mut p = PresenceThrottle::new();
         p.sent((2, 1), 0);
         assert_eq!(p.decide((3, 1), 200), Decision::WaitUntil(1000));
         assert_eq!(p.decide((2, 1), 1000), Decision::UpToDate);
