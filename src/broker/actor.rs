@@ -864,7 +864,9 @@ impl Broker {
     fn ask_world(&mut self, route: SnapshotRoute, ctx: &mut Context<Self>) {
         let take = match self.tickets.issue(route) {
             Ok(take) => take,
-            Err(route) => return self.fail_route(route, "too many snapshot requests waiting", ctx),
+            Err(route) => {
+                return self.fail_route(*route, "too many snapshot requests waiting", ctx)
+            }
         };
         match self.sim.try_send(take) {
             Ok(()) => {}

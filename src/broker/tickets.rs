@@ -27,9 +27,13 @@ pub(crate) struct Tickets {
 impl Tickets {
     /// Keeps `route` and returns what to ask the world for, or the route back when
     /// [`WAITING_LIMIT`] routes already wait.
-    pub(crate) fn issue(&mut self, route: SnapshotRoute) -> Result<TakeSnapshot, SnapshotRoute> {
+    /// (Boxed: a join's route is large, and this is the rare path.)
+    pub(crate) fn issue(
+        &mut self,
+        route: SnapshotRoute,
+    ) -> Result<TakeSnapshot, Box<SnapshotRoute>> {
         if self.waiting.len() >= WAITING_LIMIT {
-            return Err(route);
+            return Err(Box::new(route));
         }
         self.next += 1;
         let resync = route.is_resync();
@@ -87,7 +91,10 @@ mod tests {
                 .expect("room");
         }
         let refused = tickets.issue(SnapshotRoute::Resync { session: 0 });
-        assert!(matches!(refused, Err(SnapshotRoute::Resync { .. })));
+        assert!(matches!(
+            refused.map_err(|r| *r),
+            Err(SnapshotRoute::Resync { .. })
+        ));
         tickets.take(1);
         assert!(tickets.issue(SnapshotRoute::Everyone).is_ok());
     }
