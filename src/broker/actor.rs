@@ -44,7 +44,7 @@ use std::time::Duration;
 
 /// Broker mailbox bound: about 100 s of ticks at 10 Hz plus control messages. When full,
 /// the simulation keeps its items in its outbox and defers ticks (see `sim::actor`).
-pub const MAILBOX_CAPACITY: usize = 1024;
+pub(crate) const MAILBOX_CAPACITY: usize = 1024;
 
 /// How long a resync (one member, or everyone) waits before its snapshot is asked for
 /// again after the world could not give it.

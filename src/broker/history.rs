@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 /// What a `resume` from a given seq needs.
 #[derive(Debug, PartialEq)]
-pub enum Lookup {
+pub(crate) enum Lookup {
     /// These batches, in order (possibly none: the client is up to date).
     Batches(Vec<Arc<Batch>>),
     /// The client's seq is older than the history (or from the future): it needs a
@@ -16,7 +16,7 @@ pub enum Lookup {
 
 /// Bounded ring of recent batches; the oldest is dropped when full.
 #[derive(Debug)]
-pub struct History {
+pub(crate) struct History {
     capacity: usize,
     batches: VecDeque<Arc<Batch>>,
     /// Seq of the newest batch ever pushed (kept when the ring is empty).
@@ -24,7 +24,7 @@ pub struct History {
 }
 
 impl History {
-    pub fn new(capacity: usize, last_seq: u64) -> Self {
+    pub(crate) fn new(capacity: usize, last_seq: u64) -> Self {
         History {
             capacity: capacity.max(1),
             batches: VecDeque::with_capacity(capacity.max(1)),
@@ -32,7 +32,7 @@ impl History {
         }
     }
 
-    pub fn push(&mut self, batch: Arc<Batch>) {
+    pub(crate) fn push(&mut self, batch: Arc<Batch>) {
         if self.batches.len() == self.capacity {
             self.batches.pop_front();
         }
@@ -40,17 +40,17 @@ impl History {
         self.batches.push_back(batch);
     }
 
-    pub fn last_seq(&self) -> u64 {
+    pub(crate) fn last_seq(&self) -> u64 {
         self.last_seq
     }
 
     /// Oldest seq still kept, if any.
-    pub fn oldest_seq(&self) -> Option<u64> {
+    pub(crate) fn oldest_seq(&self) -> Option<u64> {
         self.batches.front().map(|b| b.seq)
     }
 
     /// Batches with `after < seq <= upto`, or `Resync` when some of them are gone.
-    pub fn range(&self, after: u64, upto: u64) -> Lookup {
+    pub(crate) fn range(&self, after: u64, upto: u64) -> Lookup {
         if after > self.last_seq {
             return Lookup::Resync;
         }
@@ -70,12 +70,9 @@ impl History {
         }
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.batches.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.batches.is_empty()
     }
 }
 

@@ -15,16 +15,16 @@
 //! [`IngestBatch`], numbered by the sim node, and are delivered as the sim node did, so
 //! frames are the same bytes on every gateway ([`relay`]).
 
-pub mod actor;
+pub(crate) mod actor;
 pub mod batcher;
 pub mod fanout;
-pub mod history;
+pub(crate) mod history;
 pub mod hub;
 pub mod mailroom;
-pub mod pacing;
-pub mod relay;
-pub mod roster;
-pub mod stagger;
+pub(crate) mod pacing;
+pub(crate) mod relay;
+pub(crate) mod roster;
+pub(crate) mod stagger;
 #[cfg(test)]
 pub(crate) mod testing;
 mod tickets;

@@ -50,7 +50,7 @@ use std::time::Duration;
 /// with; the count of slices itself is [`SLICES`] (a constant: it sizes arrays and a
 /// bit set). Shares are (numerator, denominator).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PacingTunables {
+pub(crate) struct PacingTunables {
     /// A delivery keeps its hub busy "for most of a tick" when that is at least this
     /// share of the time between two ticks (9/10); a staggered delivery counts what a
     /// delivery to everyone would have taken. Below it the workers still have time.
@@ -115,7 +115,7 @@ impl Default for PacingTunables {
 
 /// What to do with a tick's batches at its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pace {
+pub(crate) enum Pace {
     /// Deliver to every connection now, with anything a part of them still lacks.
     Deliver,
     /// Deliver to the `slices` (of [`SLICES`]) that have waited longest.
@@ -124,7 +124,7 @@ pub enum Pace {
 
 /// What the hubs say at the end of a tick about the last delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Load {
+pub(crate) struct Load {
     /// How long it kept the busiest hub busy (µs): until every session it woke had
     /// been polled, or until now if some are still waiting.
     pub busy_us: u64,
@@ -157,7 +157,7 @@ impl Load {
 /// to how many slices; remembers how the last tick went out and how long the machine
 /// has been busy.
 #[derive(Debug)]
-pub struct StaggerGovernor {
+pub(crate) struct StaggerGovernor {
     tunables: PacingTunables,
     /// Off: every tick is delivered to everyone at its end (`[broker]
     /// stagger_when_behind = false`).
@@ -172,7 +172,7 @@ pub struct StaggerGovernor {
 }
 
 impl StaggerGovernor {
-    pub fn new(enabled: bool, tunables: PacingTunables) -> Self {
+    pub(crate) fn new(enabled: bool, tunables: PacingTunables) -> Self {
         StaggerGovernor {
             tunables,
             disabled: !enabled,
@@ -183,12 +183,12 @@ impl StaggerGovernor {
     }
 
     /// The numbers it decides by.
-    pub fn tunables(&self) -> &PacingTunables {
+    pub(crate) fn tunables(&self) -> &PacingTunables {
         &self.tunables
     }
 
     /// The end of a tick: how to deliver it, given what the last delivery cost.
-    pub fn end_of_tick(&mut self, load: Load) -> Pace {
+    pub(crate) fn end_of_tick(&mut self, load: Load) -> Pace {
         let Some(tick_us) = load.tick_us else {
             return self.deliver();
         };
@@ -219,7 +219,7 @@ impl StaggerGovernor {
 
     /// Something was delivered to everyone outside the end of a tick (a fence, the
     /// completion timer).
-    pub fn delivered(&mut self) {
+    pub(crate) fn delivered(&mut self) {
         self.slices = SLICES;
     }
 

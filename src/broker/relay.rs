@@ -69,7 +69,7 @@ pub struct RaiseSeq {
 
 /// What the broker does with an ingested batch, given the last seq it ingested.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Ingest {
+pub(crate) enum Ingest {
     /// The next one (or the first one since start): issue it.
     Next,
     /// Already ingested (a redelivery after a reconnect): drop it.
@@ -79,7 +79,7 @@ pub enum Ingest {
 }
 
 /// Classifies batch `seq` against the last one ingested (`None`: nothing ingested yet).
-pub fn classify(last: Option<u64>, seq: u64) -> Ingest {
+pub(crate) fn classify(last: Option<u64>, seq: u64) -> Ingest {
     match last {
         None => Ingest::Next,
         Some(last) if seq <= last => Ingest::Duplicate,

@@ -37,11 +37,11 @@ use tokio::time::Instant;
 /// delivery that long lets the missed batches and the live ones arrive as one ordered
 /// run. Nothing is lost by waiting: when it goes live, the batches since the snapshot
 /// come from the history.
-pub const RESUME_WINDOW: Duration = Duration::from_millis(100);
+pub(crate) const RESUME_WINDOW: Duration = Duration::from_millis(100);
 
 /// Items per frame at most when a member catches up from the history (a resume): the
 /// catch-up is cut into chained frames rather than one frame the size of the history.
-pub const CATCH_UP_ITEMS: usize = 1000;
+pub(crate) const CATCH_UP_ITEMS: usize = 1000;
 
 /// What the roster reads to catch a member up: the batches kept for `resume`, and how
 /// far live delivery has reached each slice of the members.
@@ -52,13 +52,13 @@ pub const CATCH_UP_ITEMS: usize = 1000;
 /// This is what lets a join or a resume go ahead without first delivering everything
 /// undelivered to everyone, which would undo a staggered tick (`stagger`).
 #[derive(Clone, Copy)]
-pub struct Books<'a> {
+pub(crate) struct Books<'a> {
     pub history: &'a History,
     pub sent: &'a Undelivered,
 }
 
 /// What the roster needs done outside itself.
-pub trait Outlet {
+pub(crate) trait Outlet {
     /// Queues one frame of `session`'s own on its route. `false` when it could not be
     /// queued: the roster then drops the member, and the outlet evicts it.
     fn send(&mut self, route: &HubRoute, session: SessionId, frame: Deliver) -> bool;
@@ -76,7 +76,7 @@ struct Standing {
 
 /// Every joined session and its standing.
 #[derive(Default)]
-pub struct Roster {
+pub(crate) struct Roster {
     members: BTreeMap<SessionId, Standing>,
     /// Members grouped by equal topic sets, with their routes and next `from_seq`.
     groups: Groups,
@@ -87,42 +87,38 @@ pub struct Roster {
 }
 
 impl Roster {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Roster::default()
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.members.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
-    }
-
-    pub fn contains(&self, id: SessionId) -> bool {
+    pub(crate) fn contains(&self, id: SessionId) -> bool {
         self.members.contains_key(&id)
     }
 
-    pub fn ids(&self) -> Vec<SessionId> {
+    pub(crate) fn ids(&self) -> Vec<SessionId> {
         self.members.keys().copied().collect()
     }
 
     /// Prepares one live delivery of `batches` (see [`Groups::fan_out`]).
     #[cfg(test)]
-    pub fn fan_out(&mut self, batches: &[Arc<Batch>], out: &mut FanOut) {
+    pub(crate) fn fan_out(&mut self, batches: &[Arc<Batch>], out: &mut FanOut) {
         self.groups.fan_out(batches, out);
     }
 
     /// Prepares a live delivery of `batches` to some slices only (see
     /// [`Groups::fan_out_to`]).
-    pub fn fan_out_to(&mut self, batches: &[Arc<Batch>], slices: Slices, out: &mut FanOut) {
+    pub(crate) fn fan_out_to(&mut self, batches: &[Arc<Batch>], slices: Slices, out: &mut FanOut) {
         self.groups.fan_out_to(batches, slices, out);
     }
 
     /// A new member that gets `snapshot` (which reflects every batch up to `seq`), then
     /// a resume window until `now + RESUME_WINDOW`, unless a `resume` came early.
     #[allow(clippy::too_many_arguments)]
-    pub fn join(
+    pub(crate) fn join(
         &mut self,
         id: SessionId,
         route: HubRoute,
@@ -158,7 +154,12 @@ impl Roster {
     }
 
     /// Ends every resume window due by `now`: those members catch up and go live.
-    pub fn end_resume_windows(&mut self, now: Instant, books: Books<'_>, out: &mut impl Outlet) {
+    pub(crate) fn end_resume_windows(
+        &mut self,
+        now: Instant,
+        books: Books<'_>,
+        out: &mut impl Outlet,
+    ) {
         while let Some(&(due, id)) = self.resume_windows.front() {
             if due > now {
                 break;
@@ -170,7 +171,7 @@ impl Roster {
 
     /// `resume {last_seq}`: the next frame starts at `last_seq + 1`. Before the join it is
     /// kept for the join.
-    pub fn resume(
+    pub(crate) fn resume(
         &mut self,
         id: SessionId,
         last_seq: u64,
@@ -189,7 +190,7 @@ impl Roster {
 
     /// A member's whole topic set. Returns whether anything changed (the caller delivers
     /// what is undelivered first, under the old topics). Before the join it is kept.
-    pub fn set_topics(&mut self, id: SessionId, topics: TopicSet) -> bool {
+    pub(crate) fn set_topics(&mut self, id: SessionId, topics: TopicSet) -> bool {
         let Some(standing) = self.members.get_mut(&id) else {
             self.early_topics.insert(id, topics);
             return false;
@@ -205,7 +206,7 @@ impl Roster {
     }
 
     /// Forgets a member (and anything it sent before its join). Returns whether it was one.
-    pub fn remove(&mut self, id: SessionId) -> bool {
+    pub(crate) fn remove(&mut self, id: SessionId) -> bool {
         self.early_topics.remove(&id);
         self.early_resume.remove(&id);
         let Some(standing) = self.members.remove(&id) else {
@@ -220,7 +221,7 @@ impl Roster {
     /// slice was delivered after `seq` (nothing on a standalone server, where a snapshot
     /// is stamped with the last seq; a gateway's snapshot can be older than what it
     /// delivered), and it is live from there on.
-    pub fn send_snapshot(
+    pub(crate) fn send_snapshot(
         &mut self,
         id: SessionId,
         frames: Vec<Deliver>,
@@ -249,13 +250,13 @@ impl Roster {
     }
 
     /// One frame of the member's own (an error the broker answers for it).
-    pub fn send_own(&mut self, id: SessionId, frame: ByteString, out: &mut impl Outlet) {
+    pub(crate) fn send_own(&mut self, id: SessionId, frame: ByteString, out: &mut impl Outlet) {
         self.send(id, frame, None, out);
     }
 
     /// Takes every member out of live delivery until its resync snapshot arrives (a
     /// gateway whose stream lost batches asks for one snapshot for everyone).
-    pub fn all_await_resync(&mut self) {
+    pub(crate) fn all_await_resync(&mut self) {
         for standing in self.members.values_mut() {
             standing.awaiting_resync = true;
         }
@@ -269,7 +270,7 @@ impl Roster {
 
     /// Ends a member's resume window now (unless it awaits a resync): it catches up to
     /// what its slice was delivered, and goes live.
-    pub fn go_live(&mut self, id: SessionId, books: Books<'_>, out: &mut impl Outlet) {
+    pub(crate) fn go_live(&mut self, id: SessionId, books: Books<'_>, out: &mut impl Outlet) {
         if self.members.get(&id).is_none_or(|m| m.awaiting_resync) {
             return;
         }
@@ -283,7 +284,12 @@ impl Roster {
     /// issued so far that it lacks, even those its slice has not been delivered yet:
     /// before a `snapshot` reply, so that every item published before the snapshot
     /// reaches it first (a fence clients rely on).
-    pub fn bring_up_to_date(&mut self, id: SessionId, books: Books<'_>, out: &mut impl Outlet) {
+    pub(crate) fn bring_up_to_date(
+        &mut self,
+        id: SessionId,
+        books: Books<'_>,
+        out: &mut impl Outlet,
+    ) {
         if self.members.get(&id).is_none_or(|m| m.awaiting_resync) {
             return;
         }
@@ -594,7 +600,7 @@ mod tests {
                 &mut out,
             );
             assert_eq!((r.len(), r.contains(2)), (1, false));
-            assert!(r.remove(1) && !r.remove(1) && r.is_empty());
+            assert!(r.remove(1) && !r.remove(1) && r.len() == 0);
         });
     }
 

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 /// Slices of the membership. Divisible by 2 and 3, so that a half and a third of the
 /// connections are whole slices; at most 32 ([`Slices`] is a bit set).
-pub const SLICES: usize = 24;
+pub(crate) const SLICES: usize = 24;
 
 /// One slice, kept by a member for life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -60,7 +60,7 @@ impl Slices {
 /// has been sent. Bounded by the ticks a slice may wait (at most three ticks' batches
 /// while staggered, see `pacing`; or `max_batch_wait` for commands' items).
 #[derive(Debug)]
-pub struct Undelivered {
+pub(crate) struct Undelivered {
     batches: Vec<Arc<Batch>>,
     /// The last seq sent to each slice.
     sent: [u64; SLICES],
@@ -68,7 +68,7 @@ pub struct Undelivered {
 
 impl Undelivered {
     /// Nothing to deliver, every slice sent up to `last_seq`.
-    pub fn new(last_seq: u64) -> Self {
+    pub(crate) fn new(last_seq: u64) -> Self {
         Undelivered {
             batches: Vec::new(),
             sent: [last_seq; SLICES],
@@ -76,28 +76,28 @@ impl Undelivered {
     }
 
     /// A batch just issued, which no slice has yet.
-    pub fn push(&mut self, batch: Arc<Batch>) {
+    pub(crate) fn push(&mut self, batch: Arc<Batch>) {
         self.batches.push(batch);
     }
 
     /// Every slice has been sent every batch.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.batches.is_empty()
     }
 
     /// The batches some slice lacks, oldest first.
-    pub fn batches(&self) -> &[Arc<Batch>] {
+    pub(crate) fn batches(&self) -> &[Arc<Batch>] {
         &self.batches
     }
 
     /// The last seq sent to `slice`: a member of it that catches up from the history
     /// stops here (or later), so that the slice's next delivery follows on.
-    pub fn sent_to(&self, slice: Slice) -> u64 {
+    pub(crate) fn sent_to(&self, slice: Slice) -> u64 {
         self.sent[slice.0 as usize]
     }
 
     /// The last seq sent to every slice.
-    pub fn everyone_has(&self) -> u64 {
+    pub(crate) fn everyone_has(&self) -> u64 {
         self.sent.iter().copied().min().unwrap_or(0)
     }
 
@@ -105,7 +105,7 @@ impl Undelivered {
     /// have waited longest: calls `send` once for each set of due slices that lack the
     /// same batches, with those batches (the set furthest behind first, so that the
     /// hubs write the oldest items first), then forgets what every slice has.
-    pub fn deliver(&mut self, count: usize, mut send: impl FnMut(Slices, &[Arc<Batch>])) {
+    pub(crate) fn deliver(&mut self, count: usize, mut send: impl FnMut(Slices, &[Arc<Batch>])) {
         let Some(last) = self.batches.last().map(|b| b.seq) else {
             return;
         };

@@ -39,10 +39,10 @@ const WAITING_CAPACITY: usize = 65_536;
 
 /// Mailbox of [`RemoteSim`]: sessions' commands and snapshot requests. Senders wait
 /// for room (`send`), as they do for the simulation's.
-pub const REMOTE_MAILBOX: usize = 4096;
+pub(crate) const REMOTE_MAILBOX: usize = 4096;
 
 /// The simulation, as a gateway reaches it (see the module doc).
-pub struct RemoteSim {
+pub(crate) struct RemoteSim {
     rpc: Rpc,
     broker: Addr<Broker>,
     /// Tickets waiting for the snapshot request in flight (or the next one).
@@ -51,7 +51,7 @@ pub struct RemoteSim {
 }
 
 impl RemoteSim {
-    pub fn new(rpc: Rpc, broker: Addr<Broker>) -> Self {
+    pub(crate) fn new(rpc: Rpc, broker: Addr<Broker>) -> Self {
         RemoteSim {
             rpc,
             broker,
@@ -204,7 +204,7 @@ fn warm_start(last: Option<u64>, history_size: usize) -> u64 {
 }
 
 /// Starts the feed on `arbiter`; `remote` is started there once NATS is reached.
-pub fn start(
+pub(crate) fn start(
     arbiter: &ArbiterHandle,
     config: ClusterConfig,
     history_size: usize,

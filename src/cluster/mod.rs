@@ -26,13 +26,13 @@
 //! (`tests/nats_stream.rs`) use it.
 
 pub mod codec;
-pub mod gateway;
+pub(crate) mod gateway;
 pub mod link;
 pub(crate) mod presence;
 pub mod rpc;
-pub mod sim_node;
+pub(crate) mod sim_node;
 pub mod stream;
-pub mod wire;
+pub(crate) mod wire;
 
 use crate::metrics::Metrics;
 use std::sync::Arc;

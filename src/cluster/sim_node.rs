@@ -33,26 +33,26 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Batches the publisher holds, waiting for their ack, before the simulation is held.
-pub const HOLD_ABOVE: usize = 64;
+pub(crate) const HOLD_ABOVE: usize = 64;
 
 /// The sink's bound: what the broker can hand on while the simulation is held (only
 /// commands' items arrive then, which the rate limit bounds). When it is full the batch
 /// is counted as unpublished: gateways see the gap and resync.
-pub const SINK_CAPACITY: usize = 16_384;
+pub(crate) const SINK_CAPACITY: usize = 16_384;
 
 /// How long a failed publish waits before it is tried again.
 const RETRY: Duration = Duration::from_millis(250);
 
 /// What `run` wires in before anything starts: the broker's sink and the simulation's
 /// hold (set: no ticks until the stream is reached).
-pub struct SimNodeParts {
+pub(crate) struct SimNodeParts {
     pub sink: crate::broker::BatchSink,
     pub hold: Arc<AtomicBool>,
     outflow: mpsc::Receiver<Outflow>,
 }
 
 impl SimNodeParts {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let (sink, outflow) = mpsc::channel(SINK_CAPACITY);
         SimNodeParts {
             sink,
@@ -69,14 +69,14 @@ impl Default for SimNodeParts {
 }
 
 /// The actors the sim node's tasks talk to.
-pub struct SimNodeActors {
+pub(crate) struct SimNodeActors {
     pub sim: Addr<Simulation>,
     pub broker: Addr<Broker>,
     pub metrics: Arc<Metrics>,
 }
 
 /// Starts the publisher and the responders on `arbiter`.
-pub fn start(
+pub(crate) fn start(
     arbiter: &ArbiterHandle,
     config: ClusterConfig,
     history_size: usize,

@@ -201,10 +201,6 @@ impl BatchStream {
         })
     }
 
-    pub fn settings(&self) -> &StreamSettings {
-        &self.settings
-    }
-
     /// Publishes one numbered batch and waits for the stream's ack (at most
     /// [`API_TIMEOUT`]). `Nats-Msg-Id` and [`SEQ_HEADER`] are `seq`.
     pub async fn publish_batch(&self, seq: u64, payload: Bytes) -> Result<Published, StreamError> {

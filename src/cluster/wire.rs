@@ -10,7 +10,7 @@ use serde_json::Value;
 
 /// A gateway's client command, checked there (role, rate), run by the sim node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CommandRequest {
+pub(crate) struct CommandRequest {
     pub command: Command,
     /// The token's label, for the `control` item and the audit journal.
     pub by: String,
@@ -19,7 +19,7 @@ pub struct CommandRequest {
 /// The sim node's answer to a [`CommandRequest`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum CommandAnswer {
+pub(crate) enum CommandAnswer {
     /// The reply's data (with its `"ok": true`).
     Ok(Value),
     /// The simulation refused it: the error the client gets.
@@ -27,7 +27,7 @@ pub enum CommandAnswer {
 }
 
 /// The error code of an answer, as the protocol names it (an unknown one is 1004).
-pub fn error_code(code: u16) -> ErrorCode {
+pub(crate) fn error_code(code: u16) -> ErrorCode {
     match code {
         1001 => ErrorCode::InvalidMessage,
         1002 => ErrorCode::AuthFailed,
@@ -38,7 +38,7 @@ pub fn error_code(code: u16) -> ErrorCode {
 
 /// A gateway's `GET /api/timeseries` range, read on the sim node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SeriesRequest {
+pub(crate) struct SeriesRequest {
     pub from: u64,
     pub to: u64,
 }
@@ -76,7 +76,7 @@ impl From<SeriesRow> for Row {
 /// The sim node's answer to a [`SeriesRequest`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum SeriesAnswer {
+pub(crate) enum SeriesAnswer {
     Rows(Vec<SeriesRow>),
     /// Why there are no rows (the message the HTTP client gets).
     Err(String),
@@ -132,7 +132,7 @@ impl From<RosterSession> for PresenceSession {
 
 /// What one node publishes on `<prefix>.presence`: its own sessions only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RosterMessage {
+pub(crate) struct RosterMessage {
     /// Random per node start: tells nodes (and restarts of one) apart.
     pub node: u64,
     /// The first session id this node hands out (`presence::session_id_base`), to

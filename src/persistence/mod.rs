@@ -22,7 +22,7 @@
 //! This module knows files, not worlds: it stores any [`Journaled`] state and its
 //! journal entries, so the engine depends on it and never the other way round.
 
-pub mod writer;
+pub(crate) mod writer;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

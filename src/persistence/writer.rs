@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 
 /// Requests the writer may hold: about 13 minutes of ticks at 10 Hz.
-pub const QUEUE: usize = 8192;
+pub(crate) const QUEUE: usize = 8192;
 
 /// Result of a snapshot, for whoever asked (the `save` command, shutdown).
-pub type SnapshotDone = tokio::sync::oneshot::Sender<Result<PathBuf, String>>;
+pub(crate) type SnapshotDone = tokio::sync::oneshot::Sender<Result<PathBuf, String>>;
 
 pub enum WriteRequest<S: Journaled> {
     Entry(S::Entry),

@@ -9,10 +9,10 @@
 //! holds the vocabulary both directions share (ids, roles, character states, needs)
 //! and re-exports every item, so `crate::protocol::X` names each of them.
 
-pub mod codes;
-pub mod commands;
-pub mod inbound;
-pub mod outbound;
+pub(crate) mod codes;
+pub(crate) mod commands;
+pub(crate) mod inbound;
+pub(crate) mod outbound;
 
 pub use codes::{close, ErrorCode};
 pub use commands::{

@@ -426,7 +426,7 @@ impl Serialize for Row<'_> {
 
 /// A snapshot in the compact encoding: the same fields as [`Snapshot`], with
 /// `character_fields` and `characters` as rows. About 40 % of the objects' size.
-pub struct CompactSnapshot<'a>(pub &'a Snapshot);
+pub(crate) struct CompactSnapshot<'a>(pub &'a Snapshot);
 
 impl Serialize for CompactSnapshot<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

@@ -19,7 +19,7 @@ use futures_util::FutureExt;
 
 /// A command that was refused or failed: the `error` to answer with.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Failure {
+pub(crate) struct Failure {
     pub code: ErrorCode,
     pub message: String,
     /// The simulation (or the snapshot path) could not be reached at all.
@@ -36,7 +36,7 @@ impl Failure {
     }
 
     /// The server could not do it: error 1004, and `unavailable`.
-    pub fn unavailable(message: impl Into<String>) -> Self {
+    pub(crate) fn unavailable(message: impl Into<String>) -> Self {
         Failure {
             unavailable: true,
             ..Failure::new(ErrorCode::ServerError, message)
@@ -52,7 +52,7 @@ impl Failure {
 }
 
 /// What a transport does with a command the role may run.
-pub enum Dispatch {
+pub(crate) enum Dispatch {
     /// Answered already (`metrics`).
     Reply(Reply),
     /// `snapshot`: the transport fetches it its own way.
@@ -63,7 +63,7 @@ pub enum Dispatch {
 
 /// The error for a command message that did not parse: 1002 when the role may not run
 /// the `cmd` it named at all, else the parse error itself. Counted.
-pub fn refuse(shared: &SessionShared, role: Role, e: &ProtocolError) -> Failure {
+pub(crate) fn refuse(shared: &SessionShared, role: Role, e: &ProtocolError) -> Failure {
     let failure = match e.cmd.as_deref() {
         Some(cmd) if role != Role::Operator && OPERATOR_COMMANDS.contains(&cmd) => {
             Failure::forbidden(cmd)
@@ -74,7 +74,7 @@ pub fn refuse(shared: &SessionShared, role: Role, e: &ProtocolError) -> Failure 
 }
 
 /// Dispatches a parsed command run by `by` (the token's label) with `role`.
-pub fn dispatch(
+pub(crate) fn dispatch(
     shared: &SessionShared,
     role: Role,
     by: String,
@@ -108,7 +108,7 @@ pub fn dispatch(
 }
 
 /// Counts a failure in `errors` by its code.
-pub fn count(shared: &SessionShared, failure: Failure) -> Failure {
+pub(crate) fn count(shared: &SessionShared, failure: Failure) -> Failure {
     shared.metrics.error(failure.code.as_u16());
     failure
 }

@@ -10,7 +10,7 @@
 
 /// Why a fragmented message was refused; each maps to one close code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReassemblyError {
+pub(crate) enum ReassemblyError {
     /// The message would exceed the size cap (close 1009).
     #[error("fragmented message exceeds {max} bytes")]
     TooBig { max: usize },
@@ -36,7 +36,7 @@ pub enum Fragment<'a> {
 
 /// What a fragment completed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Assembled {
+pub(crate) enum Assembled {
     /// The message is not finished yet.
     Pending,
     /// A whole text message.
@@ -58,14 +58,14 @@ enum State {
 /// See the module documentation. After an error the reassembler is idle again, but the
 /// caller is expected to close the connection.
 #[derive(Debug)]
-pub struct Reassembler {
+pub(crate) struct Reassembler {
     max: usize,
     state: State,
 }
 
 impl Reassembler {
     /// `max`: the largest whole text message, in bytes.
-    pub fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         Reassembler {
             max,
             state: State::Idle,
@@ -73,12 +73,13 @@ impl Reassembler {
     }
 
     /// Whether a fragmented message is in progress.
-    pub fn in_progress(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn in_progress(&self) -> bool {
         !matches!(self.state, State::Idle)
     }
 
     /// Takes the next fragment.
-    pub fn push(&mut self, fragment: Fragment<'_>) -> Result<Assembled, ReassemblyError> {
+    pub(crate) fn push(&mut self, fragment: Fragment<'_>) -> Result<Assembled, ReassemblyError> {
         let result = self.step(fragment);
         if result.is_err() {
             self.state = State::Idle;

@@ -8,14 +8,14 @@
 //! shared with `POST /api/command`. Both kinds of session join `crate::presence`
 //! once their first snapshot is on its way, and leave it from [`Registration`]'s drop.
 
-pub mod actor;
+pub(crate) mod actor;
 pub mod auth;
-pub mod commands;
-pub mod fragments;
-pub mod rate;
-pub mod reject;
-pub mod sse;
-pub mod transport;
+pub(crate) mod commands;
+pub(crate) mod fragments;
+pub(crate) mod rate;
+pub(crate) mod reject;
+pub(crate) mod sse;
+pub(crate) mod transport;
 
 pub use actor::{Handshake, Session};
 

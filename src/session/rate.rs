@@ -6,7 +6,7 @@
 //! minute by default); it needs no timers, just the time of each message.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Allow,
     /// Over budget: answer 1003 and drop the message.
     Refuse,
@@ -15,7 +15,7 @@ pub enum Verdict {
 }
 
 #[derive(Debug, Clone)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     budget: u32,
     window_ms: u64,
     window_start: u64,
@@ -23,7 +23,7 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    pub fn new(budget: u32, window_ms: u64) -> Self {
+    pub(crate) fn new(budget: u32, window_ms: u64) -> Self {
         RateLimiter {
             budget,
             window_ms,
@@ -33,7 +33,7 @@ impl RateLimiter {
     }
 
     /// Counts one message arriving at `now_ms` and judges it.
-    pub fn check(&mut self, now_ms: u64) -> Verdict {
+    pub(crate) fn check(&mut self, now_ms: u64) -> Verdict {
         if self.count == 0 || now_ms.saturating_sub(self.window_start) >= self.window_ms {
             self.window_start = now_ms;
             self.count = 0;

@@ -13,7 +13,7 @@ const INVALID_PAYLOAD: u16 = 1007;
 const NORMAL: u16 = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reject {
+pub(crate) enum Reject {
     /// The connection pool is full.
     PoolFull,
     /// The `Origin` header is not allowed (HTTP 403 before any upgrade).
@@ -42,7 +42,7 @@ enum Counter {
 }
 
 impl Reject {
-    pub fn code(self) -> u16 {
+    pub(crate) fn code(self) -> u16 {
         match self {
             Reject::PoolFull => close::TRY_AGAIN,
             Reject::Origin | Reject::InvalidToken | Reject::AuthTimeout | Reject::RateLimited => {
@@ -55,7 +55,7 @@ impl Reject {
         }
     }
 
-    pub fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             Reject::PoolFull => close::REASON_POOL_FULL,
             Reject::Origin => "Origin not allowed",
@@ -82,7 +82,7 @@ impl Reject {
     }
 
     /// Counts this rejection in its metric (if it has one).
-    pub fn count(self, metrics: &Metrics) {
+    pub(crate) fn count(self, metrics: &Metrics) {
         match self.counter() {
             Counter::Rejected(label) => metrics
                 .connections_rejected

@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 /// How long the browser waits before reconnecting (the SSE `retry:` field), in ms.
 const RETRY_MS: u64 = 2000;
 
-pub struct SseSession {
+pub(crate) struct SseSession {
     id: SessionId,
     shared: Arc<SessionShared>,
     role: Role,
@@ -55,7 +55,7 @@ pub struct SseSession {
 
 impl SseSession {
     /// Returns the actor and the receiving end to stream as the response body.
-    pub fn new(
+    pub(crate) fn new(
         shared: Arc<SessionShared>,
         permit: PoolPermit,
         who: Identity,

@@ -36,11 +36,11 @@ use std::task::{Context, Poll, Waker};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
 
 /// A connection's byte stream, plain TCP or TLS.
-pub trait Io: AsyncRead + AsyncWrite + Unpin {}
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
 
 /// The connection, type-erased so the session is the same for TCP and TLS.
-pub type BoxIo = Box<dyn Io>;
+pub(crate) type BoxIo = Box<dyn Io>;
 
 /// Bytes read from the socket per `read` call, into a stack buffer.
 const READ_CHUNK: usize = 4096;
@@ -60,7 +60,7 @@ const FRAMES_PER_WRITE: usize = 8;
 /// Bounded: the client's rate budget already bounds how many it can cause, so reaching
 /// this means the client stopped reading; [`Outgoing::text`] then reports it and the
 /// session closes (the broker's frames have their own bound, the outbox).
-pub const OWN_FRAMES_CAPACITY: usize = 256;
+pub(crate) const OWN_FRAMES_CAPACITY: usize = 256;
 
 /// A ping with no payload as it goes on the wire: FIN + opcode 9, length 0.
 const PING: &[u8] = &[0x89, 0x00];
@@ -68,7 +68,11 @@ const PING: &[u8] = &[0x89, 0x00];
 /// Splits the connection into the session's reading and writing halves. `read_ahead`
 /// is what the HTTP/1 decoder had read past the handshake request (a client may send
 /// its first frame without waiting for our 101).
-pub fn split(io: BoxIo, read_ahead: BytesMut, max_message_bytes: usize) -> (Inbound, Writer) {
+pub(crate) fn split(
+    io: BoxIo,
+    read_ahead: BytesMut,
+    max_message_bytes: usize,
+) -> (Inbound, Writer) {
     let (read, write) = tokio::io::split(io);
     let chunks = Chunks {
         io: read,
@@ -242,7 +246,7 @@ impl Writer {
 
 /// What the write task tells its session.
 #[derive(Debug)]
-pub enum WriteEvent {
+pub(crate) enum WriteEvent {
     /// The first frame from the broker (the join snapshot) is out.
     FirstDelivered,
     /// The close frame is out and the connection shut down for writing.
@@ -259,7 +263,7 @@ pub enum WriteEvent {
 /// of every session at each delivery, and waking an actor's context polls all of it
 /// (mailbox, read half, heartbeat timer) before the write; this task polls only the
 /// write (BENCHMARKS.md, issue 8).
-pub struct WriteTask<F: FnMut(WriteEvent)> {
+pub(crate) struct WriteTask<F: FnMut(WriteEvent)> {
     writer: Writer,
     out: Rc<RefCell<Outgoing>>,
     report: F,
@@ -267,7 +271,7 @@ pub struct WriteTask<F: FnMut(WriteEvent)> {
 }
 
 impl<F: FnMut(WriteEvent)> WriteTask<F> {
-    pub fn new(writer: Writer, out: Rc<RefCell<Outgoing>>, report: F) -> Self {
+    pub(crate) fn new(writer: Writer, out: Rc<RefCell<Outgoing>>, report: F) -> Self {
         WriteTask {
             writer,
             out,

@@ -686,26 +686,3 @@ impl Handler<ReadSeries> for Simulation {
         ))
     }
 }
-
-/// Test hook: the world's state hash and tick.
-#[derive(Message)]
-#[rtype(result = "StateHash")]
-pub struct GetStateHash;
-
-/// The world's state hash at a tick.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, MessageResponse)]
-pub struct StateHash {
-    pub hash: u64,
-    pub tick: u64,
-}
-
-impl Handler<GetStateHash> for Simulation {
-    type Result = StateHash;
-
-    fn handle(&mut self, _: GetStateHash, _: &mut Self::Context) -> StateHash {
-        StateHash {
-            hash: self.state.world.state_hash(),
-            tick: self.state.world.tick(),
-        }
-    }
-}

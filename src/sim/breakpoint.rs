@@ -360,12 +360,6 @@ impl<'a> Probe<'a> {
 }
 
 impl Cond {
-    /// Whether the condition holds in `world` now; `Some(ids)` of the characters that
-    /// made it true when it does.
-    pub fn eval(&self, world: &World) -> Option<Vec<CharacterId>> {
-        self.eval_in(&Probe::new(world))
-    }
-
     /// The same condition with the operands of every `and` and `or` in cheapest-first
     /// order, for [`Cond::holds`]: `tick` and `count` read a number, `any` the census,
     /// a `character` condition looks the character up. Evaluation has no side effects,
@@ -693,7 +687,7 @@ mod tests {
         for _ in 0..5 {
             world.step(0.0, &mut out);
         }
-        let holds = |src: &str| parse(src).expect("parses").eval(&world);
+        let holds = |src: &str| parse(src).expect("parses").eval_in(&Probe::new(&world));
         assert_eq!(holds("tick >= 5"), Some(vec![]));
         assert_eq!(holds("tick > 5"), None);
         assert_eq!(holds("any energy <= 100").map(|ids| ids.len()), Some(20));

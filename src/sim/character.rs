@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
 /// How many transitions `inspect` shows.
-pub const RECENT_TRANSITIONS: usize = 16;
+pub(crate) const RECENT_TRANSITIONS: usize = 16;
 
 /// First names for characters, used in id order; when the list runs out a number is
 /// appended ("Ada 2") so names stay unique.
@@ -29,7 +29,7 @@ const FIRST_NAMES: [&str; 40] = [
 ];
 
 /// The default name of character `id` (ids start at 1).
-pub fn default_name(id: CharacterId) -> String {
+pub(crate) fn default_name(id: CharacterId) -> String {
     let n = FIRST_NAMES.len() as u64;
     let i = id.saturating_sub(1);
     let base = FIRST_NAMES[(i % n) as usize];

@@ -7,16 +7,16 @@
 
 pub mod actor;
 pub mod breakpoint;
-pub mod character;
+pub(crate) mod character;
 mod hash;
 pub mod journal;
 pub mod rules;
-pub mod schedule;
-pub mod series;
-pub mod state;
+pub(crate) mod schedule;
+pub(crate) mod series;
+pub(crate) mod state;
 pub mod timeline;
 pub mod town;
-pub mod world;
+pub(crate) mod world;
 
 pub use character::Inspection;
 pub use journal::{JournalEntry, JournaledCommand};

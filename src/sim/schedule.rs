@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 /// One scheduled event.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ScheduledEvent {
+pub(crate) struct ScheduledEvent {
     pub id: EventId,
     pub event_type: String,
     pub due_tick: u64,
@@ -22,7 +22,7 @@ pub struct ScheduledEvent {
 /// have tuple keys); the indexes are rebuilt on load.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(into = "SavedSchedule", from = "SavedSchedule")]
-pub struct Schedule {
+pub(crate) struct Schedule {
     /// Next id to hand out. Ids start at 1 and are never reused, so a client holding a
     /// stale id can never cancel someone else's newer event.
     next_id: EventId,
@@ -65,7 +65,7 @@ impl Default for Schedule {
 }
 
 impl Schedule {
-    pub fn new() -> Schedule {
+    pub(crate) fn new() -> Schedule {
         Schedule {
             next_id: 1,
             queue: BTreeMap::new(),
@@ -74,7 +74,7 @@ impl Schedule {
     }
 
     /// Schedules an event for `due_tick` and returns its id.
-    pub fn schedule(&mut self, event_type: String, due_tick: u64, data: Value) -> EventId {
+    pub(crate) fn schedule(&mut self, event_type: String, due_tick: u64, data: Value) -> EventId {
         let id = self.next_id;
         self.next_id += 1;
         self.due_of.insert(id, due_tick);
@@ -91,7 +91,7 @@ impl Schedule {
     }
 
     /// Cancels a pending event. False if the id is unknown or the event already fired.
-    pub fn cancel(&mut self, id: EventId) -> bool {
+    pub(crate) fn cancel(&mut self, id: EventId) -> bool {
         match self.due_of.remove(&id) {
             Some(due) => self.queue.remove(&(due, id)).is_some(),
             None => false,
@@ -101,7 +101,7 @@ impl Schedule {
     /// Removes and returns every event due at or before `tick`, in due order then id
     /// order. Events due earlier than `tick` (which the world never creates, but a caller
     /// skipping ticks might) fire late rather than never.
-    pub fn take_due(&mut self, tick: u64) -> Vec<ScheduledEvent> {
+    pub(crate) fn take_due(&mut self, tick: u64) -> Vec<ScheduledEvent> {
         match self.queue.first_key_value() {
             Some((&(due, _), _)) if due <= tick => {}
             // The common case, every tick: nothing due, nothing allocated.
@@ -120,21 +120,17 @@ impl Schedule {
     }
 
     /// Pending events in firing order.
-    pub fn pending(&self) -> impl Iterator<Item = &ScheduledEvent> + '_ {
+    pub(crate) fn pending(&self) -> impl Iterator<Item = &ScheduledEvent> + '_ {
         self.queue.values()
     }
 
     /// Number of pending events.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.queue.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
-    }
-
     /// The id the next `schedule` will return (part of the world's state hash).
-    pub fn next_id(&self) -> EventId {
+    pub(crate) fn next_id(&self) -> EventId {
         self.next_id
     }
 }
@@ -168,7 +164,7 @@ mod tests {
         // Skipping ticks: everything due up to the tick comes out in order.
         let due: Vec<_> = s.take_due(10).into_iter().map(|e| e.id).collect();
         assert_eq!(due, vec![mid, late]);
-        assert!(s.is_empty());
+        assert_eq!(s.len(), 0);
     }
 
     #[test]

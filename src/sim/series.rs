@@ -47,13 +47,13 @@ impl Row {
 
 /// The retained rows, oldest first; bounded at `retain + 1` rows.
 #[derive(Debug, Clone)]
-pub struct Series {
+pub(crate) struct Series {
     retain: u64,
     rows: VecDeque<Row>,
 }
 
 impl Series {
-    pub fn new(world: &World, retain: u64) -> Self {
+    pub(crate) fn new(world: &World, retain: u64) -> Self {
         let mut series = Series {
             retain,
             rows: VecDeque::new(),
@@ -63,18 +63,19 @@ impl Series {
     }
 
     /// Starts over at `world` (a reset).
-    pub fn restart(&mut self, world: &World) {
+    pub(crate) fn restart(&mut self, world: &World) {
         self.rows.clear();
         self.rows.push_back(Row::of(world));
     }
 
     /// Adds the row of the tick `world` just completed; drops rows past the range.
-    pub fn record(&mut self, world: &World) {
+    #[cfg(test)]
+    pub(crate) fn record(&mut self, world: &World) {
         self.record_with(world, &world.census_full());
     }
 
     /// [`Series::record`] with the census of the tick taken already.
-    pub fn record_with(&mut self, world: &World, census: &super::Census) {
+    pub(crate) fn record_with(&mut self, world: &World, census: &super::Census) {
         self.rows.push_back(Row::with_census(world, census));
         while self.rows.len() as u64 > self.retain + 1 {
             self.rows.pop_front();
@@ -82,14 +83,14 @@ impl Series {
     }
 
     /// Forgets the rows after `tick` (a rewind).
-    pub fn truncate_after(&mut self, tick: u64) {
+    pub(crate) fn truncate_after(&mut self, tick: u64) {
         while self.rows.back().is_some_and(|r| r.tick > tick) {
             self.rows.pop_back();
         }
     }
 
     /// Rows with `from <= tick <= to`, oldest first.
-    pub fn rows(&self, from: u64, to: u64) -> Vec<Row> {
+    pub(crate) fn rows(&self, from: u64, to: u64) -> Vec<Row> {
         let rows = self.rows.iter().filter(|r| r.tick >= from && r.tick <= to);
         rows.cloned().collect()
     }
@@ -97,7 +98,7 @@ impl Series {
 
 /// The column names, in order: `tick`, `day`, `minute_of_day`, one per state, then
 /// `mean_energy`, `mean_hunger`, `mean_social`.
-pub fn columns() -> Vec<String> {
+pub(crate) fn columns() -> Vec<String> {
     let mut columns: Vec<String> = ["tick", "day", "minute_of_day"].map(String::from).to_vec();
     columns.extend(CharState::ALL.iter().map(|s| s.as_str().to_owned()));
     columns.extend(["mean_energy", "mean_hunger", "mean_social"].map(String::from));
@@ -105,7 +106,7 @@ pub fn columns() -> Vec<String> {
 }
 
 /// The rows as the body of `GET /api/timeseries` in `format`.
-pub fn render(rows: &[Row], format: crate::ports::SeriesFormat) -> String {
+pub(crate) fn render(rows: &[Row], format: crate::ports::SeriesFormat) -> String {
     match format {
         crate::ports::SeriesFormat::Csv => to_csv(rows),
         crate::ports::SeriesFormat::Json => to_json(rows).to_string(),
@@ -113,7 +114,7 @@ pub fn render(rows: &[Row], format: crate::ports::SeriesFormat) -> String {
 }
 
 /// The rows as CSV: a header row, then one line per tick (means to 2 decimals).
-pub fn to_csv(rows: &[Row]) -> String {
+pub(crate) fn to_csv(rows: &[Row]) -> String {
     let mut out = columns().join(",");
     out.push('\n');
     for r in rows {
@@ -123,7 +124,7 @@ pub fn to_csv(rows: &[Row]) -> String {
 }
 
 /// One CSV line of `r` (means to 2 decimals), appended to `out`.
-pub fn push_csv_row(out: &mut String, r: &Row) {
+pub(crate) fn push_csv_row(out: &mut String, r: &Row) {
     let _ = write!(out, "{},{},{}", r.tick, r.day, r.minute_of_day);
     for c in r.counts {
         let _ = write!(out, ",{c}");
@@ -135,7 +136,7 @@ pub fn push_csv_row(out: &mut String, r: &Row) {
 }
 
 /// The rows as JSON: `{"columns": [...], "rows": [{"tick":…, "sleeping":…, …}]}`.
-pub fn to_json(rows: &[Row]) -> serde_json::Value {
+pub(crate) fn to_json(rows: &[Row]) -> serde_json::Value {
     let names = columns();
     let objects: Vec<serde_json::Value> = rows
         .iter()

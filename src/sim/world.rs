@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 /// A character that is neither traveling nor changing state gets a `character_update`
 /// every this many ticks (staggered by id), which bounds update volume to about
 /// `characters / UPDATE_EVERY` per tick while keeping every client's view fresh.
-pub const UPDATE_EVERY: u64 = 10;
+pub(crate) const UPDATE_EVERY: u64 = 10;
 
 /// Errors of world commands. Each names what was not found, as clients see it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
