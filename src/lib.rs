@@ -1,26 +1,48 @@
-//! simcast: a live simulation of characters broadcast to many WebSocket clients.
+//! simcast: a live simulation of characters broadcast to many WebSocket and SSE clients.
 //!
-//! Module map:
-//! - [`protocol`]: every wire type of protocol v1 and the client-message parser.
-//! - [`config`]: the TOML configuration, its embedded default and its validation.
-//! - [`sim`]: the world, its pure state-machine rules, and the simulation actor.
-//! - [`topics`]: a connection's topic set and the matching of items (a leaf the broker
-//!   and the sessions share, so the broker imports nothing of the sessions).
-//! - [`broker`]: batching, `seq`, history, roster, fan-out through per-worker hubs.
-//! - [`conn`]: the bounded connection pool and the handle that shuts a socket down.
-//! - [`session`]: one actor per WebSocket: auth, heartbeat, rate limit, subscriptions.
-//! - [`http`]: routes and static files.
-//! - [`metrics`]: counters and the Prometheus exposition.
-//! - [`persistence`]: atomic saves of the world.
-//! - [`audit`]: the journal of operator commands (who, when, what, whether it worked).
-//! - [`cli`]: the `watch` and `ctl` command-line clients.
-//! - [`presence`]: who is connected, pushed to every connection (coalesced).
-//! - [`clock`]: the monotonic millisecond clock sessions and the broker share.
-//! - [`cluster`]: scale-out over NATS JetStream (issue 11): the NATS link, the stream
-//!   of batches, request/reply and the batch codec; not wired in yet.
+//! Module map, by layer (docs/architecture.md, "Dependencies"; `tests/structure.rs`
+//! checks it): a module imports its own layer and the layers its heading names, and
+//! nothing imports composition. Names are plain, not links: most modules are private.
 //!
-//! [`run`] starts everything on an already-bound listener, so tests run the real server
-//! on `127.0.0.1:0`.
+//! Foundation (imports only foundation):
+//! - `protocol`: every wire type of protocol v1 and the client-message parser.
+//! - `ports`: the messages the world and delivery share (`Publish`, `TakeSnapshot`,
+//!   `RunCommand`, `ReadSeries`, ...), the only types both halves know.
+//! - `topics`: a connection's topic set and the matching of items against it.
+//! - `config`: the TOML configuration, its embedded default, its validation and the
+//!   default data directory.
+//! - `clock`: the monotonic millisecond clock sessions, hubs and the broker share.
+//! - `conn`: the bounded connection pool and the handle that shuts a socket down.
+//! - `metrics`: counters and gauges and the Prometheus exposition.
+//! - `frame_guard`: caps what a single WebSocket frame can make the server buffer.
+//! - `persistence`: atomic saves and the journal of any journaled state, restore and
+//!   replay; knows files, not worlds.
+//! - `audit`: the journal of operator commands (who, when, what, whether it worked).
+//!
+//! Engine (imports foundation):
+//! - `sim`: the world, its pure state-machine rules, time travel, and the simulation
+//!   actor.
+//! - `experiment`: headless runs of worlds (`simcast run`).
+//!
+//! Delivery (imports foundation):
+//! - `broker`: batching, `seq`, history, roster, pacing, snapshot tickets, fan-out
+//!   through per-worker hubs.
+//! - `presence`: who is connected, pushed to every connection (throttled).
+//! - `session`: one actor per WebSocket or SSE stream: auth, heartbeat, rate limit,
+//!   subscriptions, the owned socket.
+//! - `http`: routes, static files and the WebSocket upgrade.
+//!
+//! Composition (imports anything; nothing imports it):
+//! - `node`: the composition root: builds a node from its role, serves it, and on
+//!   shutdown closes every session and saves the world.
+//! - `cluster`: scale-out over NATS JetStream (docs/cluster.md): the sim node's
+//!   publisher and responders, the gateway's stream feed and `RemoteSim`, cluster-wide
+//!   presence.
+//! - `tls`: rustls configuration for the server and the CLI.
+//! - `cli`: the `watch` and `ctl` command-line clients.
+//!
+//! [`run`] starts a node on an already-bound listener and serves it until the shutdown
+//! future resolves, so tests run the real server on `127.0.0.1:0`.
 //!
 //! Visibility: the `pub` modules are what `main.rs`, the load generator, the tests and
 //! the benches use; the rest are private, and inside them `unreachable_pub` (on in

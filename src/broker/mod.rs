@@ -1,9 +1,12 @@
 //! The broker: turns the simulation's items into numbered batches and delivers them.
 //!
-//! Two halves joined by one narrow interface, the [`Publish`] stream:
-//! - *produce* — the simulation sends `Publish` messages (items, snapshots) in order;
-//!   the [`batcher`] cuts batches and stamps `seq`, the [`history`] keeps them for
-//!   `resume`;
+//! Two halves joined by one narrow interface, the [`Publish`](crate::ports::Publish)
+//! stream:
+//! - *produce* — the world sends `Publish` messages (items, snapshots) in order; the
+//!   [`batcher`] cuts batches and stamps `seq`, the [`history`] keeps them for
+//!   `resume`. Snapshot requests ([`RequestSnapshot`]) come here, not to the world: the
+//!   broker keeps each route under a ticket (`tickets`) and asks the world with
+//!   `ports::TakeSnapshot`;
 //! - *deliver* — the [`actor`] serializes each batch once per distinct topic set and
 //!   hands the shared bytes to every session ([`fanout`], free of actor context so
 //!   benches call it directly) through one [`hub`] per worker thread; the [`roster`]

@@ -1,5 +1,5 @@
-//! HTTP routes: `/ws`, `/api/command`, `/api/snapshot`, `/metrics`, `/healthz`, and the
-//! dashboard's static files.
+//! HTTP routes: `/ws`, `/events` (SSE), `/api/command`, `/api/snapshot`,
+//! `/api/timeseries`, `/metrics`, `/healthz`, and the dashboard's static files.
 //!
 //! Every route except `/`, static files and `/healthz` needs a token (`?token=` or
 //! `Authorization: Bearer`). Static files are embedded in the binary at build time, so
