@@ -14,8 +14,8 @@
 //! items sends nothing: its members' `from_seq` stays, and the skipped batches fold into
 //! their next frame.
 //!
-//! Why this shape (measured, see BENCHMARKS.md): a per-session actix `try_send` (one boxed
-//! envelope, one queue node, one cross-thread wake) used to dominate a delivery. Now the
+//! Why this shape: a per-session actix `try_send` (one boxed envelope, one queue node,
+//! one cross-thread wake) costs more than the write it carries (BENCHMARKS.md). So the
 //! frames are sorted by the member's [`hub`](super::hub) (one per worker thread) and each
 //! hub gets one message per delivery; the loop adds nothing per member beyond a
 //! reference-count increment and a push into a vector that is sent whole: members of a

@@ -5,9 +5,8 @@
 //! snapshot each), so a worker thread busy with a connect burst falls behind by
 //! messages, and the next tick's delivery can find its hub's mailbox full. A full
 //! mailbox says the *thread* is behind, not that any one of its sessions stopped
-//! reading; evicting the whole delivery would cost every session on the thread (what
-//! happened before, measured in BENCHMARKS.md). A session that stops reading is caught
-//! by its own outbox bound.
+//! reading; evicting the whole delivery would cost every session on the thread
+//! (BENCHMARKS.md). A session that stops reading is caught by its own outbox bound.
 //!
 //! Bounds and overflow policy: what a full mailbox does not take waits here, merged
 //! into one message per hub in the order it was posted. It goes first the next time
