@@ -290,8 +290,10 @@ fn start_core(
     let world = match role {
         ClusterRole::Gateway => start_remote_world(config, metrics, &broker_addr),
         ClusterRole::Standalone | ClusterRole::Sim => {
-            let hold = sim_node.as_ref().map(|parts| Arc::clone(&parts.hold));
-            start_simulation(config, metrics, &broker_addr, hold)?
+            let defer_ticks = sim_node
+                .as_ref()
+                .map(|parts| Arc::clone(&parts.defer_ticks));
+            start_simulation(config, metrics, &broker_addr, defer_ticks)?
         }
     };
     let mut broker = Broker::new(
@@ -335,13 +337,13 @@ fn start_core(
 }
 
 /// A standalone server's or sim node's world: restored from the data directory (or
-/// new), run by the simulation actor on an arbiter of its own. `hold`: a sim node's
-/// switch that holds ticks while the cluster stream is away.
+/// new), run by the simulation actor on an arbiter of its own. `defer_ticks`: a sim
+/// node's flag, set while the cluster stream is away or behind, that defers ticks.
 fn start_simulation(
     config: &Config,
     metrics: &Arc<Metrics>,
     broker: &Addr<Broker>,
-    hold: Option<Arc<std::sync::atomic::AtomicBool>>,
+    defer_ticks: Option<Arc<std::sync::atomic::AtomicBool>>,
 ) -> Result<WorldSide, RunError> {
     let restored = world::restore_world(config)?;
     let audit = world::open_audit(restored.store.as_ref(), metrics)?;
@@ -352,8 +354,8 @@ fn start_simulation(
     let sim = Simulation::start_in_arbiter(&arbiter.handle(), move |_| {
         let sim = Simulation::new(state, sim_broker, sim_metrics, persistence, audit)
             .with_history(history.0, history.1);
-        match hold {
-            Some(hold) => sim.with_hold(hold),
+        match defer_ticks {
+            Some(flag) => sim.with_tick_deferral(flag),
             None => sim,
         }
     });
