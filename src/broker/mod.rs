@@ -20,6 +20,7 @@ pub mod batcher;
 pub mod fanout;
 pub mod history;
 pub mod hub;
+pub mod last_seen;
 pub mod mailroom;
 pub mod pacing;
 pub mod relay;
