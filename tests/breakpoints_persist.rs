@@ -95,6 +95,7 @@ fn wait_for_journaled_hit(dir: &Path, ticks: u64, id: u64) {
             Instant::now() < deadline,
             "the hit of {id} is not in the journal:\n{text}"
         );
+        // Pacing of the poll; the loop ends on the line or its deadline.
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -4,6 +4,7 @@
 //! PID of the child the harness started.
 
 mod common;
+use common::cluster::{config, join, join_welcomed};
 use common::nats::NatsServer;
 use common::process::{temp_dir, ServerProcess};
 use common::{Client, OPERATOR, VIEWER, WAIT};
@@ -13,34 +14,16 @@ use std::time::{Duration, Instant};
 
 /// SIGKILL.
 const KILL: i32 = 9;
-
-fn config(dir: &Path, role: &str, nats: &str) -> String {
-    format!(
-        r#"[[auth.tokens]]
-token = "{OPERATOR}"
-role = "operator"
-name = "alice"
-[[auth.tokens]]
-token = "{VIEWER}"
-role = "viewer"
-[sim]
-characters = 60
-tick_rate = 20.0
-[persistence]
-dir = {data:?}
-snapshot_interval_ticks = 0
-[cluster]
-role = "{role}"
-nats_url = "{nats}"
-"#,
-        data = dir.join("data").display().to_string()
-    )
-}
+/// SIGTERM: a clean stop.
+const TERM: i32 = 15;
+/// How soon other nodes' clients see a cleanly stopped node's sessions gone: its leave,
+/// then one presence pacing (1 s) with room to spare; shorter than the 3 s expiry.
+const LEAVE_SEEN_WITHIN: Duration = Duration::from_secs(2);
 
 /// A node of `role` in a fresh directory (or `dir`, to restart one on its data).
 fn node(role: &str, nats: &str, dir: Option<&Path>) -> (ServerProcess, std::path::PathBuf) {
     let dir = dir.map_or_else(|| temp_dir(&format!("cluster-{role}")), Path::to_path_buf);
-    let process = ServerProcess::start(&dir, &config(&dir, role, nats), &[])
+    let process = ServerProcess::start(&dir, &config(&dir, role, nats, 60), &[])
         .unwrap_or_else(|log| panic!("{role} node did not start:\n{log}"));
     (process, dir)
 }
@@ -70,49 +53,6 @@ impl Cluster {
     fn gateway(&self, i: usize) -> &str {
         &self.gateways[i].addr
     }
-}
-
-/// A client of `addr` with `token`, past its `welcome` and first `snapshot`. Retries
-/// while the node is still reaching the sim node (it closes joins with 1013 then).
-async fn join(addr: &str, token: &str) -> (Client, Value) {
-    let (c, _, snapshot) = join_welcomed(addr, token).await;
-    (c, snapshot)
-}
-
-/// [`join`], with the `welcome` too.
-async fn join_welcomed(addr: &str, token: &str) -> (Client, Value, Value) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let mut c = Client::connect(&format!("ws://{addr}/ws?token={token}")).await;
-        let welcome = c.next_json().await;
-        assert_eq!(welcome["type"], "welcome", "{welcome}");
-        match tokio::time::timeout(Duration::from_secs(6), first_snapshot(&mut c)).await {
-            Ok(Some(snapshot)) => return (c, welcome, snapshot),
-            _ if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            _ => panic!("no snapshot from {addr}"),
-        }
-    }
-}
-
-/// The first snapshot, or `None` when the connection closes first.
-async fn first_snapshot(c: &mut Client) -> Option<Value> {
-    use futures_util::StreamExt;
-    use tokio_tungstenite::tungstenite::Message;
-    while let Some(Ok(msg)) = c.ws.next().await {
-        match msg {
-            Message::Text(t) => {
-                let v: Value = serde_json::from_str(&t).ok()?;
-                if v["type"] == "snapshot" {
-                    return Some(v);
-                }
-            }
-            Message::Close(_) => return None,
-            _ => {}
-        }
-    }
-    None
 }
 
 /// The next `batch` frames for `time`, as (from_seq, seq, raw text).
@@ -214,7 +154,10 @@ async fn a_client_resumes_on_another_gateway_with_no_gap() {
     let frames = batches(&mut a, Duration::from_secs(1)).await;
     let last = last_seen(&snapshot, &frames);
     drop(a);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The world goes on while the client is away: the resume must replay batches it
+    // missed, not only ones that come after it returns.
+    let away: std::net::SocketAddr = cluster.gateway(1).parse().expect("gateway address");
+    common::wait_for_seq(away, last + 10).await;
     let (mut b, _) = join(cluster.gateway(1), VIEWER).await;
     b.send_json(json!({"type": "resume", "last_seq": last}))
         .await;
@@ -372,6 +315,7 @@ async fn timeseries_ok(addr: &str, query: &str) -> String {
             return body;
         }
         assert!(Instant::now() < deadline, "{addr}: {status} {body}");
+        // Pacing of the poll; the loop ends on the condition or its deadline.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -396,6 +340,7 @@ async fn both_gateways_serve_the_sim_nodes_time_series_as_csv_and_json() {
                 "the sim node's series grows: {all}"
             ),
         }
+        // Pacing of the poll; the loop ends on the condition or its deadline.
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let range = format!("from_tick={}&to_tick={newest}", newest - 20);
@@ -424,7 +369,12 @@ async fn both_gateways_serve_the_sim_nodes_time_series_as_csv_and_json() {
 /// Reads `c` until a `presence` whose data satisfies `want`, within [`WAIT`]; returns
 /// its data.
 async fn presence_where(c: &mut Client, want: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WAIT;
+    presence_within(c, WAIT, want).await
+}
+
+/// [`presence_where`] within `within`.
+async fn presence_within(c: &mut Client, within: Duration, want: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + within;
     let mut last = Value::Null;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -432,7 +382,7 @@ async fn presence_where(c: &mut Client, want: impl Fn(&Value) -> bool) -> Value 
             Ok(v) if v["type"] == "presence" && want(&v["data"]) => return v["data"].clone(),
             Ok(v) if v["type"] == "presence" => last = v["data"].clone(),
             Ok(_) => {}
-            Err(_) => panic!("no such presence within {WAIT:?}; the last one: {last}"),
+            Err(_) => panic!("no such presence within {within:?}; the last one: {last}"),
         }
     }
 }
@@ -496,8 +446,17 @@ async fn presence_counts_and_lists_every_gateways_sessions() {
         "the viewer who left: {seen}"
     );
 
-    // A gateway that dies drops out of everyone's counts (its roster expires).
-    cluster.gateways[1].signal(KILL);
-    cluster.gateways[1].wait_exit(WAIT);
+    // A gateway stopped cleanly announces its leave: its sessions drop out of the
+    // counts well before its roster would expire (`ROSTER_TTL`, 3 s).
+    cluster.gateways[1].signal(TERM);
+    presence_within(&mut viewer_a, LEAVE_SEEN_WITHIN, counts(1, 1)).await;
+    let status = cluster.gateways[1].wait_exit(WAIT);
+    assert!(status.success(), "a clean stop: {status:?}");
+
+    // A node that dies drops out of everyone's counts when its roster expires.
+    let (_on_sim, _) = join(&cluster.sim.addr, VIEWER).await;
+    presence_where(&mut viewer_a, counts(2, 1)).await;
+    cluster.sim.signal(KILL);
+    cluster.sim.wait_exit(WAIT);
     presence_where(&mut viewer_a, counts(1, 1)).await;
 }

@@ -5,6 +5,7 @@
 //! started.
 
 mod common;
+use common::cluster::{config, join};
 use common::nats::NatsServer;
 use common::process::{temp_dir, ServerProcess};
 use common::{Client, OPERATOR, VIEWER, WAIT};
@@ -15,69 +16,10 @@ use std::time::{Duration, Instant};
 /// SIGKILL.
 const KILL: i32 = 9;
 
-fn config(dir: &Path, role: &str, nats: &str) -> String {
-    format!(
-        r#"[[auth.tokens]]
-token = "{OPERATOR}"
-role = "operator"
-[[auth.tokens]]
-token = "{VIEWER}"
-role = "viewer"
-[sim]
-characters = 40
-tick_rate = 20.0
-[persistence]
-dir = {data:?}
-snapshot_interval_ticks = 0
-[cluster]
-role = "{role}"
-nats_url = "{nats}"
-"#,
-        data = dir.join("data").display().to_string()
-    )
-}
-
 /// A node of `role` in `dir` (a restart keeps its data).
 fn node(role: &str, nats: &str, dir: &Path) -> ServerProcess {
-    ServerProcess::start(dir, &config(dir, role, nats), &[])
+    ServerProcess::start(dir, &config(dir, role, nats, 40), &[])
         .unwrap_or_else(|log| panic!("{role} node did not start:\n{log}"))
-}
-
-/// A client of `addr` past its `welcome` and first `snapshot`. Retries while the node
-/// is still reaching the sim node (it closes joins with 1013 then).
-async fn join(addr: &str, token: &str) -> (Client, Value) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let mut c = Client::connect(&format!("ws://{addr}/ws?token={token}")).await;
-        let welcome = c.next_json().await;
-        assert_eq!(welcome["type"], "welcome", "{welcome}");
-        match tokio::time::timeout(Duration::from_secs(6), first_snapshot(&mut c)).await {
-            Ok(Some(snapshot)) => return (c, snapshot),
-            _ if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            _ => panic!("no snapshot from {addr}"),
-        }
-    }
-}
-
-/// The first snapshot, or `None` when the connection closes first.
-async fn first_snapshot(c: &mut Client) -> Option<Value> {
-    use futures_util::StreamExt;
-    use tokio_tungstenite::tungstenite::Message;
-    while let Some(Ok(msg)) = c.ws.next().await {
-        match msg {
-            Message::Text(t) => {
-                let v: Value = serde_json::from_str(&t).ok()?;
-                if v["type"] == "snapshot" {
-                    return Some(v);
-                }
-            }
-            Message::Close(_) => return None,
-            _ => {}
-        }
-    }
-    None
 }
 
 /// Runs a command through the gateway, again while it answers 1004 (the sim node is
@@ -93,6 +35,7 @@ async fn ok(c: &mut Client, id: &str, cmd: &str, args: Value) -> Value {
             r["data"]["code"] == 1004 && Instant::now() < deadline,
             "{cmd}: {r}"
         );
+        // Pacing of the retries; the loop ends on a reply or its deadline.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -107,6 +50,7 @@ fn wait_for_journal_line(dir: &Path, line: &str) {
             return;
         }
         assert!(Instant::now() < deadline, "no {line} in:\n{text}");
+        // Pacing of the poll; the loop ends on the line or its deadline.
         std::thread::sleep(Duration::from_millis(20));
     }
 }

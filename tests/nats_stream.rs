@@ -328,6 +328,7 @@ async fn publish_until_acked(stream: &BatchStream, seq: u64) {
             Ok(Ok(_)) => return,
             other => assert!(Instant::now() < deadline, "publish {seq}: {other:?}"),
         }
+        // Pacing of the retries; the loop ends on an ack or its deadline.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -79,8 +79,12 @@ async fn survives(sig: i32, tag: &str) {
     let dir = temp_dir(&format!("persist-{tag}"));
     let mut server = start(&dir, &[]).expect("starts");
     let addr = server.addr.clone();
-    let (mut c, _) = connect(&addr).await;
-    tokio::time::sleep(Duration::from_millis(400)).await; // some live ticks
+    let (mut c, first) = connect(&addr).await;
+    // Some live ticks before the pause: the broker has flushed a few batches past the
+    // join's snapshot.
+    let joined_at = first["data"]["seq"].as_u64().expect("the snapshot's seq");
+    let socket: std::net::SocketAddr = addr.parse().expect("the server's address");
+    common::wait_for_seq(socket, joined_at + 4).await;
     ok(&mut c, "pause", "pause", json!({})).await;
     let early = snapshot(&mut c).await;
     let fire = ok(

@@ -292,6 +292,13 @@ async fn jammed_client_with_room_in_its_queue_is_evicted_within_client_timeout()
             }),
         "evicted by the client_timeout rule only: {reasons:?}"
     );
+    // One session ended once: the session's own timeout and the broker's sweep both
+    // fire for a jammed one, and only the first to end it counts it.
+    assert_eq!(
+        common::metric_in(&jam.metrics, "simcast_evictions_total"),
+        Some(1.0),
+        "one eviction, counted once: {reasons:?}"
+    );
     assert!(
         jam.worst_gap < Duration::from_millis(1000),
         "{:?}",

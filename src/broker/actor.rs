@@ -377,10 +377,13 @@ impl Broker {
                 "session {id} evicted ({}); socket shut down: {shut}",
                 why.label()
             );
-            self.metrics
-                .evictions
-                .with_label_values(&[why.label()])
-                .inc();
+            // A session that ended itself first (its own timeout) has counted its end.
+            if super::last_seen::claim_end(&contact.last_seen) {
+                self.metrics
+                    .evictions
+                    .with_label_values(&[why.label()])
+                    .inc();
+            }
         }
     }
 
@@ -564,7 +567,7 @@ impl Broker {
         let stale: Vec<SessionId> = self
             .contacts
             .iter()
-            .filter(|(_, m)| now.saturating_sub(m.last_seen.load(Ordering::Acquire)) > limit)
+            .filter(|(_, m)| super::last_seen::silent_for(&m.last_seen, now) > limit)
             .map(|(id, _)| *id)
             .collect();
         for id in stale {

@@ -23,6 +23,7 @@ pub mod batcher;
 pub mod fanout;
 pub(crate) mod history;
 pub mod hub;
+pub mod last_seen;
 pub mod mailroom;
 pub(crate) mod pacing;
 pub(crate) mod relay;

@@ -2,7 +2,7 @@
 //! world and publishes every numbered batch to a JetStream stream; `gateway` nodes
 //! serve their own clients from it.
 //!
-//! - [`sim_node`]: the publisher (and the simulation's hold) and the responders.
+//! - [`sim_node`]: the publisher (and the simulation's tick deferral) and the responders.
 //! - [`gateway`]: the stream feed into the broker, and [`gateway::RemoteSim`], which
 //!   stands where the simulation stands on a standalone server.
 //! - [`wire`]: commands, time series reads and presence rosters as NATS payloads.

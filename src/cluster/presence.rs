@@ -9,6 +9,9 @@
 //! * **Expiry**: a roster counts for [`ROSTER_TTL`] after it arrives. A node that dies
 //!   or loses NATS stops renewing its roster and drops out of everyone's counts within
 //!   that time; while NATS is away, each node counts its own sessions only.
+//! * **Leaving**: a node that shuts down cleanly publishes an empty roster
+//!   ([`Leave::announce`], from the node's graceful shutdown) and publishes no more, so
+//!   its sessions leave everyone's counts at once rather than after [`ROSTER_TTL`].
 //! * **Session ids** are unique across nodes: a cluster node numbers its sessions from
 //!   a random base ([`session_id_base`]: 21 random bits above 32 bits of counter, so
 //!   ids stay below 2^53 and exact in JavaScript). Two nodes draw the same base with a
@@ -26,6 +29,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 
 /// Every node publishes its roster at least this often.
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -51,15 +55,40 @@ pub(crate) fn session_id_base(role: ClusterRole) -> u64 {
     base << COUNTER_BITS
 }
 
-/// Starts the roster exchange on an arbiter of its own (`None` on a standalone server).
+/// Asks the roster exchange to publish an empty roster and stop publishing: the
+/// node's leave, sent by its graceful shutdown.
+#[derive(Clone)]
+pub(crate) struct Leave(mpsc::Sender<oneshot::Sender<()>>);
+
+impl Leave {
+    /// Publishes this node's leave and waits until it is flushed to NATS, or `within`
+    /// (NATS away: the other nodes drop this one's roster when it expires).
+    pub(crate) async fn announce(&self, within: Duration) {
+        let (done, flushed) = oneshot::channel();
+        let announced = async {
+            self.0.send(done).await.ok()?;
+            flushed.await.ok()
+        };
+        match tokio::time::timeout(within, announced).await {
+            Ok(Some(())) => log::info!("cluster: announced this node's leave"),
+            Ok(None) => log::debug!("cluster: presence already stopped; no leave sent"),
+            Err(_) => log::warn!("cluster: announcing this node's leave timed out"),
+        }
+    }
+}
+
+/// Starts the roster exchange on an arbiter of its own (`None` on a standalone server),
+/// with the handle that announces the node's leave.
 pub(crate) fn start(
     config: &ClusterConfig,
     presence: Addr<Presence>,
     id_base: u64,
-) -> Option<Arbiter> {
+) -> Option<(Arbiter, Leave)> {
     if config.role == ClusterRole::Standalone {
         return None;
     }
+    // One leave is ever asked for; the bound is only the rule's.
+    let (leave, leaves) = mpsc::channel(1);
     let arbiter = Arbiter::new();
     let (url, subject) = (config.nats_url.clone(), Subjects::new(&config.subject));
     arbiter.spawn(async move {
@@ -70,9 +99,9 @@ pub(crate) fn start(
             subject: subject.presence,
         };
         receive(&link, &me, presence.clone()).await;
-        publish(&link, &me, &presence).await;
+        publish(&link, &me, &presence, leaves).await;
     });
-    Some(arbiter)
+    Some((arbiter, Leave(leave)))
 }
 
 /// Who this node is on `<prefix>.presence`.
@@ -135,12 +164,18 @@ fn other_node(message: RosterMessage) -> OtherNode {
 }
 
 /// Publishes this node's roster on every change (at most once per [`MIN_GAP`]) and
-/// every [`HEARTBEAT`], until the presence actor is gone.
-async fn publish(link: &super::link::Link, me: &Me, presence: &Addr<Presence>) {
+/// every [`HEARTBEAT`], until the presence actor is gone or the node leaves.
+async fn publish(
+    link: &super::link::Link,
+    me: &Me,
+    presence: &Addr<Presence>,
+    leaves: mpsc::Receiver<oneshot::Sender<()>>,
+) {
     let (changes, mut changed) = tokio::sync::watch::channel(0u64);
     if presence.send(WatchLocal { changes }).await.is_err() {
         return;
     }
+    let mut leaves = Some(leaves);
     loop {
         let Ok(roster) = presence.send(LocalRoster).await else {
             return;
@@ -152,23 +187,55 @@ async fn publish(link: &super::link::Link, me: &Me, presence: &Addr<Presence>) {
             operators: roster.operators,
             sessions: roster.sessions.iter().map(RosterSession::from).collect(),
         };
-        match serde_json::to_vec(&message) {
-            Ok(bytes) => {
-                let sent = link
-                    .client()
-                    .publish(me.subject.clone(), Bytes::from(bytes));
-                if let Err(e) = sent.await {
-                    log::warn!("cluster: publishing this node's presence: {e}");
+        send_roster(link, me, &message).await;
+        let wait = async {
+            actix::clock::sleep(MIN_GAP).await;
+            tokio::time::timeout(HEARTBEAT - MIN_GAP, changed.changed()).await
+        };
+        tokio::select! {
+            next = wait => if let Ok(Err(_)) = next {
+                // The presence actor is gone (the server is stopping).
+                return;
+            },
+            done = next_leave(&mut leaves) => {
+                let empty = RosterMessage { viewers: 0, operators: 0, sessions: Vec::new(), ..message };
+                send_roster(link, me, &empty).await;
+                if let Err(e) = link.client().flush().await {
+                    log::warn!("cluster: flushing this node's leave: {e}");
                 }
+                // The shutdown may have stopped waiting; nothing to tell it then.
+                let _ = done.send(());
+                return;
             }
-            Err(e) => log::error!("cluster: encoding this node's presence: {e}"),
         }
-        actix::clock::sleep(MIN_GAP).await;
-        let next = tokio::time::timeout(HEARTBEAT - MIN_GAP, changed.changed()).await;
-        if let Ok(Err(_)) = next {
-            // The presence actor is gone (the server is stopping).
-            return;
+    }
+}
+
+/// The next leave asked for; never, once every [`Leave`] handle is dropped.
+async fn next_leave(
+    leaves: &mut Option<mpsc::Receiver<oneshot::Sender<()>>>,
+) -> oneshot::Sender<()> {
+    if let Some(receiver) = leaves {
+        if let Some(done) = receiver.recv().await {
+            return done;
         }
+    }
+    *leaves = None;
+    std::future::pending().await
+}
+
+/// Publishes `message` on the presence subject (core NATS: lost while NATS is away).
+async fn send_roster(link: &super::link::Link, me: &Me, message: &RosterMessage) {
+    match serde_json::to_vec(message) {
+        Ok(bytes) => {
+            let sent = link
+                .client()
+                .publish(me.subject.clone(), Bytes::from(bytes));
+            if let Err(e) = sent.await {
+                log::warn!("cluster: publishing this node's presence: {e}");
+            }
+        }
+        Err(e) => log::error!("cluster: encoding this node's presence: {e}"),
     }
 }
 

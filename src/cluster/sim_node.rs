@@ -3,15 +3,15 @@
 //! * the **publisher** takes the broker's delivered batches ([`Outflow`], through the
 //!   bounded [`crate::broker::BatchSink`]) and publishes each to the stream, in order, waiting for the
 //!   stream's ack and retrying until it comes (a republish is deduplicated by seq);
-//! * the **hold**: while NATS is away, or more than [`HOLD_ABOVE`] batches wait, the
-//!   simulation defers its ticks (`sim::actor`), so an outage slows the world down
-//!   instead of losing batches;
+//! * the **tick deferral**: while NATS is away, or more than [`DEFER_TICKS_ABOVE`]
+//!   batches wait, the simulation defers its ticks (`sim::actor`), so an outage slows
+//!   the world down instead of losing batches;
 //! * the **responders** answer gateways' snapshot requests (the `snapshot` object, as
 //!   `GET /api/snapshot` gives it), commands (run as if sent here, with the label
 //!   the gateway checked) and time series reads (the rows; the gateway renders them as
 //!   this node's `GET /api/timeseries` would).
 //!
-//! At start, before the hold is released, the broker's seq is raised above the stream's
+//! At start, before ticks are let through, the broker's seq is raised above the stream's
 //! newest: a restarted sim node never reuses a seq, and the jump makes every gateway
 //! resync its clients onto the restored world.
 
@@ -32,10 +32,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Batches the publisher holds, waiting for their ack, before the simulation is held.
-pub(crate) const HOLD_ABOVE: usize = 64;
+/// Batches waiting for their ack above which the simulation defers its ticks.
+pub(crate) const DEFER_TICKS_ABOVE: usize = 64;
 
-/// The sink's bound: what the broker can hand on while the simulation is held (only
+/// The sink's bound: what the broker can hand on while ticks are deferred (only
 /// commands' items arrive then, which the rate limit bounds). When it is full the batch
 /// is counted as unpublished: gateways see the gap and resync.
 pub(crate) const SINK_CAPACITY: usize = 16_384;
@@ -44,10 +44,10 @@ pub(crate) const SINK_CAPACITY: usize = 16_384;
 const RETRY: Duration = Duration::from_millis(250);
 
 /// What `run` wires in before anything starts: the broker's sink and the simulation's
-/// hold (set: no ticks until the stream is reached).
+/// tick deferral flag (set: no ticks until the stream is reached).
 pub(crate) struct SimNodeParts {
     pub sink: crate::broker::BatchSink,
-    pub hold: Arc<AtomicBool>,
+    pub defer_ticks: Arc<AtomicBool>,
     outflow: mpsc::Receiver<Outflow>,
 }
 
@@ -56,7 +56,7 @@ impl SimNodeParts {
         let (sink, outflow) = mpsc::channel(SINK_CAPACITY);
         SimNodeParts {
             sink,
-            hold: Arc::new(AtomicBool::new(true)),
+            defer_ticks: Arc::new(AtomicBool::new(true)),
             outflow,
         }
     }
@@ -116,21 +116,23 @@ async fn raise_seq(stream: &BatchStream, broker: &Addr<Broker>) {
     }
 }
 
-/// Publishes every batch in order; holds the simulation while it cannot keep up: while
-/// a publish fails (NATS away), while more than [`HOLD_ABOVE`] batches wait, and while
-/// the link is down. Released when the link is back and the backlog is small, also
-/// when no batch is waiting (a held simulation makes none).
+/// Publishes every batch in order; defers the simulation's ticks while it cannot keep
+/// up: while a publish fails (NATS away), while more than [`DEFER_TICKS_ABOVE`] batches
+/// wait, and while the link is down. Ticks resume when the link is back and the backlog
+/// is small, also when no batch is waiting (a simulation that defers makes none).
 async fn publish(stream: BatchStream, link: Link, parts: SimNodeParts, metrics: Arc<Metrics>) {
     let SimNodeParts {
-        hold, mut outflow, ..
+        defer_ticks,
+        mut outflow,
+        ..
     } = parts;
     let mut state = link.watch();
-    let release = |waiting: usize, hold: &AtomicBool| {
+    let gate = |waiting: usize, defer_ticks: &AtomicBool| {
         metrics.cluster_lag.set(waiting as i64);
         let up = link.state().is_up();
-        hold.store(waiting > HOLD_ABOVE || !up, Ordering::Release);
+        defer_ticks.store(waiting > DEFER_TICKS_ABOVE || !up, Ordering::Release);
     };
-    release(outflow.len(), &hold);
+    gate(outflow.len(), &defer_ticks);
     loop {
         let flow = tokio::select! {
             flow = outflow.recv() => match flow {
@@ -141,17 +143,23 @@ async fn publish(stream: BatchStream, link: Link, parts: SimNodeParts, metrics: 
                 if changed.is_err() {
                     return;
                 }
-                release(outflow.len(), &hold);
+                gate(outflow.len(), &defer_ticks);
                 continue;
             }
         };
-        publish_one(&stream, &flow, &hold, &metrics).await;
-        release(outflow.len(), &hold);
+        publish_one(&stream, &flow, &defer_ticks, &metrics).await;
+        gate(outflow.len(), &defer_ticks);
     }
 }
 
-/// Publishes one batch, retrying (and holding the simulation) until it is acknowledged.
-async fn publish_one(stream: &BatchStream, flow: &Outflow, hold: &AtomicBool, metrics: &Metrics) {
+/// Publishes one batch, retrying (and deferring the simulation's ticks) until it is
+/// acknowledged.
+async fn publish_one(
+    stream: &BatchStream,
+    flow: &Outflow,
+    defer_ticks: &AtomicBool,
+    metrics: &Metrics,
+) {
     let seq = flow.batch.seq;
     let payload = match codec::encode_flow(&flow.batch, flow.end_of_delivery) {
         Ok(p) => Bytes::from(p),
@@ -163,9 +171,9 @@ async fn publish_one(stream: &BatchStream, flow: &Outflow, hold: &AtomicBool, me
     };
     let mut failures = 0u32;
     while let Err(e) = stream.publish_batch(seq, payload.clone()).await {
-        hold.store(true, Ordering::Release);
+        defer_ticks.store(true, Ordering::Release);
         if failures.is_multiple_of(20) {
-            log::warn!("cluster: publishing batch {seq}: {e}; holding the simulation");
+            log::warn!("cluster: publishing batch {seq}: {e}; deferring ticks");
         }
         failures += 1;
         actix::clock::sleep(RETRY).await;

@@ -50,6 +50,9 @@ pub enum RunError {
 /// last save.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 const SAVE_WAIT: Duration = Duration::from_secs(10);
+/// How long the shutdown waits for a cluster node's leave to reach NATS
+/// (`cluster::presence`); past it, the other nodes expire this node's roster.
+const LEAVE_WAIT: Duration = Duration::from_millis(500);
 
 /// Starts a node on `listener` and serves it until `shutdown` resolves (or the server
 /// stops); then closes every session with 1001 and saves the world. Must be called
@@ -77,6 +80,8 @@ pub struct Running {
     pool: Arc<conn::Pool>,
     /// The simulation's, the broker's and the cluster's threads; stopped with the node.
     pub arbiters: Vec<Arbiter>,
+    /// A cluster node's leave, announced by the graceful shutdown (`None` standalone).
+    presence_leave: Option<cluster::presence::Leave>,
     /// Whether the listener speaks TLS (`https://`, `wss://`).
     pub tls: bool,
     /// The data directory's lock: released when this is dropped.
@@ -110,6 +115,7 @@ impl Running {
             broker,
             pool,
             arbiters,
+            presence_leave,
             _data_lock,
             ..
         } = self;
@@ -121,7 +127,8 @@ impl Running {
             ended = &mut served => ended,
             () = shutdown => {
                 log::info!("shutting down");
-                shut_down(&handle, &broker, sim.as_ref(), &pool).await;
+                let leave = presence_leave.as_ref();
+                shut_down(&handle, &broker, sim.as_ref(), &pool, leave).await;
                 served.await
             }
         };
@@ -135,7 +142,8 @@ impl Running {
     }
 }
 
-/// Stop accepting; close every session with 1001 (jammed ones get their socket shut
+/// Stop accepting; on a cluster node, tell the others this node's sessions are gone
+/// (an empty roster, bounded by [`LEAVE_WAIT`]); close every session with 1001 (jammed ones get their socket shut
 /// down); give the close frames a moment to leave; save the world; stop the server.
 /// Bounded in time even with jammed clients.
 async fn shut_down(
@@ -143,8 +151,12 @@ async fn shut_down(
     broker: &Addr<Broker>,
     sim: Option<&Addr<Simulation>>,
     pool: &conn::Pool,
+    presence_leave: Option<&cluster::presence::Leave>,
 ) {
     server.pause().await;
+    if let Some(leave) = presence_leave {
+        leave.announce(LEAVE_WAIT).await;
+    }
     match broker.send(broker::CloseAll).await {
         Ok(n) => log::info!("shutting down: closing {n} sessions"),
         Err(e) => log::warn!("shutting down: broker unavailable: {e}"),
@@ -194,11 +206,12 @@ pub fn start(listener: TcpListener, config: Config) -> Result<Running, RunError>
         first_session_id,
     );
     let mut arbiters = core.arbiters;
-    arbiters.extend(cluster::presence::start(
-        &config.cluster,
-        shared.presence.clone(),
-        first_session_id,
-    ));
+    let presence_exchange =
+        cluster::presence::start(&config.cluster, shared.presence.clone(), first_session_id);
+    let presence_leave = presence_exchange.map(|(arbiter, leave)| {
+        arbiters.push(arbiter);
+        leave
+    });
     let state = actix_web::web::Data::new(http::AppState {
         shared,
         websocket_enabled: config.server.websocket_enabled,
@@ -217,6 +230,7 @@ pub fn start(listener: TcpListener, config: Config) -> Result<Running, RunError>
         broker: core.broker,
         pool,
         arbiters,
+        presence_leave,
         tls,
         _data_lock: core.lock,
     })
@@ -290,8 +304,10 @@ fn start_core(
     let world = match role {
         ClusterRole::Gateway => start_remote_world(config, metrics, &broker_addr),
         ClusterRole::Standalone | ClusterRole::Sim => {
-            let hold = sim_node.as_ref().map(|parts| Arc::clone(&parts.hold));
-            start_simulation(config, metrics, &broker_addr, hold)?
+            let defer_ticks = sim_node
+                .as_ref()
+                .map(|parts| Arc::clone(&parts.defer_ticks));
+            start_simulation(config, metrics, &broker_addr, defer_ticks)?
         }
     };
     let mut broker = Broker::new(
@@ -335,13 +351,13 @@ fn start_core(
 }
 
 /// A standalone server's or sim node's world: restored from the data directory (or
-/// new), run by the simulation actor on an arbiter of its own. `hold`: a sim node's
-/// switch that holds ticks while the cluster stream is away.
+/// new), run by the simulation actor on an arbiter of its own. `defer_ticks`: a sim
+/// node's flag, set while the cluster stream is away or behind, that defers ticks.
 fn start_simulation(
     config: &Config,
     metrics: &Arc<Metrics>,
     broker: &Addr<Broker>,
-    hold: Option<Arc<std::sync::atomic::AtomicBool>>,
+    defer_ticks: Option<Arc<std::sync::atomic::AtomicBool>>,
 ) -> Result<WorldSide, RunError> {
     let restored = world::restore_world(config)?;
     let audit = world::open_audit(restored.store.as_ref(), metrics)?;
@@ -352,8 +368,8 @@ fn start_simulation(
     let sim = Simulation::start_in_arbiter(&arbiter.handle(), move |_| {
         let sim = Simulation::new(state, sim_broker, sim_metrics, persistence, audit)
             .with_history(history.0, history.1);
-        match hold {
-            Some(hold) => sim.with_hold(hold),
+        match defer_ticks {
+            Some(flag) => sim.with_tick_deferral(flag),
             None => sim,
         }
     });

@@ -28,6 +28,7 @@ use super::transport::{
     Inbound, InboundFailure, Incoming, Outgoing, WriteEvent, WriteTask, Writer,
 };
 use super::{Registration, SessionShared};
+use crate::broker::last_seen;
 use crate::broker::{
     CloseSession, RequestSnapshot, ResumeFrom, SessionId, SetTopics, SnapshotRoute,
 };
@@ -44,7 +45,7 @@ use actix_http::ws::{self, CloseCode, CloseReason, Item};
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -136,11 +137,13 @@ impl Session {
     fn send_text(&mut self, ctx: &mut Context<Self>, text: impl Into<bytestring::ByteString>) {
         if self.out.borrow_mut().text(text).is_err() {
             log::info!("session {}: not reading its replies; closing", self.id);
-            self.shared
-                .metrics
-                .evictions
-                .with_label_values(&["slow"])
-                .inc();
+            if last_seen::claim_end(&self.last_seen) {
+                self.shared
+                    .metrics
+                    .evictions
+                    .with_label_values(&["slow"])
+                    .inc();
+            }
             return self.close(ctx, crate::protocol::close::POLICY, "Slow consumer");
         }
         self.shared.metrics.messages_sent.inc();
@@ -176,7 +179,10 @@ impl Session {
 
     /// Counts `why` and closes with its code and reason.
     fn reject(&mut self, ctx: &mut Context<Self>, why: Reject) {
-        why.count(&self.shared.metrics);
+        // Counted once: the broker's sweep may have ended this session first.
+        if last_seen::claim_end(&self.last_seen) {
+            why.count(&self.shared.metrics);
+        }
         self.close(ctx, why.code(), why.reason());
     }
 
@@ -421,7 +427,7 @@ impl Session {
         if self.server_closed {
             return;
         }
-        let silent = clock::now_ms().saturating_sub(self.last_seen.load(Ordering::Acquire));
+        let silent = last_seen::silent_for(&self.last_seen, clock::now_ms());
         let timeout = self.shared.client_timeout.as_millis() as u64;
         if silent < timeout {
             let left = timeout - silent;
@@ -597,7 +603,7 @@ impl Session {
 
 impl StreamHandler<Result<Incoming, InboundFailure>> for Session {
     fn handle(&mut self, msg: Result<Incoming, InboundFailure>, ctx: &mut Self::Context) {
-        self.last_seen.store(clock::now_ms(), Ordering::Release);
+        last_seen::touch(&self.last_seen, clock::now_ms());
         if self.out.borrow().is_closing() {
             // Closing already: only the close frame and the shutdown are left.
             return;

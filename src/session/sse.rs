@@ -20,7 +20,7 @@
 
 use super::auth::Identity;
 use super::{Registration, SessionShared};
-use crate::broker::{CloseSession, Deliver, ResumeFrom, SessionId};
+use crate::broker::{last_seen, CloseSession, Deliver, ResumeFrom, SessionId};
 use crate::clock;
 use crate::conn::{ConnHandle, PoolPermit};
 use crate::presence::PushPresence;
@@ -28,7 +28,7 @@ use crate::protocol::{Role, TransportKind};
 use crate::topics::TopicSet;
 use actix::prelude::*;
 use actix_web::web::Bytes;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -90,15 +90,18 @@ impl SseSession {
     fn push(&mut self, chunk: Bytes, ctx: &mut Context<Self>) {
         match self.tx.try_send(chunk) {
             Ok(()) => {
-                self.last_seen.store(clock::now_ms(), Ordering::Release);
+                last_seen::touch(&self.last_seen, clock::now_ms());
                 self.shared.metrics.messages_sent.inc();
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.shared
-                    .metrics
-                    .evictions
-                    .with_label_values(&["slow"])
-                    .inc();
+                // Counted once: the broker's sweep may have ended this session first.
+                if last_seen::claim_end(&self.last_seen) {
+                    self.shared
+                        .metrics
+                        .evictions
+                        .with_label_values(&["slow"])
+                        .inc();
+                }
                 log::info!("sse session {} is not keeping up; closing", self.id);
                 ctx.stop();
             }

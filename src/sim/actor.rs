@@ -64,9 +64,10 @@ pub struct Simulation {
     journal_backlog: VecDeque<WriteRequest<SimState>>,
     ticks_since_snapshot: u64,
     audit: AuditLog,
-    /// A sim node's hold (`cluster::sim_node`): set while the cluster stream cannot
-    /// take batches; ticks are deferred meanwhile, as when the broker is behind.
-    hold: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// A sim node's tick deferral flag (`cluster::sim_node`): set while the cluster
+    /// stream cannot take batches; ticks are deferred meanwhile, as when the broker is
+    /// behind.
+    defer_ticks: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// The retained past (`view_at`, `timeline`).
     timeline: super::timeline::Timeline,
     /// One row per retained tick (`GET /api/timeseries`).
@@ -100,7 +101,7 @@ impl Simulation {
             fired_breakpoint: None,
             state,
             audit,
-            hold: None,
+            defer_ticks: None,
         }
     }
 
@@ -111,15 +112,15 @@ impl Simulation {
         self
     }
 
-    /// Defers ticks while `hold` is set (a sim node's stream publisher is behind).
-    pub fn with_hold(mut self, hold: Arc<std::sync::atomic::AtomicBool>) -> Self {
-        self.hold = Some(hold);
+    /// Defers ticks while `defer_ticks` is set (a sim node's stream publisher is behind).
+    pub fn with_tick_deferral(mut self, defer_ticks: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.defer_ticks = Some(defer_ticks);
         self
     }
 
-    fn held(&self) -> bool {
-        let held = |h: &Arc<std::sync::atomic::AtomicBool>| h.load(Ordering::Acquire);
-        self.hold.as_ref().is_some_and(held)
+    fn ticks_deferred(&self) -> bool {
+        let set = |flag: &Arc<std::sync::atomic::AtomicBool>| flag.load(Ordering::Acquire);
+        self.defer_ticks.as_ref().is_some_and(set)
     }
 
     fn period(&self) -> Duration {
@@ -145,7 +146,10 @@ impl Simulation {
             this.next_tick = None;
             if !this.state.paused {
                 this.drain_journal();
-                if this.outbox.is_empty() && this.journal_backlog.is_empty() && !this.held() {
+                if this.outbox.is_empty()
+                    && this.journal_backlog.is_empty()
+                    && !this.ticks_deferred()
+                {
                     let (items, done) = this.advance(1);
                     this.publish(
                         ctx,

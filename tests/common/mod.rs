@@ -1,9 +1,10 @@
 //! Shared harness for integration tests: a real server on 127.0.0.1:0 in its own
 //! thread and actix System, and a tokio-tungstenite client with timeouts everywhere.
 //! `process`: the real binary as a child process; `nats`: a real nats-server with
-//! JetStream (issue 11).
+//! JetStream (issue 11); `cluster`: a cluster node's config and joins.
 #![allow(dead_code)]
 
+pub(crate) mod cluster;
 pub(crate) mod nats;
 pub(crate) mod process;
 use futures_util::{SinkExt, StreamExt};
