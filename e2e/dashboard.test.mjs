@@ -411,9 +411,16 @@ describe('dashboard over WebSocket', () => {
       s.dispatchEvent(new Event('input', { bubbles: true }));
     }, target);
     await page.waitForSelector('#past-banner:not([hidden])', { timeout: 5000 });
+    // The rewind's resync snapshot, caught as it arrives: the live world ticks on after
+    // it, so reading the tick later would race a loaded machine.
+    await page.evaluate(() => {
+      window.__rewoundTo = null;
+      window.__simcast.store.on('snapshot', (d) => { if (d.resync) window.__rewoundTo = d.tick; });
+    });
     await page.click('#btn-rewind');
     await page.waitForSelector('#past-banner', { state: 'hidden', timeout: 5000 });
-    await page.waitForFunction((t) => window.__simcast.store.tick <= t + 2, target, { timeout: 5000 });
+    await page.waitForFunction(() => window.__rewoundTo !== null, null, { timeout: 5000 });
+    assert.equal(await page.evaluate(() => window.__rewoundTo), target);
     await page.waitForFunction(
       () => [...document.querySelectorAll('#event-log li')].some((li) => /rewound the world to tick/.test(li.textContent)),
       null, { timeout: 5000 },
