@@ -102,7 +102,7 @@ impl Running {
     }
 
     /// Serves until `shutdown` resolves or the server stops by itself, then shuts down
-    /// gracefully (see [`Running::shut_down`]) and stops the node's threads.
+    /// gracefully (`shut_down`) and stops the node's threads.
     pub async fn serve_until(self, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
         let Running {
             server,
