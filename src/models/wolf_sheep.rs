@@ -218,7 +218,8 @@ pub struct WolfSheep {
     /// Every living animal, by id (ids only grow, so this is also birth order).
     animals: BTreeMap<u64, Animal>,
     grass_grown: Vec<bool>,
-    /// For a cell without grown grass: the tick after whose step it is grown again.
+    /// For a cell without grown grass: the tick after whose step and census it is grown
+    /// again (it is grown when the next tick starts).
     grass_regrows_at: Vec<u64>,
     /// Ids of the sheep in each cell, in arrival order.
     sheep_at: Vec<Vec<u64>>,
@@ -301,9 +302,17 @@ impl WolfSheep {
         }
     }
 
-    /// One tick: all sheep act, then all wolves, then grass due now regrows.
+    /// One tick: grass due by the tick before regrows, then all sheep act, then all
+    /// wolves. Grass due at tick `t` regrows at the start of `t + 1`, not at the end of
+    /// `t`: Mesa runs the regrowth event after the step (and its census) of `t`.
     pub fn step(&mut self) {
         self.tick += 1;
+        let now = self.tick;
+        for (grown, at) in self.grass_grown.iter_mut().zip(&self.grass_regrows_at) {
+            if !*grown && *at < now {
+                *grown = true;
+            }
+        }
         for kind in [Kind::Sheep, Kind::Wolf] {
             let mut order: Vec<u64> = self
                 .animals
@@ -314,12 +323,6 @@ impl WolfSheep {
             order.shuffle(&mut self.rng);
             for id in order {
                 self.act(id);
-            }
-        }
-        let now = self.tick;
-        for (grown, at) in self.grass_grown.iter_mut().zip(&self.grass_regrows_at) {
-            if !*grown && *at == now {
-                *grown = true;
             }
         }
     }
@@ -534,12 +537,16 @@ mod tests {
         w.grass_grown.iter_mut().for_each(|g| *g = true);
         w.grass_grown[5] = false;
         w.grass_regrows_at[5] = 3;
-        for _ in 0..2 {
+        for _ in 0..3 {
             w.step();
-            assert_eq!(w.census().grass, 399);
+            assert_eq!(w.census().grass, 399, "tick {}", w.tick());
         }
         w.step();
-        assert_eq!(w.census().grass, 400, "grown after the step of tick 3");
+        assert_eq!(
+            w.census().grass,
+            400,
+            "due at 3: grown from the census of 4"
+        );
     }
 
     #[test]
