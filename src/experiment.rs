@@ -15,7 +15,8 @@ use crate::sim::World;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::Duration;
 
 /// The models `simcast run --model` knows.
 pub const MODELS: &[&str] = &["town", "wolf_sheep"];
@@ -292,10 +293,16 @@ pub fn run(plan: &Plan, threads: usize, progress: impl Fn(f64)) -> Result<String
     let next = AtomicU64::new(0);
     let mut parts: Vec<Option<Result<String, ExperimentError>>> = vec![None; plan.runs.len()];
     let threads = threads.clamp(1, plan.runs.len().max(1));
+    // Each worker holds a sender and drops it when it ends: the channel disconnects the
+    // moment the last run is done (nothing is ever sent; capacity 0).
+    let (alive_tx, alive_rx) = std::sync::mpsc::sync_channel::<()>(0);
+    let (next, done) = (&next, &done);
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
-                scope.spawn(|| {
+                let alive = alive_tx.clone();
+                scope.spawn(move || {
+                    let _alive = alive;
                     let mut mine = Vec::new();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed) as usize;
@@ -303,19 +310,14 @@ pub fn run(plan: &Plan, threads: usize, progress: impl Fn(f64)) -> Result<String
                             return mine;
                         };
                         let run = plan.numbered.then_some(i + 1);
-                        mine.push((i, run_one(params, plan.ticks, run, &done)));
+                        mine.push((i, run_one(params, plan.ticks, run, done)));
                     }
                 })
             })
             .collect();
-        let started = Instant::now();
-        let mut last = started;
-        while workers.iter().any(|w| !w.is_finished()) {
-            std::thread::sleep(Duration::from_millis(50));
-            if last.elapsed() >= Duration::from_secs(1) {
-                last = Instant::now();
-                progress(done.load(Ordering::Relaxed) as f64 / total as f64);
-            }
+        drop(alive_tx);
+        while let Err(RecvTimeoutError::Timeout) = alive_rx.recv_timeout(Duration::from_secs(1)) {
+            progress(done.load(Ordering::Relaxed) as f64 / total as f64);
         }
         for worker in workers {
             for (i, text) in worker.join().unwrap_or_default() {

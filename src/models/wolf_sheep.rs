@@ -369,32 +369,41 @@ impl WolfSheep {
     /// Where an animal in `cell` moves to (or `cell` for a sheep hemmed in by wolves).
     fn destination(&mut self, kind: Kind, cell: u32) -> u32 {
         let around = self.neighbours(cell);
-        let mut choices: Vec<u32> = match kind {
-            Kind::Sheep => {
-                let safe: Vec<u32> = around
-                    .into_iter()
-                    .filter(|c| self.wolves_at[*c as usize] == 0)
-                    .collect();
-                let grassy: Vec<u32> = safe
-                    .iter()
-                    .copied()
-                    .filter(|c| self.grass_grown[*c as usize])
-                    .collect();
-                if grassy.is_empty() {
-                    safe
-                } else {
-                    grassy
+        // The candidates, best class first: (cells, how many) on the stack.
+        let pick = |keep: &dyn Fn(u32) -> bool| {
+            let mut out = [0u32; 4];
+            let mut n = 0;
+            for c in around {
+                if keep(c) {
+                    out[n] = c;
+                    n += 1;
                 }
             }
-            Kind::Wolf => around
-                .into_iter()
-                .filter(|c| !self.sheep_at[*c as usize].is_empty())
-                .collect(),
+            (out, n)
         };
-        if choices.is_empty() && kind == Kind::Wolf {
-            choices = around.to_vec();
+        let (choices, n) = match kind {
+            Kind::Sheep => {
+                let safe = |c: u32| self.wolves_at[c as usize] == 0;
+                let grassy = pick(&|c| safe(c) && self.grass_grown[c as usize]);
+                if grassy.1 > 0 {
+                    grassy
+                } else {
+                    pick(&safe)
+                }
+            }
+            Kind::Wolf => {
+                let prey = pick(&|c| !self.sheep_at[c as usize].is_empty());
+                if prey.1 > 0 {
+                    prey
+                } else {
+                    (around, 4)
+                }
+            }
+        };
+        if n == 0 {
+            return cell;
         }
-        choices.choose(&mut self.rng).copied().unwrap_or(cell)
+        choices[self.rng.gen_range(0..n)]
     }
 
     fn relocate(&mut self, id: u64, kind: Kind, from: u32, to: u32) {
