@@ -21,7 +21,6 @@
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeMap;
 
 /// The model's params, by name, in the order `--set` lists them.
 pub const PARAM_NAMES: &[&str] = &[
@@ -215,14 +214,16 @@ pub struct WolfSheep {
     rng: ChaCha8Rng,
     tick: u64,
     next_id: u64,
-    /// Every living animal, by id (ids only grow, so this is also birth order).
-    animals: BTreeMap<u64, Animal>,
+    /// The animals in id order (ids only grow, so this is also birth order); those
+    /// that died this tick stay, marked in `alive`, until the tick ends.
+    animals: Vec<Animal>,
+    alive: Vec<bool>,
     grass_grown: Vec<bool>,
     /// For a cell without grown grass: the tick after whose step and census it is grown
     /// again (it is grown when the next tick starts).
     grass_regrows_at: Vec<u64>,
-    /// Ids of the sheep in each cell, in arrival order.
-    sheep_at: Vec<Vec<u64>>,
+    /// Indexes in `animals` of the sheep in each cell.
+    sheep_at: Vec<Vec<u32>>,
     wolves_at: Vec<u32>,
 }
 
@@ -238,7 +239,8 @@ impl WolfSheep {
             rng,
             tick: 0,
             next_id: 1,
-            animals: BTreeMap::new(),
+            animals: Vec::new(),
+            alive: Vec::new(),
             grass_grown: vec![false; cells],
             grass_regrows_at: vec![0; cells],
             sheep_at: vec![Vec::new(); cells],
@@ -289,7 +291,10 @@ impl WolfSheep {
 
     /// The living animals in id order.
     pub fn animals(&self) -> impl Iterator<Item = &Animal> {
-        self.animals.values()
+        self.animals
+            .iter()
+            .zip(&self.alive)
+            .filter_map(|(a, alive)| alive.then_some(a))
     }
 
     pub fn census(&self) -> Census {
@@ -297,7 +302,7 @@ impl WolfSheep {
         Census {
             tick: self.tick,
             sheep,
-            wolf: self.animals.len() as u32 - sheep,
+            wolf: self.wolves_at.iter().sum(),
             grass: self.grass_grown.iter().filter(|g| **g).count() as u32,
         }
     }
@@ -314,15 +319,32 @@ impl WolfSheep {
             }
         }
         for kind in [Kind::Sheep, Kind::Wolf] {
-            let mut order: Vec<u64> = self
-                .animals
-                .values()
-                .filter(|a| a.kind == kind)
-                .map(|a| a.id)
+            let mut order: Vec<u32> = (0..self.animals.len() as u32)
+                .filter(|i| self.alive[*i as usize] && self.animals[*i as usize].kind == kind)
                 .collect();
             order.shuffle(&mut self.rng);
-            for id in order {
-                self.act(id);
+            for i in order {
+                self.act(i);
+            }
+        }
+        self.compact();
+    }
+
+    /// Drops the animals that died this tick and re-indexes the sheep by cell (each
+    /// cell's list in id order).
+    fn compact(&mut self) {
+        if self.alive.iter().all(|a| *a) {
+            return;
+        }
+        let alive = std::mem::take(&mut self.alive);
+        let mut keep = alive.iter();
+        self.animals
+            .retain(|_| keep.next().copied().unwrap_or(false));
+        self.alive = vec![true; self.animals.len()];
+        self.sheep_at.iter_mut().for_each(Vec::clear);
+        for (i, a) in self.animals.iter().enumerate() {
+            if a.kind == Kind::Sheep {
+                self.sheep_at[a.cell as usize].push(i as u32);
             }
         }
     }
@@ -330,8 +352,9 @@ impl WolfSheep {
     fn add(&mut self, kind: Kind, cell: u32, energy: f64) {
         let id = self.next_id;
         self.next_id += 1;
+        let index = self.animals.len() as u32;
         match kind {
-            Kind::Sheep => self.sheep_at[cell as usize].push(id),
+            Kind::Sheep => self.sheep_at[cell as usize].push(index),
             Kind::Wolf => self.wolves_at[cell as usize] += 1,
         }
         let animal = Animal {
@@ -340,16 +363,18 @@ impl WolfSheep {
             cell,
             energy,
         };
-        self.animals.insert(id, animal);
+        self.animals.push(animal);
+        self.alive.push(true);
     }
 
-    fn remove(&mut self, id: u64) {
-        let Some(animal) = self.animals.remove(&id) else {
+    fn remove(&mut self, index: u32) {
+        let i = index as usize;
+        if !std::mem::replace(&mut self.alive[i], false) {
             return;
-        };
-        let cell = animal.cell as usize;
-        match animal.kind {
-            Kind::Sheep => self.sheep_at[cell].retain(|s| *s != id),
+        }
+        let cell = self.animals[i].cell as usize;
+        match self.animals[i].kind {
+            Kind::Sheep => self.sheep_at[cell].retain(|s| *s != index),
             Kind::Wolf => self.wolves_at[cell] -= 1,
         }
     }
@@ -406,55 +431,48 @@ impl WolfSheep {
         choices[self.rng.gen_range(0..n)]
     }
 
-    fn relocate(&mut self, id: u64, kind: Kind, from: u32, to: u32) {
+    fn relocate(&mut self, index: u32, kind: Kind, from: u32, to: u32) {
         if from == to {
             return;
         }
         match kind {
             Kind::Sheep => {
-                self.sheep_at[from as usize].retain(|s| *s != id);
-                self.sheep_at[to as usize].push(id);
+                self.sheep_at[from as usize].retain(|s| *s != index);
+                self.sheep_at[to as usize].push(index);
             }
             Kind::Wolf => {
                 self.wolves_at[from as usize] -= 1;
                 self.wolves_at[to as usize] += 1;
             }
         }
-        if let Some(a) = self.animals.get_mut(&id) {
-            a.cell = to;
-        }
+        self.animals[index as usize].cell = to;
     }
 
     /// What one animal does in its turn (nothing if it was eaten earlier this tick).
-    fn act(&mut self, id: u64) {
-        let Some(&Animal { kind, cell, .. }) = self.animals.get(&id) else {
+    fn act(&mut self, index: u32) {
+        let i = index as usize;
+        if !self.alive[i] {
             return;
-        };
+        }
+        let Animal { kind, cell, .. } = self.animals[i];
         let to = self.destination(kind, cell);
-        self.relocate(id, kind, cell, to);
-        let starves = kind == Kind::Wolf || self.params.grass;
+        self.relocate(index, kind, cell, to);
         let gain = self.feed(kind, to);
-        let (p_reproduce, energy) = {
-            let p = match kind {
-                Kind::Sheep => self.params.sheep_reproduce,
-                Kind::Wolf => self.params.wolf_reproduce,
-            };
-            let Some(a) = self.animals.get_mut(&id) else {
-                return;
-            };
-            if starves {
-                a.energy -= 1.0;
-            }
-            a.energy += gain;
-            (p, a.energy)
+        let (p_reproduce, starves) = match kind {
+            Kind::Sheep => (self.params.sheep_reproduce, self.params.grass),
+            Kind::Wolf => (self.params.wolf_reproduce, true),
         };
+        let a = &mut self.animals[i];
+        if starves {
+            a.energy -= 1.0;
+        }
+        a.energy += gain;
+        let energy = a.energy;
         if energy < 0.0 {
-            self.remove(id);
+            self.remove(index);
         } else if self.rng.gen::<f64>() < p_reproduce {
             let half = energy / 2.0;
-            if let Some(a) = self.animals.get_mut(&id) {
-                a.energy = half;
-            }
+            self.animals[i].energy = half;
             self.add(kind, to, half);
         }
     }
