@@ -65,7 +65,7 @@ def run_mesa(seeds, ticks):
 def run_simcast(binary, seeds, ticks, work):
     """Trajectories per seed, the seconds `simcast run` reports for its runs, the
     process's whole wall time (start, runs, CSV written), and the command."""
-    out = os.path.join(work, "simcast-wolf-sheep.csv")
+    out = os.path.join(work, f"simcast-wolf-sheep-{ticks}-ticks.csv")
     command = [binary, "run", "--model", "wolf_sheep", "--ticks", str(ticks),
                "--out", out, "--sweep", f"seed=1..{seeds}", "--threads", "1"]
     for key, value in PARAMS.items():
