@@ -6,7 +6,7 @@
 # Usage: scripts/bench.sh [--quick] [--no-criterion] [--only NAME] [NAME]
 #   --quick         shorter runs and a shorter client curve (smoke the script itself)
 #   --no-criterion  skip `cargo bench`
-#   --only NAME     one scenario: criterion|curve|batchsize|idle|idle-empty|tick|stalled|cluster|ab|
+#   --only NAME     one scenario: criterion|curve|batchsize|idle|idle-empty|tick|stalled|cluster|ab|models|
 #                   alloc|side-by-side (alloc: mimalloc vs glibc malloc, back to back;
 #                   rebuilds twice). A bare NAME is the same as --only NAME.
 #   side-by-side    simcast and the lean baseline broadcaster (../shared/peers/
@@ -20,6 +20,10 @@
 #                   run): AB_SERVERS="LABEL=BINARY ..." (default: this build),
 #                   AB_CASE=19000:200, AB_REPEAT=3; SERVER_LOG=trace-filter for the
 #                   servers' RUST_LOG (e.g. warn,simcast::broker=trace) (ab.md)
+#   models          Mesa's own wolf–sheep example (PyPI `mesa` in target/mesa-venv, made
+#                   here) against `simcast run --model wolf_sheep`, same params, over
+#                   MESA_SEEDS seeds (default 50) and 300 ticks: statistics and steps/s
+#                   (models.md; scripts/mesa-wolf-sheep.py). Not in the default run.
 #   cluster         one standalone process vs two gateways with the same clients, then
 #                   2 gateways x 15 000 clients (cluster.md; docs/cluster.md). Not in
 #                   the default run (it needs nats-server: scripts/install-nats.sh)
@@ -98,6 +102,21 @@ trap 'exit 130' INT TERM
     echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown) (work tree may differ)"
     echo "load average (1 5 15 min) at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$OUT/machine.txt"
+
+if [ "$ONLY" = "models" ]; then
+    VENV="$TARGET_DIR/mesa-venv"
+    if [ ! -x "$VENV/bin/python" ]; then
+        python3 -m venv "$VENV"
+    fi
+    # mesa.examples imports every example, and one of them needs networkx.
+    "$VENV/bin/pip" install --quiet mesa networkx >&2
+    echo "mesa: $("$VENV/bin/python" -c 'import mesa; print(mesa.__version__)')" | tee -a "$OUT/machine.txt"
+    cargo build --release --bin simcast >&2
+    "$VENV/bin/python" scripts/mesa-wolf-sheep.py --simcast "$SERVER" \
+        --seeds "${MESA_SEEDS:-50}" --ticks 300 --work "$OUT" | tee "$OUT/models.md"
+    echo "results: $OUT" >&2
+    exit 0
+fi
 
 cargo build --release --bin simcast --bin simcast-load >&2
 

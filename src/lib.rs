@@ -23,6 +23,7 @@
 //! - `sim`: the world, its pure state-machine rules, time travel, and the simulation
 //!   actor.
 //! - `experiment`: headless runs of worlds (`simcast run`).
+//! - `models`: built-in models beside the town (wolf–sheep), run headless for now.
 //!
 //! Delivery (imports foundation):
 //! - `broker`: batching, `seq`, history, roster, pacing, snapshot tickets, fan-out
@@ -59,6 +60,7 @@ pub mod experiment;
 mod frame_guard;
 mod http;
 mod metrics;
+pub mod models;
 mod node;
 pub mod persistence;
 pub mod ports;

@@ -54,28 +54,35 @@ enum Cmd {
         data_dir: Option<PathBuf>,
     },
     /// Run worlds with no server, faster than real time, and write their time series
-    /// (one row per tick: clock, characters per state, mean needs) as CSV. The same
-    /// arguments give a byte-identical file; a sweep runs one world per value on every
-    /// core and adds a `run` column.
+    /// (one row per tick; the town: clock, characters per state, mean needs; wolf_sheep:
+    /// sheep, wolves, grass grown) as CSV. The same arguments give a byte-identical
+    /// file; a sweep runs one world per value on every core and adds a `run` column.
     Run {
-        /// World seed.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// Number of characters.
-        #[arg(long, default_value_t = 200)]
-        characters: usize,
+        /// The model: town or wolf_sheep.
+        #[arg(long, default_value = "town")]
+        model: String,
+        /// World seed (default 42).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Number of characters (the town only; default 200).
+        #[arg(long)]
+        characters: Option<usize>,
         /// Ticks to run (one row per tick, tick 0 included).
         #[arg(long)]
         ticks: u64,
         /// Where to write the CSV.
         #[arg(long)]
         out: PathBuf,
-        /// Set a world parameter: seed=N or characters=N (repeatable).
+        /// Set a parameter: seed=N or one of the model's (town: characters=N;
+        /// wolf_sheep: width, initial_sheep, sheep_reproduce, …). Repeatable.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
         /// One world per value: seed=1..20 (inclusive) or characters=100,200.
         #[arg(long, value_name = "KEY=A..B")]
         sweep: Option<String>,
+        /// Threads to spread the runs over (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Print live items from a server, reconnecting and resuming by itself.
     Watch {
@@ -201,40 +208,40 @@ fn raise_fd_limit() {
     }
 }
 
-/// `simcast replay`: rebuilds the world offline and prints `{tick, state_hash, ...}`.
-/// `simcast run`: builds the plan from the flags, runs it, writes the file.
-fn experiment(
-    mut base: simcast::experiment::Params,
+/// The `run` subcommand's flags.
+struct RunArgs<'a> {
+    model: &'a str,
+    seed: Option<u64>,
+    characters: Option<usize>,
     ticks: u64,
-    out: &std::path::Path,
-    sets: &[String],
-    sweep: Option<&str>,
-) -> ExitCode {
-    use simcast::experiment::{parse_set, parse_sweep, run, Plan};
+    out: &'a std::path::Path,
+    sets: &'a [String],
+    sweep: Option<&'a str>,
+    threads: Option<usize>,
+}
+
+/// `simcast run`: builds the plan from the flags, runs it, writes the file.
+fn experiment(run_args: RunArgs<'_>) -> ExitCode {
+    use simcast::experiment::{run, Params, Plan};
+    let RunArgs {
+        model,
+        seed,
+        characters,
+        ticks,
+        out,
+        sets,
+        sweep,
+        threads,
+    } = run_args;
     let plan = (|| {
-        for arg in sets {
-            let (key, value) = parse_set(arg)?;
-            base.set(&key, value)?;
+        let mut base = Params::defaults(model)?;
+        if let Some(seed) = seed {
+            base.set("seed", &seed.to_string())?;
         }
-        let Some(sweep) = sweep else {
-            return Ok(Plan {
-                runs: vec![base],
-                ticks,
-                numbered: false,
-            });
-        };
-        let (key, values) = parse_sweep(sweep)?;
-        let mut runs = Vec::new();
-        for value in values {
-            let mut params = base;
-            params.set(&key, value)?;
-            runs.push(params);
+        if let Some(characters) = characters {
+            base.set("characters", &characters.to_string())?;
         }
-        Ok::<_, simcast::experiment::ExperimentError>(Plan {
-            runs,
-            ticks,
-            numbered: true,
-        })
+        Plan::from_args(base, ticks, sets, sweep)
     })();
     let plan = match plan {
         Ok(p) => p,
@@ -244,11 +251,17 @@ fn experiment(
         }
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = cores.min(plan.runs.len()).max(1);
+    let threads = threads.unwrap_or(cores).min(plan.runs.len()).max(1);
     let started = std::time::Instant::now();
-    let csv = run(&plan, threads, |f| {
+    let csv = match run(&plan, threads, |f| {
         eprintln!("simcast run: {:.0} %", f * 100.0)
-    });
+    }) {
+        Ok(csv) => csv,
+        Err(e) => {
+            eprintln!("simcast run: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if let Err(e) = std::fs::write(out, csv) {
         eprintln!("simcast run: writing {}: {e}", out.display());
         return ExitCode::from(1);
@@ -256,7 +269,7 @@ fn experiment(
     let ticks_run = plan.ticks * plan.runs.len() as u64;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "simcast run: {} run(s) of {} ticks in {secs:.2} s ({:.0} ticks/s over {threads} threads) → {}",
+        "simcast run: {} run(s) of {} ticks in {secs:.3} s ({:.0} ticks/s over {threads} threads) → {}",
         plan.runs.len(),
         plan.ticks,
         ticks_run as f64 / secs.max(1e-9),
@@ -265,6 +278,7 @@ fn experiment(
     ExitCode::SUCCESS
 }
 
+/// `simcast replay`: rebuilds the world offline and prints `{tick, state_hash, ...}`.
 fn replay(cli: &Cli, until: Option<u64>, data_dir: Option<PathBuf>) -> ExitCode {
     let dir = match data_dir {
         Some(d) => d,
@@ -378,15 +392,25 @@ fn main() -> ExitCode {
             ref data_dir,
         }) => return replay(&cli, until, data_dir.clone()),
         Some(Cmd::Run {
+            ref model,
             seed,
             characters,
             ticks,
             ref out,
             ref sets,
             ref sweep,
+            threads,
         }) => {
-            let base = simcast::experiment::Params { seed, characters };
-            return experiment(base, ticks, out, sets, sweep.as_deref());
+            return experiment(RunArgs {
+                model,
+                seed,
+                characters,
+                ticks,
+                out,
+                sets,
+                sweep: sweep.as_deref(),
+                threads,
+            })
         }
         Some(cmd) => return run_client(cmd),
         None => {}

@@ -251,3 +251,76 @@ fn headless_runs_are_reproducible_and_sweeps_are_numbered() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown parameter `speed`"));
 }
+
+/// `simcast run --model wolf_sheep`: the same arguments give the same bytes, the census
+/// columns are the model's, and an unknown model or param is refused with what exists.
+#[test]
+fn wolf_sheep_runs_headless_and_unknown_models_and_params_are_refused() {
+    let dir = common::process::temp_dir("wolf-sheep-run");
+    let simcast = |out: &str, extra: &[&str]| {
+        std::process::Command::new(common::process::BIN)
+            .args(["run", "--model", "wolf_sheep", "--ticks", "100", "--out"])
+            .arg(dir.join(out))
+            .args(extra)
+            .output()
+            .expect("runs")
+    };
+    let read = |name: &str, extra: &[&str]| {
+        let done = simcast(name, extra);
+        let err = String::from_utf8_lossy(&done.stderr).into_owned();
+        assert!(done.status.success(), "{err}");
+        std::fs::read_to_string(dir.join(name)).expect("the file")
+    };
+    let args = ["--sweep", "seed=1..4", "--set", "initial_wolves=20"];
+    let a = read("a.csv", &args);
+    assert_eq!(a, read("b.csv", &args), "byte-identical");
+    assert!(
+        a.starts_with("run,tick,sheep,wolf,grass\n1,0,100,20,"),
+        "{a}"
+    );
+    assert_eq!(a.lines().count(), 1 + 4 * 101);
+    let seeds: std::collections::BTreeSet<&str> = a
+        .lines()
+        .filter(|l| l.split(',').nth(1) == Some("100"))
+        .map(|l| l.split_once(',').map_or(l, |(_, rest)| rest))
+        .collect();
+    assert!(seeds.len() > 1, "seeds give different worlds: {seeds:?}");
+    let one = read("one.csv", &["--seed", "3"]);
+    assert!(one.starts_with("tick,sheep,wolf,grass\n0,100,50,"), "{one}");
+
+    let refused = |extra: &[&str], wanted: &[&str]| {
+        let done = simcast("x.csv", extra);
+        let err = String::from_utf8_lossy(&done.stderr).into_owned();
+        assert_eq!(done.status.code(), Some(2), "{err}");
+        for w in wanted {
+            assert!(err.contains(w), "stderr should contain {w}: {err}");
+        }
+    };
+    refused(
+        &["--set", "speed=3"],
+        &[
+            "unknown parameter `speed`",
+            "initial_sheep",
+            "grass_regrowth_time",
+        ],
+    );
+    refused(
+        &["--sweep", "characters=1,2"],
+        &["`characters`", "wolf_reproduce"],
+    );
+    refused(
+        &["--set", "sheep_reproduce=2"],
+        &["sheep_reproduce", "0..=1"],
+    );
+    let other = std::process::Command::new(common::process::BIN)
+        .args(["run", "--model", "boids", "--ticks", "5", "--out"])
+        .arg(dir.join("y.csv"))
+        .output()
+        .expect("runs");
+    assert_eq!(other.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        err.contains("unknown model `boids` (known: town, wolf_sheep)"),
+        "{err}"
+    );
+}

@@ -114,7 +114,7 @@ const LAYERS: &[(&str, &[&str], &[&str])] = &[
         ],
         &[],
     ),
-    ("engine", &["sim", "experiment"], &["foundation"]),
+    ("engine", &["sim", "experiment", "models"], &["foundation"]),
     (
         "delivery",
         &["broker", "presence", "session", "http"],
