@@ -60,7 +60,7 @@ pub mod experiment;
 mod frame_guard;
 mod http;
 mod metrics;
-pub mod models;
+mod models;
 mod node;
 pub mod persistence;
 pub mod ports;

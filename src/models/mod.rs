@@ -9,4 +9,4 @@
 //!
 //! - `wolf_sheep`: wolf–sheep predation after Mesa's own example (docs/models.md).
 
-pub mod wolf_sheep;
+pub(crate) mod wolf_sheep;

@@ -23,7 +23,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 /// The model's params, by name, in the order `--set` lists them.
-pub const PARAM_NAMES: &[&str] = &[
+pub(crate) const PARAM_NAMES: &[&str] = &[
     "width",
     "height",
     "initial_sheep",
@@ -172,24 +172,14 @@ impl Params {
 
 /// What a character is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Sheep,
     Wolf,
 }
 
-impl Kind {
-    /// The state's name on the wire and in the census.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Sheep => "sheep",
-            Kind::Wolf => "wolf",
-        }
-    }
-}
-
 /// One sheep or wolf.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Animal {
+pub(crate) struct Animal {
     pub id: u64,
     pub kind: Kind,
     /// Cell index: `y * width + x`.
@@ -199,7 +189,7 @@ pub struct Animal {
 
 /// The census after a tick: counts per state and the grass grown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Census {
+pub(crate) struct Census {
     pub tick: u64,
     pub sheep: u32,
     pub wolf: u32,
@@ -209,7 +199,7 @@ pub struct Census {
 
 /// The world of wolves, sheep and grass.
 #[derive(Debug, Clone)]
-pub struct WolfSheep {
+pub(crate) struct WolfSheep {
     params: Params,
     rng: ChaCha8Rng,
     tick: u64,
@@ -232,7 +222,7 @@ impl WolfSheep {
     /// uniform in `[0, 2 × gain)` on a uniformly random cell, then each grass patch
     /// grown with probability ½, or else regrowing after `0..grass_regrowth_time`
     /// ticks (0 meaning grown now).
-    pub fn new(params: Params, rng: ChaCha8Rng) -> Result<Self, ParamError> {
+    pub(crate) fn new(params: Params, rng: ChaCha8Rng) -> Result<Self, ParamError> {
         params.validate()?;
         let cells = params.width as usize * params.height as usize;
         let mut world = WolfSheep {
@@ -280,24 +270,22 @@ impl WolfSheep {
         Ok(world)
     }
 
-    pub fn params(&self) -> &Params {
-        &self.params
-    }
-
     /// The ticks stepped so far.
-    pub fn tick(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn tick(&self) -> u64 {
         self.tick
     }
 
     /// The living animals in id order.
-    pub fn animals(&self) -> impl Iterator<Item = &Animal> {
+    #[cfg(test)]
+    pub(crate) fn animals(&self) -> impl Iterator<Item = &Animal> {
         self.animals
             .iter()
             .zip(&self.alive)
             .filter_map(|(a, alive)| alive.then_some(a))
     }
 
-    pub fn census(&self) -> Census {
+    pub(crate) fn census(&self) -> Census {
         let sheep = self.sheep_at.iter().map(|s| s.len() as u32).sum();
         Census {
             tick: self.tick,
@@ -310,7 +298,7 @@ impl WolfSheep {
     /// One tick: grass due by the tick before regrows, then all sheep act, then all
     /// wolves. Grass due at tick `t` regrows at the start of `t + 1`, not at the end of
     /// `t`: Mesa runs the regrowth event after the step (and its census) of `t`.
-    pub fn step(&mut self) {
+    pub(crate) fn step(&mut self) {
         self.tick += 1;
         let now = self.tick;
         for (grown, at) in self.grass_grown.iter_mut().zip(&self.grass_regrows_at) {
