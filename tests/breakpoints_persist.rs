@@ -7,8 +7,8 @@
 
 mod common;
 use common::process::{temp_dir, ServerProcess};
-use common::{Client, OPERATOR, WAIT};
-use serde_json::{json, Value};
+use common::{live, next_hit, ok, Client, OPERATOR, WAIT};
+use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -30,19 +30,6 @@ async fn connect(server: &ServerProcess) -> Client {
     c
 }
 
-async fn ok(c: &mut Client, id: &str, cmd: &str, args: Value) -> Value {
-    let r = c.command(id, cmd, args).await;
-    assert_eq!(r["type"], "reply", "{cmd}: {r}");
-    r["data"].clone()
-}
-
-/// The live world's snapshot data.
-async fn live(c: &mut Client) -> Value {
-    let data = ok(c, "live", "snapshot", json!({})).await;
-    c.next_of("snapshot").await;
-    data
-}
-
 async fn set(c: &mut Client, when: &str) -> u64 {
     let r = ok(c, "b", "break", json!({ "when": when })).await;
     r["breakpoint_id"].as_u64().expect("breakpoint_id")
@@ -58,21 +45,6 @@ async fn listed(c: &mut Client) -> Vec<(u64, String)> {
             (id, b["when"].as_str().unwrap_or("").to_owned())
         })
         .collect()
-}
-
-/// The next `breakpoint_hit` item's data. Read from a client that sends no commands
-/// (`watch`): a client waiting for a reply skips the batches before it.
-async fn next_hit(c: &mut Client) -> Value {
-    loop {
-        let v = c.next_json().await;
-        let items = v["data"].as_array().cloned().unwrap_or_default();
-        let hit = items
-            .iter()
-            .find(|i| i["data"]["event_type"] == "breakpoint_hit");
-        if let Some(item) = hit {
-            return item["data"]["data"].clone();
-        }
-    }
 }
 
 /// Waits until the journal on disk holds the `ticks` entry of a step that a hit of

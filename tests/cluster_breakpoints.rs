@@ -8,7 +8,7 @@ mod common;
 use common::cluster::{config, join};
 use common::nats::NatsServer;
 use common::process::{temp_dir, ServerProcess};
-use common::{Client, OPERATOR, VIEWER, WAIT};
+use common::{next_hit, Client, OPERATOR, VIEWER, WAIT};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -52,20 +52,6 @@ fn wait_for_journal_line(dir: &Path, line: &str) {
         assert!(Instant::now() < deadline, "no {line} in:\n{text}");
         // Pacing of the poll; the loop ends on the line or its deadline.
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The next `breakpoint_hit` item's data.
-async fn next_hit(c: &mut Client) -> Value {
-    loop {
-        let v = c.next_json().await;
-        let items = v["data"].as_array().cloned().unwrap_or_default();
-        let hit = items
-            .iter()
-            .find(|i| i["data"]["event_type"] == "breakpoint_hit");
-        if let Some(item) = hit {
-            return item["data"]["data"].clone();
-        }
     }
 }
 

@@ -5,7 +5,7 @@
 
 mod common;
 use common::process::{temp_dir, ServerProcess, BIN};
-use common::{Client, OPERATOR};
+use common::{ok, Client, OPERATOR};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
@@ -26,12 +26,6 @@ async fn connect(addr: &str) -> (Client, Value) {
     let mut c = Client::connect(&format!("ws://{addr}/ws?token={OPERATOR}")).await;
     let snapshot = c.next_of("snapshot").await;
     (c, snapshot)
-}
-
-async fn ok(c: &mut Client, id: &str, cmd: &str, args: Value) -> Value {
-    let r = c.command(id, cmd, args).await;
-    assert_eq!(r["type"], "reply", "{cmd}: {r}");
-    r["data"].clone()
 }
 
 async fn snapshot(c: &mut Client) -> Value {

@@ -6,19 +6,6 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 
-async fn ok(c: &mut Client, id: &str, cmd: &str, args: Value) -> Value {
-    let r = c.command(id, cmd, args).await;
-    assert_eq!(r["type"], "reply", "{cmd}: {r}");
-    r["data"].clone()
-}
-
-/// The live snapshot now (the `snapshot` command's reply data).
-async fn live(c: &mut Client) -> Value {
-    let data = ok(c, "live", "snapshot", json!({})).await;
-    c.next_of("snapshot").await;
-    data
-}
-
 #[tokio::test]
 async fn view_at_rebuilds_the_live_snapshot_of_a_past_tick() {
     let server = TestServer::start(test_config());

@@ -378,12 +378,7 @@ impl Broker {
                 why.label()
             );
             // A session that ended itself first (its own timeout) has counted its end.
-            if super::last_seen::claim_end(&contact.last_seen) {
-                self.metrics
-                    .evictions
-                    .with_label_values(&[why.label()])
-                    .inc();
-            }
+            super::last_seen::count_eviction(&contact.last_seen, &self.metrics, why.label());
         }
     }
 

@@ -12,6 +12,7 @@
 //! broker shuts the socket down) but counts nothing. One end, one count, the reason
 //! that ended it.
 
+use crate::metrics::Metrics;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Set once the session's end has been counted; timestamps stay far below it.
@@ -30,6 +31,13 @@ pub fn silent_for(last_seen: &AtomicU64, now_ms: u64) -> u64 {
 /// Claims the session's end: `true` for the first caller only, who counts it.
 pub fn claim_end(last_seen: &AtomicU64) -> bool {
     last_seen.fetch_or(END_CLAIMED, Ordering::AcqRel) & END_CLAIMED == 0
+}
+
+/// Counts the session's end as an eviction for `reason`, unless it was counted already.
+pub(crate) fn count_eviction(last_seen: &AtomicU64, metrics: &Metrics, reason: &str) {
+    if claim_end(last_seen) {
+        metrics.evictions.with_label_values(&[reason]).inc();
+    }
 }
 
 #[cfg(test)]

@@ -137,13 +137,7 @@ impl Session {
     fn send_text(&mut self, ctx: &mut Context<Self>, text: impl Into<bytestring::ByteString>) {
         if self.out.borrow_mut().text(text).is_err() {
             log::info!("session {}: not reading its replies; closing", self.id);
-            if last_seen::claim_end(&self.last_seen) {
-                self.shared
-                    .metrics
-                    .evictions
-                    .with_label_values(&["slow"])
-                    .inc();
-            }
+            last_seen::count_eviction(&self.last_seen, &self.shared.metrics, "slow");
             return self.close(ctx, crate::protocol::close::POLICY, "Slow consumer");
         }
         self.shared.metrics.messages_sent.inc();

@@ -95,13 +95,7 @@ impl SseSession {
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 // Counted once: the broker's sweep may have ended this session first.
-                if last_seen::claim_end(&self.last_seen) {
-                    self.shared
-                        .metrics
-                        .evictions
-                        .with_label_values(&["slow"])
-                        .inc();
-                }
+                last_seen::count_eviction(&self.last_seen, &self.shared.metrics, "slow");
                 log::info!("sse session {} is not keeping up; closing", self.id);
                 ctx.stop();
             }

@@ -164,6 +164,35 @@ pub(crate) enum Ended {
     Dropped,
 }
 
+/// Runs a command and returns its reply's data; anything but a `reply` fails the test.
+pub(crate) async fn ok(c: &mut Client, id: &str, cmd: &str, args: Value) -> Value {
+    let r = c.command(id, cmd, args).await;
+    assert_eq!(r["type"], "reply", "{cmd}: {r}");
+    r["data"].clone()
+}
+
+/// The live world now: the `snapshot` command's reply data (its `snapshot` frame read too).
+pub(crate) async fn live(c: &mut Client) -> Value {
+    let data = ok(c, "live", "snapshot", json!({})).await;
+    c.next_of("snapshot").await;
+    data
+}
+
+/// The next `breakpoint_hit` item's data. Read it from a client that sends no commands:
+/// a client waiting for a reply skips the batches before it.
+pub(crate) async fn next_hit(c: &mut Client) -> Value {
+    loop {
+        let v = c.next_json().await;
+        let items = v["data"].as_array().cloned().unwrap_or_default();
+        let hit = items
+            .iter()
+            .find(|i| i["data"]["event_type"] == "breakpoint_hit");
+        if let Some(item) = hit {
+            return item["data"]["data"].clone();
+        }
+    }
+}
+
 impl Client {
     pub(crate) async fn connect(url: &str) -> Client {
         Self::connect_with(url.into_client_request().expect("request")).await
